@@ -1,0 +1,136 @@
+"""Hardware backends: which device, which precision, and how many processes.
+
+One code path serves one process and many. Process groups come from ``accelerate`` (its
+``PartialState`` reads what ``torchrun`` or ``accelerate launch`` set); models are wrapped in
+``DistributedDataParallel`` when more than one process runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Literal
+
+import torch
+from torch import nn
+
+from kd_core.errors import ConfigError
+
+Precision = Literal["fp32", "bf16", "fp16"]
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; anything else is checked and returned."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError("device", "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'", device) from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", "an available device (CUDA is not available here)", device)
+    return chosen
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+class Backend:
+    """Device, precision and distribution for a run.
+
+    ``precision``: ``fp32``; ``bf16`` (autocast, no loss scaling); ``fp16`` (autocast with a
+    gradient scaler). ``distributed``: ``auto`` joins a process group when launched by torchrun or
+    accelerate (``WORLD_SIZE`` > 1), ``none`` never does.
+    """
+
+    def __init__(self, device: str = "auto", precision: Precision = "fp32",
+                 distributed: Literal["auto", "none"] = "auto") -> None:
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise ConfigError("precision", "'fp32', 'bf16' or 'fp16'", precision)
+        if distributed not in ("auto", "none"):
+            raise ConfigError("distributed", "'auto' or 'none'", distributed)
+        self.precision: Precision = precision
+        self._state = None
+        if distributed == "auto" and _world_size() > 1:
+            from accelerate import PartialState
+
+            self._state = PartialState(cpu=device == "cpu")
+            self.device = self._state.device if device == "auto" else pick_device(device)
+        else:
+            self.device = pick_device(device)
+        if precision == "fp16" and self.device.type == "mps":
+            raise ConfigError("precision", "fp32 or bf16 on mps", precision)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
+
+    # -- processes --------------------------------------------------------------------------------
+    @property
+    def world_size(self) -> int:
+        """How many processes train together."""
+        return self._state.num_processes if self._state is not None else 1
+
+    @property
+    def rank(self) -> int:
+        """This process's index."""
+        return self._state.process_index if self._state is not None else 0
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes files and prints."""
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        """Wait for every process."""
+        if self._state is not None:
+            self._state.wait_for_everyone()
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """Move ``model`` to the device, and wrap it in DDP when several processes run."""
+        model.to(self.device)
+        if self.world_size > 1 and any(p.requires_grad for p in model.parameters()):
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        return model
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum ``tensor`` over processes (identity for one process)."""
+        if self.world_size > 1:
+            tensor = tensor.clone()
+            torch.distributed.all_reduce(tensor)
+        return tensor
+
+    # -- precision --------------------------------------------------------------------------------
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The autocast context for forward passes at this precision (a no-op for fp32)."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=_DTYPES[self.precision])
+
+    def to_device(self, batch):
+        """Move every tensor of a (nested) batch to the device."""
+        if isinstance(batch, torch.Tensor):
+            return batch.to(self.device, non_blocking=True)
+        if isinstance(batch, dict):
+            return {k: self.to_device(v) for k, v in batch.items()}
+        if isinstance(batch, list | tuple):
+            return type(batch)(self.to_device(v) for v in batch)
+        return batch
+
+    def describe(self) -> dict:
+        """A JSON-able summary for env.json."""
+        return {"device": str(self.device), "precision": self.precision, "world_size": self.world_size}
+
+    @contextlib.contextmanager
+    def main_first(self) -> Iterator[None]:
+        """Let the main process run the block first (e.g. to build a cache), then the others."""
+        if not self.is_main:
+            self.barrier()
+        yield
+        if self.is_main:
+            self.barrier()

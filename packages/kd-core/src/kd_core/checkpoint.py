@@ -1,0 +1,155 @@
+"""Checkpoints as one safetensors file each, written atomically (temp file, fsync, rename).
+
+Any nested state (model and optimizer state dicts, RNG states, counters) is split into tensors,
+stored as safetensors entries, and a JSON skeleton kept in the file's metadata. Loading never
+unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from kd_core.errors import CheckpointError
+
+_SKELETON = "kd.skeleton"
+_FORMAT = "kd.format"
+
+
+def _flatten(value: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
+    if isinstance(value, torch.Tensor):
+        key = f"t{len(tensors)}"
+        tensors[key] = value.detach().cpu().contiguous()
+        return {"__t__": key}
+    if isinstance(value, np.ndarray):
+        key = f"t{len(tensors)}"
+        tensors[key] = torch.from_numpy(np.ascontiguousarray(value))
+        return {"__np__": key}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            return {"__d__": {k: _flatten(v, tensors, f"{path}.{k}") for k, v in value.items()}}
+        return {"__kv__": [[_flatten(k, tensors, path), _flatten(v, tensors, f"{path}.{k}")]
+                           for k, v in value.items()]}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_flatten(v, tensors, f"{path}[{i}]") for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [_flatten(v, tensors, f"{path}[{i}]") for i, v in enumerate(value)]
+    if value is None or isinstance(value, bool | int | float | str):
+        if isinstance(value, float) and not np.isfinite(value):
+            return {"__f__": repr(value)}
+        return value
+    raise CheckpointError(path or "state", "tensors, arrays, dicts, lists, tuples, numbers or strings",
+                          type(value).__name__)
+
+
+def _unflatten(node: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(node, list):
+        return [_unflatten(v, tensors) for v in node]
+    if isinstance(node, dict):
+        if "__t__" in node:
+            return tensors[node["__t__"]]
+        if "__np__" in node:
+            return tensors[node["__np__"]].numpy()
+        if "__d__" in node:
+            return {k: _unflatten(v, tensors) for k, v in node["__d__"].items()}
+        if "__kv__" in node:
+            return {_unflatten(k, tensors): _unflatten(v, tensors) for k, v in node["__kv__"]}
+        if "__tuple__" in node:
+            return tuple(_unflatten(v, tensors) for v in node["__tuple__"])
+        if "__f__" in node:
+            return float(node["__f__"])
+    return node
+
+
+def save_state(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``state`` to ``path`` atomically: a crash mid-write leaves the previous file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _flatten(state, tensors, "")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(tensors, str(tmp), metadata={_SKELETON: json.dumps(skeleton), _FORMAT: "1"})
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return path
+
+
+def load_state(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint written by ``save_state``; raise ``CheckpointError`` if it is unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError("checkpoint", "an existing checkpoint file", str(path))
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        tensors = load_file(str(path))
+        skeleton = json.loads(metadata[_SKELETON])
+    except (SafetensorError, OSError, KeyError, ValueError, json.JSONDecodeError) as err:
+        raise CheckpointError("checkpoint", "a complete kd checkpoint (safetensors with a kd skeleton)",
+                              str(path), hint=f"the file is corrupt or not a kd checkpoint: {err}") from None
+    return _unflatten(skeleton, tensors)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random state a run depends on: Python, NumPy, torch CPU and CUDA."""
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what ``rng_state`` captured."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_weights(model: torch.nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+    """Write only a model's weights (safetensors, atomically), e.g. for a cached teacher."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+    return path
+
+
+def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
+    """Load weights written by ``save_weights``; raise ``CheckpointError`` if they do not fit."""
+    path = Path(path)
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError("weights", "a readable safetensors file", str(path), hint=str(err)) from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError("weights", f"weights for {type(model).__name__}", str(path),
+                              hint=str(err).splitlines()[0]) from None
+    return model

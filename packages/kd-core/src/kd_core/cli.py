@@ -1,0 +1,152 @@
+"""Command lines: ``kd`` (what is installed, reports) and the shared plumbing of every domain CLI.
+
+A domain package's CLI is ``domain_main("vision")``: it gets ``distill``, ``recipes`` and ``eval``.
+This module imports no torch: ``--help`` and ``recipes`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from kd_core.errors import KDError, RunDirError
+from kd_core.recipes import (
+    RunContext,
+    available_recipes,
+    domains,
+    load_recipe,
+    methods,
+    read_recipe,
+    validate,
+)
+
+
+def _print_recipes(domain: str | None) -> None:
+    for name in [domain] if domain else sorted(domains()):
+        registered = methods(name)
+        recipes = available_recipes(name)
+        if not recipes:
+            print(f"no recipes installed for {name}")
+        for recipe, path in recipes.items():
+            method = read_recipe(path).get("method", "?")
+            summary = registered[method].summary if method in registered else ""
+            print(f"{recipe:24s} {name:10s} method={method:16s} {summary}")
+
+
+def default_out(name: str, resume: bool, root: Path = Path("runs")) -> Path:
+    """``runs/<name>``; if taken, ``runs/<name>-2``, ``-3``, ... (with ``resume``: the newest taken one)."""
+    candidates = [root / name] + [root / f"{name}-{i}" for i in range(2, 1000)]
+    taken = [c for c in candidates if c.exists() and any(c.iterdir())]
+    if resume:
+        if not taken:
+            raise RunDirError("--resume", f"an earlier run under {root / name}", "none found")
+        return taken[-1]
+    return next(c for c in candidates if c not in taken)
+
+
+def _distill(domain: str, args: argparse.Namespace) -> int:
+    overrides = list(args.set or [])
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    method, config = load_recipe(args.recipe, overrides, domain=domain)
+    out = Path(args.out) if args.out else default_out(config.name or method.name, args.resume)
+    plan = method.build(config)
+    run_dir = plan.run(RunContext(out=out, device=args.device, precision=args.precision, resume=args.resume))
+    report = Path(run_dir) / "report.md"
+    print(f"run directory: {run_dir}")
+    if report.is_file():
+        print(f"report: {report}")
+    return 0
+
+
+def _eval(domain: str, args: argparse.Namespace) -> int:
+    run = Path(args.run)
+    data = read_recipe(run / "config.yaml") if (run / "config.yaml").is_file() else None
+    if data is None:
+        raise RunDirError("RUN", "a run directory holding config.yaml", str(run))
+    recipe = data.get("recipe", data)
+    registered = methods(domain)
+    name = recipe.get("method") if isinstance(recipe, dict) else None
+    if name not in registered:
+        raise RunDirError("RUN", f"a run of a {domain} method {sorted(registered)}", name)
+    method = registered[name]
+    plan = method.build(validate(method, recipe))
+    evaluate = getattr(plan, "evaluate", None)
+    if evaluate is None:
+        raise RunDirError("RUN", "a run of a method that supports eval", name)
+    for key, value in evaluate(run, args.device).items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def domain_parser(domain: str) -> argparse.ArgumentParser:
+    """The argument parser shared by every ``kd-<domain>`` command."""
+    parser = argparse.ArgumentParser(prog=f"kd-{domain}", description=f"kd {domain}: distillation recipes")
+    sub = parser.add_subparsers(dest="command", required=True)
+    distill = sub.add_parser("distill", help="run a recipe and write a run directory with a report")
+    distill.add_argument("--recipe", required=True, help="a recipe name (see `recipes`) or a YAML file")
+    distill.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe field")
+    distill.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N")
+    distill.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    distill.add_argument("--seed", type=int, default=None, help="overrides the recipe's seed")
+    distill.add_argument("--out", default=None,
+                         help="run directory (default runs/<recipe name>, or -2, -3, ... if taken)")
+    distill.add_argument("--resume", action="store_true", help="continue the run in --out (default: the newest)")
+    sub.add_parser("recipes", help="list the recipes of this domain")
+    evaluate = sub.add_parser("eval", help="evaluate a finished run's student")
+    evaluate.add_argument("run", help="the run directory")
+    evaluate.add_argument("--device", default="auto")
+    return parser
+
+
+def domain_main(domain: str, argv: Sequence[str] | None = None) -> int:
+    """Entry point body of ``kd-<domain>``: exit status 0, or 2 with a one-line error."""
+    args = domain_parser(domain).parse_args(argv)
+    try:
+        if args.command == "recipes":
+            _print_recipes(domain)
+            return 0
+        if args.command == "distill":
+            return _distill(domain, args)
+        return _eval(domain, args)
+    except KDError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``kd``: list installed domains and recipes, show a run's report."""
+    parser = argparse.ArgumentParser(prog="kd", description="kd: knowledge distillation toolkit")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="installed domains and their recipes")
+    sub.add_parser("recipes", help="every installed recipe, by domain")
+    report = sub.add_parser("report", help="print a run's report")
+    report.add_argument("run", help="the run directory")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            installed = domains()
+            if not installed:
+                print("no kd domain packages installed (pip install kd-vision, kd-nlu, ...)")
+            for name, version in sorted(installed.items()):
+                recipes = sorted(available_recipes(name))
+                print(f"kd-{name} {version}: {', '.join(recipes) if recipes else '(no recipes)'}")
+            return 0
+        if args.command == "recipes":
+            _print_recipes(None)
+            return 0
+        path = Path(args.run) / "report.md"
+        if not path.is_file():
+            raise RunDirError("RUN", "a run directory holding report.md", str(args.run))
+        print(path.read_text())
+        print(f"report: {path}")
+        return 0
+    except KDError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,458 @@
+"""The distillation loop: ``Distiller.fit`` runs phases with their own objectives, optimizers and lengths.
+
+It handles gradient accumulation and clipping, mixed precision, several processes, best and last
+checkpoints written atomically, and resume: a run killed at any point and resumed from its last
+checkpoint ends with the same weights as one that was never interrupted (same device, same seed).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from kd_core.backends import Backend
+from kd_core.checkpoint import load_state, load_weights, rng_state, save_state, save_weights, set_rng_state
+from kd_core.data import IndexedDataset, epoch_batches, in_order
+from kd_core.errors import CheckpointError, ConfigError
+from kd_core.objective import Objective
+from kd_core.runs import RunDir, environment
+from kd_core.signals import CachedTeacher, Forward, Signal, default_forward
+from kd_core.taps import LOGITS, TapSet, select_logits, unwrap
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer, int], Any]
+
+
+def adamw(lr: float = 1e-3, weight_decay: float = 0.0) -> OptimizerFactory:
+    """An AdamW factory (the default optimizer of a phase)."""
+    return lambda params: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def sgd(lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0) -> OptimizerFactory:
+    """An SGD-with-momentum factory."""
+    return lambda params: torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def cosine_lr(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Cosine decay of the learning rate over a phase's optimizer steps."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
+
+
+@dataclass
+class Phase:
+    """One stage of training: an objective, a length in epochs and a fresh optimizer.
+
+    ``restore_best`` loads the phase's best student (by the monitored metric) when the phase ends,
+    as Annealing-KD does before its second phase.
+    """
+
+    name: str
+    objective: Objective
+    epochs: int = 1
+    optimizer: OptimizerFactory = field(default_factory=adamw)
+    scheduler: SchedulerFactory | None = None
+    restore_best: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ConfigError(f"phases[{self.name}].epochs", "an integer ≥ 1", self.epochs)
+
+
+class Callback:
+    """Hooks into ``Distiller.fit``; override what you need."""
+
+    def on_fit_start(self, distiller: Distiller) -> None:
+        """Called once, after checks pass and before the first step."""
+
+    def on_phase_start(self, distiller: Distiller, phase: Phase, total_steps: int) -> None:
+        """Called when a phase starts (or resumes)."""
+
+    def on_step_end(self, distiller: Distiller, logs: dict[str, float]) -> None:
+        """Called after every optimizer step with the logged values."""
+
+    def on_epoch_end(self, distiller: Distiller, logs: dict[str, float]) -> None:
+        """Called after every epoch with its validation metrics."""
+
+    def on_fit_end(self, distiller: Distiller, result: FitResult) -> None:
+        """Called once at the end."""
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` returns: the run folder, the per-epoch history and the best metric per phase."""
+
+    run: RunDir
+    history: list[dict[str, float]]
+    best: dict[str, float]
+    student: nn.Module
+
+
+Evaluator = Callable[[nn.Module, Iterable[Mapping[str, Any]], Forward], dict[str, float]]
+
+
+def classification_evaluator(model: nn.Module, batches: Iterable[Mapping[str, Any]],
+                             forward: Forward) -> dict[str, float]:
+    """Accuracy, NLL, ECE and Brier of ``model`` over ``batches`` (with a ``label`` key)."""
+    from kd_core.metrics import classification_metrics
+
+    logits, labels = [], []
+    model.eval()
+    with torch.inference_mode():
+        for batch in batches:
+            logits.append(select_logits(forward(model, batch)).float().cpu())
+            labels.append(batch["label"].cpu())
+    return classification_metrics(torch.cat(logits), torch.cat(labels))
+
+
+def _detach(out: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach() for k, v in out.items()}
+
+
+def _modules_of(signal: Any) -> list[nn.Module]:
+    found = []
+    for attr in ("model", "teacher", "teachers"):
+        value = getattr(signal, attr, None)
+        if isinstance(value, nn.Module):
+            found.append(value)
+        elif isinstance(value, list):
+            for v in value:
+                found += _modules_of(v)
+        elif value is not None and not isinstance(value, nn.Module):
+            found += _modules_of(value)
+    return found
+
+
+class Distiller:
+    """Trains a student against a teacher signal through one or more phases.
+
+    ``monitor`` (e.g. ``"val/accuracy"``) and ``mode`` pick the best checkpoint; ``checkpoint_every``
+    also writes the last checkpoint every that many optimizer steps (besides every epoch end).
+    """
+
+    def __init__(self, student: nn.Module, phases: Sequence[Phase], teacher: Signal | None = None,
+                 backend: Backend | None = None, callbacks: Sequence[Callback] = (),
+                 batch_size: int = 32, eval_batch_size: int = 256, grad_accum_steps: int = 1,
+                 clip_grad_norm: float | None = None, seed: int = 0, forward: Forward = default_forward,
+                 evaluator: Evaluator = classification_evaluator, monitor: str = "val/accuracy",
+                 mode: str = "max", checkpoint_every: int = 0, num_workers: int = 0,
+                 collate: Callable[[list[Any]], Any] = default_collate) -> None:
+        if not phases:
+            raise ConfigError("phases", "at least one Phase", "none")
+        names = [p.name for p in phases]
+        if len(set(names)) != len(names):
+            raise ConfigError("phases", "unique phase names", names)
+        for argument, value in (("batch_size", batch_size), ("grad_accum_steps", grad_accum_steps),
+                                ("eval_batch_size", eval_batch_size)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(argument, "an integer ≥ 1", value)
+        if clip_grad_norm is not None and not clip_grad_norm > 0:
+            raise ConfigError("clip_grad_norm", "a number > 0 or None", clip_grad_norm)
+        if mode not in ("max", "min"):
+            raise ConfigError("mode", "'max' or 'min'", mode)
+        self.student = student
+        self.phases = list(phases)
+        self.teacher = teacher
+        self.backend = backend or Backend()
+        self.callbacks = list(callbacks)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.grad_accum_steps, self.clip_grad_norm = grad_accum_steps, clip_grad_norm
+        self.seed, self.forward, self.evaluator = seed, forward, evaluator
+        self.monitor, self.mode, self.checkpoint_every = monitor, mode, checkpoint_every
+        self.num_workers, self.collate = num_workers, collate
+        self.global_step = 0
+        self.run: RunDir | None = None
+        self._validate_objectives()
+
+    # -- checks, before anything runs ---------------------------------------------------------------
+    def _validate_objectives(self) -> None:
+        teacher_model = None
+        if self.teacher is not None:
+            modules = _modules_of(self.teacher)
+            teacher_model = modules[0] if len(modules) == 1 else None
+        for phase in self.phases:
+            if phase.objective.needs_teacher and self.teacher is None:
+                raise ConfigError("teacher", f"a teacher signal (phase {phase.name!r} has teacher terms)", None)
+            phase.objective.validate(self.student, teacher_model)
+
+    def _probe_shapes(self, sample: Mapping[str, Any]) -> None:
+        """One eval-mode forward of both models, to reject mismatched logits before training."""
+        if self.teacher is None or not any(p.objective.needs_teacher for p in self.phases):
+            return
+        was_training = self.student.training
+        self.student.eval()
+        with torch.no_grad():
+            s_logits = TapSet(self.student, []).run(self.forward, self.student, sample)[LOGITS]
+            t_logits = (self.teacher.teacher if isinstance(self.teacher, CachedTeacher) else self.teacher)
+            t_out = t_logits(sample) if not getattr(self.teacher, "trainable", False) else None
+        self.student.train(was_training)
+        if t_out is None:
+            return
+        for phase in self.phases:
+            for term in phase.objective.terms:
+                if term.student == LOGITS and term.teacher == LOGITS and \
+                        s_logits.shape[-1] != t_out[LOGITS].shape[-1]:
+                    raise ConfigError("teacher", f"logits over {s_logits.shape[-1]} classes like the student's",
+                                      f"{t_out[LOGITS].shape[-1]} classes",
+                                      hint=f"term {term.name!r} compares teacher and student logits")
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def _loader(self, dataset: Dataset, batches: Sequence[list[int]]) -> DataLoader:
+        # a private generator: iterating must not draw from the global RNG, or a resumed run would diverge
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(dataset, batch_sampler=batches, num_workers=self.num_workers,
+                          collate_fn=self.collate, generator=generator)
+
+    def _batches(self, dataset: Dataset, phase_index: int, epoch: int) -> list[list[int]]:
+        return epoch_batches(len(dataset), self.batch_size, self.seed, phase_index, epoch,
+                             rank=self.backend.rank, world_size=self.backend.world_size)
+
+    def _better(self, value: float, best: float | None) -> bool:
+        if best is None or math.isnan(best):
+            return not math.isnan(value)
+        return value > best if self.mode == "max" else value < best
+
+    def evaluate(self, dataset: Dataset) -> dict[str, float]:
+        """The evaluator's metrics of the student over ``dataset`` (in order, unshuffled)."""
+        indexed = dataset if isinstance(dataset, IndexedDataset) else IndexedDataset(dataset)
+        model = unwrap(self._model) if hasattr(self, "_model") else self.student
+        batches = (self.backend.to_device(b) for b in self._loader(indexed, in_order(len(indexed),
+                                                                                    self.eval_batch_size)))
+        with self.backend.autocast():
+            return self.evaluator(model, batches, self.forward)
+
+    # -- the state a checkpoint holds ---------------------------------------------------------------
+    def _state(self, position: dict[str, int], optimizer, scheduler, best: dict[str, float],
+               history: list[dict[str, float]]) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "student": unwrap(self.student).state_dict(),
+            "objectives": {p.name: p.objective.state_dict() for p in self.phases},
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "scaler": self.backend.scaler.state_dict() if self.backend.scaler.is_enabled() else None,
+            "rng": rng_state(),
+            "position": dict(position),
+            "global_step": self.global_step,
+            "best": dict(best),
+            "history": list(history),
+        }
+        if getattr(self.teacher, "trainable", False):
+            state["teacher"] = unwrap(self.teacher.model).state_dict()
+            state["teacher_optimizer"] = self.teacher.optimizer.state_dict()
+        return state
+
+    def _save(self, name: str, state: dict[str, Any]) -> None:
+        if self.backend.is_main and self.run is not None:
+            save_state(state, self.run.checkpoints / f"{name}.safetensors")
+            self.run.write_json(f"checkpoints/{name}.json", {
+                "position": state["position"], "global_step": state["global_step"], "best": state["best"]})
+        self.backend.barrier()
+
+    # -- training -----------------------------------------------------------------------------------
+    def fit(self, train: Dataset, val: Dataset | None = None, out: str | os.PathLike = "runs/distill",
+            config: dict[str, Any] | None = None, resume: bool = False) -> FitResult:
+        """Train through every phase; write checkpoints, metrics and config under ``out``."""
+        train = IndexedDataset(train)
+        val = IndexedDataset(val) if val is not None else None
+        config = dict(config or {})
+        config.setdefault("seed", self.seed)
+        config.setdefault("phases", [{"name": p.name, "epochs": p.epochs} for p in self.phases])
+        RunDir.create(out, config, resume=resume, write=False)  # checks only: nothing written yet
+        resume_state = None
+        if resume:
+            last = Path(out) / "checkpoints" / "last.safetensors"
+            if last.is_file():
+                resume_state = load_state(last)
+
+        device = self.backend.device
+        for module in _modules_of(self.teacher):
+            module.to(device)
+        taps = list(dict.fromkeys(t for p in self.phases for t in p.objective.teacher_taps))
+        if self.teacher is not None:
+            self.teacher.bind(taps or [LOGITS], self.forward)
+            if isinstance(self.teacher, CachedTeacher) and not self.teacher.exists():
+                with self.backend.main_first():
+                    if self.backend.is_main:
+                        batches = self._loader(train, in_order(len(train), self.eval_batch_size))
+                        self.teacher.build(self.backend.to_device(b) for b in batches)
+        self.student.to(device)
+        self._probe_shapes(self.backend.to_device(self.collate([train[0], train[min(1, len(train) - 1)]])))
+
+        env = environment(self.seed, {"backend": self.backend.describe()})
+        self.run = RunDir.create(out, config, resume=resume, env=env, write=self.backend.is_main)
+        self._model = self.backend.wrap(self.student)
+        history: list[dict[str, float]] = []
+        best: dict[str, float] = {}
+        position = {"phase": 0, "epoch": 0, "batch": 0}
+        if resume_state is not None:
+            unwrap(self.student).load_state_dict(resume_state["student"])
+            for phase in self.phases:
+                phase.objective.load_state_dict(resume_state["objectives"][phase.name])
+            if "teacher" in resume_state:
+                unwrap(self.teacher.model).load_state_dict(resume_state["teacher"])
+            history, best = resume_state["history"], resume_state["best"]
+            position = resume_state["position"]
+            self.global_step = resume_state["global_step"]
+            if self.backend.is_main:
+                self.run.truncate_metrics(self.global_step)
+        else:
+            torch.manual_seed(self.seed)
+            if resume and self.backend.is_main:  # killed before its first checkpoint: start over cleanly
+                self.run.truncate_metrics(0)
+        for cb in self.callbacks:
+            cb.on_fit_start(self)
+
+        for phase_index in range(position["phase"], len(self.phases)):
+            phase = self.phases[phase_index]
+            start_epoch = position["epoch"] if phase_index == position["phase"] else 0
+            start_batch = position["batch"] if phase_index == position["phase"] else 0
+            optimizer, scheduler, total = self._start_phase(phase, phase_index, len(train))
+            if resume_state is not None and phase_index == resume_state["position"]["phase"]:
+                self._restore_optimizers(resume_state, optimizer, scheduler)
+                set_rng_state(resume_state["rng"])
+                resume_state = None
+            for cb in self.callbacks:
+                cb.on_phase_start(self, phase, total)
+            for epoch in range(start_epoch, phase.epochs):
+                batches = self._batches(train, phase_index, epoch)
+                self._train_epoch(phase, phase_index, epoch, batches, start_batch, train, optimizer,
+                                  scheduler, best, history)
+                start_batch = 0
+                logs: dict[str, float] = {"phase": phase_index, "epoch": epoch + 1}
+                if val is not None:
+                    logs.update({f"val/{k}": v for k, v in self.evaluate(val).items()})
+                history.append(logs)
+                if self.backend.is_main:
+                    self.run.log({"step": self.global_step, "phase_name": phase.name, **logs})
+                monitored = logs.get(self.monitor)
+                if monitored is not None and self._better(monitored, best.get(phase.name)):
+                    best[phase.name] = monitored
+                    if self.backend.is_main:
+                        save_weights(unwrap(self.student), self.run.checkpoints / f"best-{phase.name}.safetensors",
+                                     metadata={"metric": self.monitor, "value": str(monitored),
+                                               "epoch": str(epoch + 1)})
+                next_pos = {"phase": phase_index, "epoch": epoch + 1, "batch": 0}
+                if epoch + 1 == phase.epochs:
+                    next_pos = {"phase": phase_index + 1, "epoch": 0, "batch": 0}
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self, logs)
+                if epoch + 1 < phase.epochs:
+                    self._save("last", self._state(next_pos, optimizer, scheduler, best, history))
+            self._end_phase(phase, best)
+            # the optimizer of the next phase is new: the state saved is the one it will restore into
+            if phase_index + 1 < len(self.phases):
+                next_opt, next_sched, _ = self._start_phase(self.phases[phase_index + 1], phase_index + 1,
+                                                            len(train))
+                self._save("last", self._state({"phase": phase_index + 1, "epoch": 0, "batch": 0},
+                                               next_opt, next_sched, best, history))
+            else:
+                self._save("last", self._state({"phase": len(self.phases), "epoch": 0, "batch": 0},
+                                               optimizer, scheduler, best, history))
+        self._finish(best)
+        result = FitResult(run=self.run, history=history, best=best, student=unwrap(self.student))
+        for cb in self.callbacks:
+            cb.on_fit_end(self, result)
+        return result
+
+    def _start_phase(self, phase: Phase, phase_index: int, size: int):
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        params += [p for p in phase.objective.parameters() if p.requires_grad]
+        phase.objective.to(self.backend.device)
+        optimizer = phase.optimizer(params)
+        per_epoch = math.ceil(len(self._batches_count(size)) / self.grad_accum_steps)
+        total = per_epoch * phase.epochs
+        scheduler = phase.scheduler(optimizer, total) if phase.scheduler is not None else None
+        return optimizer, scheduler, total
+
+    def _batches_count(self, size: int) -> list[int]:
+        per_rank = math.ceil(size / self.backend.world_size)
+        return list(range(math.ceil(per_rank / self.batch_size)))
+
+    def _restore_optimizers(self, state: dict[str, Any], optimizer, scheduler) -> None:
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None and state["scheduler"] is not None:
+                scheduler.load_state_dict(state["scheduler"])
+            if state["scaler"] is not None:
+                self.backend.scaler.load_state_dict(state["scaler"])
+            if "teacher_optimizer" in state:
+                self.teacher.optimizer.load_state_dict(state["teacher_optimizer"])
+        except (ValueError, KeyError, RuntimeError) as err:
+            raise CheckpointError("checkpoint", "optimizer state matching this run's phases", "another layout",
+                                  hint=str(err)) from None
+
+    def _train_epoch(self, phase: Phase, phase_index: int, epoch: int, batches: list[list[int]],
+                     start_batch: int, train: Dataset, optimizer, scheduler, best, history) -> None:
+        model = self._model
+        model.train()
+        taps = TapSet(model, phase.objective.student_taps)
+        teacher_trainable = getattr(self.teacher, "trainable", False)
+        needs_teacher = phase.objective.needs_teacher or teacher_trainable
+        n = len(batches)
+        accum = self.grad_accum_steps
+        loader = self._loader(train, batches[start_batch:])
+        for offset, raw in enumerate(loader):
+            index = start_batch + offset
+            batch = self.backend.to_device(raw)
+            progress = (epoch + index / n) / phase.epochs
+            group_end = min((index // accum + 1) * accum, n)
+            group_size = group_end - (index // accum) * accum
+            with self.backend.autocast():
+                s_out = taps.run(self.forward, model, batch)
+                t_out = self.teacher(batch, progress) if needs_teacher and self.teacher is not None else None
+                result = phase.objective(s_out, _detach(t_out) if t_out is not None else None, batch, progress)
+                loss = result.total / group_size
+                if teacher_trainable:
+                    t_result = self.teacher.objective(t_out, _detach(s_out), batch, progress)
+                    loss = loss + t_result.total / group_size
+            self.backend.scaler.scale(loss).backward()
+            if index + 1 != group_end:
+                continue
+            optimizers = [optimizer] + ([self.teacher.optimizer] if teacher_trainable else [])
+            if self.clip_grad_norm is not None:
+                for opt in optimizers:
+                    self.backend.scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_([p for opt in optimizers for g in opt.param_groups
+                                                for p in g["params"]], self.clip_grad_norm)
+            for opt in optimizers:
+                self.backend.scaler.step(opt)
+            self.backend.scaler.update()
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
+            if scheduler is not None:
+                scheduler.step()
+            self.global_step += 1
+            logs = {"step": self.global_step, "phase": phase_index, "epoch": epoch + (index + 1) / n,
+                    "lr": optimizer.param_groups[0]["lr"], **result.log_values()}
+            if teacher_trainable:
+                logs.update(t_result.log_values("teacher_loss/"))
+            if self.backend.is_main:
+                self.run.log(logs)
+            for cb in self.callbacks:
+                cb.on_step_end(self, logs)
+            if self.checkpoint_every and self.global_step % self.checkpoint_every == 0 and group_end < n:
+                self._save("last", self._state({"phase": phase_index, "epoch": epoch, "batch": group_end},
+                                               optimizer, scheduler, best, history))
+
+    def _end_phase(self, phase: Phase, best: dict[str, float]) -> None:
+        path = self.run.checkpoints / f"best-{phase.name}.safetensors"
+        if phase.restore_best and path.is_file():
+            self.backend.barrier()
+            load_weights(unwrap(self.student), path)
+
+    def _finish(self, best: dict[str, float]) -> None:
+        if not self.backend.is_main:
+            return
+        final = self.run.checkpoints / f"best-{self.phases[-1].name}.safetensors"
+        if final.is_file():
+            tmp = final.with_name(".best.tmp")
+            tmp.write_bytes(final.read_bytes())
+            os.replace(tmp, self.run.checkpoints / "best.safetensors")
+        save_weights(unwrap(self.student), self.run.checkpoints / "final.safetensors")

@@ -1,0 +1,161 @@
+"""The objective: a weighted sum of named loss terms over student taps, teacher taps and batch targets.
+
+It returns the total and each term (for logging), and works inside any loop::
+
+    objective = Objective(
+        Term("kd", kl_divergence, student="logits", teacher="logits", weight=0.9, temperature=4.0),
+        Term("ce", cross_entropy, student="logits", target="label", weight=0.1),
+    )
+    result = objective(student_out, teacher_out, batch, progress=0.3)
+    result.total.backward()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from kd_core.errors import ConfigError
+from kd_core.losses import check_temperature
+from kd_core.schedules import Schedule, as_schedule
+from kd_core.taps import LOGITS, resolve
+
+_SCHEDULE_PROBES = tuple(i / 100 for i in range(101))
+
+
+def _probes(schedule: Any) -> list[float]:
+    """Progress values at which to check a schedule: a fine grid plus its step boundaries, if any."""
+    extra = [float(b) for b in getattr(schedule, "boundaries", ()) or ()]
+    return sorted({*_SCHEDULE_PROBES, *extra})
+
+
+def _module_key(name: str) -> str:
+    """A term name as a submodule name (``nn.Module`` forbids dots: ``hidden.3`` -> ``hidden/3``)."""
+    return name.replace(".", "/")
+
+
+class Term:
+    """One loss term: ``weight(progress) * loss(student[tap], reference, **options(progress))``.
+
+    The reference is a teacher tap (``teacher=``) or a batch entry (``target=``), or nothing for
+    terms over the student alone. Options may be numbers or schedules (e.g. a temperature schedule).
+    A loss that is an ``nn.Module`` (e.g. ``HiddenMSE``) is trained along with the student.
+    """
+
+    def __init__(self, name: str, loss: Callable[..., torch.Tensor], student: str = LOGITS,
+                 teacher: str | None = None, target: str | None = None,
+                 weight: float | Schedule = 1.0, **options: Any) -> None:
+        if not name or not isinstance(name, str):
+            raise ConfigError("name", "a non-empty term name", name)
+        if not callable(loss):
+            raise ConfigError(f"{name}.loss", "a callable loss", loss)
+        if teacher is not None and target is not None:
+            raise ConfigError(f"{name}.target", "either a teacher tap or a batch target, not both",
+                              {"teacher": teacher, "target": target})
+        self.name, self.loss, self.student, self.teacher, self.target = name, loss, student, teacher, target
+        self.weight = as_schedule(weight, f"{name}.weight")
+        self.options = dict(options)
+        if "temperature" in self.options:
+            temperature = self.options["temperature"]
+            for p in _probes(temperature) if callable(temperature) else (0.0,):
+                check_temperature(temperature(p) if callable(temperature) else temperature,
+                                  f"{name}.temperature")
+
+    def resolved_options(self, progress: float) -> dict[str, Any]:
+        """Options with every schedule evaluated at ``progress``."""
+        return {k: (v(progress) if isinstance(v, Schedule) and not isinstance(v, nn.Module) else v)
+                for k, v in self.options.items()}
+
+    def __call__(self, student_out: Mapping[str, Any], teacher_out: Mapping[str, Any] | None,
+                 batch: Mapping[str, Any], progress: float) -> torch.Tensor:
+        """The unweighted loss value of this term."""
+        prediction = student_out[self.student]
+        if self.teacher is not None:
+            if teacher_out is None:
+                raise ConfigError(f"{self.name}.teacher", "a teacher signal for this term", None)
+            args: tuple = (prediction, teacher_out[self.teacher])
+        elif self.target is not None:
+            if self.target not in batch:
+                raise ConfigError(f"{self.name}.target", f"a batch key among {sorted(batch)}", self.target)
+            args = (prediction, batch[self.target])
+        else:
+            args = (prediction,)
+        return self.loss(*args, **self.resolved_options(progress))
+
+
+@dataclass
+class ObjectiveResult:
+    """The weighted total and each term's unweighted value."""
+
+    total: torch.Tensor
+    terms: dict[str, torch.Tensor]
+
+    def log_values(self, prefix: str = "loss/") -> dict[str, float]:
+        """Plain floats for logging: the total and every term."""
+        values = {f"{prefix}total": float(self.total.detach())}
+        values.update({f"{prefix}{k}": float(v.detach()) for k, v in self.terms.items()})
+        return values
+
+
+class Objective(nn.Module):
+    """A weighted sum of ``Term``s. Holds trainable losses (projections) as submodules."""
+
+    def __init__(self, *terms: Term) -> None:
+        super().__init__()
+        if not terms:
+            raise ConfigError("terms", "at least one Term", "none")
+        names = [t.name for t in terms]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError("terms", "unique term names", duplicates)
+        keys = [_module_key(n) for n in names]
+        clashes = sorted({n for n, k in zip(names, keys) if keys.count(k) > 1})
+        if clashes:
+            raise ConfigError("terms", "term names that stay distinct with '.' read as '/'", clashes)
+        self.terms = list(terms)
+        self.trainable = nn.ModuleDict({_module_key(t.name): t.loss for t in terms
+                                        if isinstance(t.loss, nn.Module)})
+
+    @property
+    def student_taps(self) -> list[str]:
+        """The student taps the terms read."""
+        return list(dict.fromkeys(t.student for t in self.terms))
+
+    @property
+    def teacher_taps(self) -> list[str]:
+        """The teacher taps the terms read (empty when no term needs a teacher)."""
+        return list(dict.fromkeys(t.teacher for t in self.terms if t.teacher is not None))
+
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether any term reads the teacher."""
+        return bool(self.teacher_taps)
+
+    def validate(self, student: nn.Module, teacher: nn.Module | None = None) -> None:
+        """Resolve every tap now, so that a wrong path fails before training starts."""
+        for path in self.student_taps:
+            if path != LOGITS:
+                resolve(student, path)
+        if teacher is not None:
+            for path in self.teacher_taps:
+                if path != LOGITS:
+                    resolve(teacher, path)
+
+    def forward(self, student_out: Mapping[str, Any], teacher_out: Mapping[str, Any] | None,
+                batch: Mapping[str, Any], progress: float = 0.0) -> ObjectiveResult:
+        """Evaluate every term at ``progress`` and return the weighted total and the parts."""
+        values: dict[str, torch.Tensor] = {}
+        total: torch.Tensor | None = None
+        for term in self.terms:
+            value = term(student_out, teacher_out, batch, progress)
+            values[term.name] = value
+            weight = term.weight(progress)
+            if weight != 0.0:
+                total = value * weight if total is None else total + value * weight
+        if total is None:
+            total = sum(values.values()) * 0.0
+        return ObjectiveResult(total=total, terms=values)

@@ -1,0 +1,205 @@
+"""Recipes: pydantic-validated YAML that names a method and fills its config; a registry of methods.
+
+Domain packages register methods through the entry point group ``kd.methods``: each entry point
+loads a ``Method`` (a name, a pydantic config model and ``build(config) -> Plan``) and may ship
+YAML recipes in a folder. ``--set a.b=c`` overrides any field and is validated the same way.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from kd_core.errors import RecipeError
+
+METHODS_GROUP = "kd.methods"
+CLI_GROUP = "kd.cli"
+
+
+class RecipeConfig(BaseModel):
+    """Fields every recipe has; a method's config model extends it. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    method: str
+    name: str | None = None
+    seed: int = 0
+
+
+class Plan(Protocol):
+    """What a method builds from its config: something that runs and returns its run directory."""
+
+    def run(self, context: RunContext) -> Path:
+        """Carry the plan out under ``context.out``."""
+
+
+@dataclass
+class RunContext:
+    """Where and how a plan runs, as chosen on the command line."""
+
+    out: Path
+    device: str = "auto"
+    precision: str = "fp32"
+    resume: bool = False
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method: its name, config model, plan builder, domain and recipe folder."""
+
+    name: str
+    config_model: type[RecipeConfig]
+    build: Callable[[RecipeConfig], Plan]
+    domain: str
+    recipes: Path | None = None
+    summary: str = ""
+
+
+def _domain_of(entry: metadata.EntryPoint) -> str | None:
+    dist = entry.dist
+    name = dist.name if dist is not None else ""
+    return name[3:] if name.startswith("kd-") else None
+
+
+def methods(domain: str | None = None) -> dict[str, Method]:
+    """Methods that installed packages register under ``kd.methods`` (only ``domain``'s, if given).
+
+    Entry points of other domains' packages are not even imported, so one broken or slow package
+    cannot affect another domain's CLI.
+    """
+    found: dict[str, Method] = {}
+    for entry in metadata.entry_points(group=METHODS_GROUP):
+        if domain is not None and _domain_of(entry) not in (domain, None):
+            continue
+        try:
+            method = entry.load()
+        except Exception as err:  # a plugin that fails to import is reported, not a traceback
+            raise RecipeError(f"entry point {entry.name} ({entry.value})", "an importable kd method",
+                              f"{type(err).__name__}: {err}") from None
+        if not isinstance(method, Method):
+            raise RecipeError(f"entry point {entry.name}", "a kd_core.recipes.Method", type(method).__name__)
+        if domain is None or method.domain == domain:
+            found[method.name] = method
+    return found
+
+
+def available_recipes(domain: str | None = None) -> dict[str, Path]:
+    """Recipe name -> YAML file for every installed method (of ``domain``, if given).
+
+    Without a domain, a name shipped by two domains resolves to the first; use the domain CLIs
+    (or ``kd recipes``, which lists each domain's recipes) to see both.
+    """
+    recipes: dict[str, Path] = {}
+    for method in methods(domain).values():
+        if method.recipes is None:
+            continue
+        for path in sorted(Path(method.recipes).glob("*.yaml")):
+            recipes.setdefault(path.stem, path)
+    return recipes
+
+
+def find_recipe(name_or_path: str, domain: str | None = None) -> Path:
+    """A recipe file: an existing path, or the name of a recipe an installed method ships."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.is_file():  # a directory never shadows a recipe name
+        if not path.is_file():
+            raise RecipeError("--recipe", "an existing YAML file or a recipe name", name_or_path)
+        return path
+    known = available_recipes(domain)
+    if name_or_path in known:
+        return known[name_or_path]
+    nearest = difflib.get_close_matches(name_or_path, list(known), n=3)
+    raise RecipeError("--recipe", f"one of the installed recipes {sorted(known)}", name_or_path,
+                      hint=f"did you mean {nearest}?" if nearest else "")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"a.b=3"`` -> (``["a", "b"]``, ``3``); the value is read as YAML (numbers, lists, booleans)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise RecipeError("--set", "key=value (e.g. train.epochs=5)", text)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with every ``key=value`` override applied."""
+    result = yaml.safe_load(yaml.safe_dump(data))
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = result
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[keys[-1]] = value
+    return result
+
+
+def _describe_error(error: dict[str, Any]) -> tuple[str, str, Any]:
+    location = ".".join(str(p) for p in error["loc"]) or "recipe"
+    if error["type"] == "extra_forbidden":
+        return location, "no such key (a field of the method's config)", error.get("input")
+    if error["type"] == "missing":
+        return location, "a value (the field is required)", None
+    return location, error["msg"].lower(), error.get("input")
+
+
+def validate(method: Method, data: dict[str, Any]) -> RecipeConfig:
+    """Validate recipe data against the method's config model; errors name the field."""
+    try:
+        return method.config_model.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        location, expected, received = _describe_error(first)
+        extra = len(err.errors()) - 1
+        raise RecipeError(location, expected, received,
+                          hint=f"and {extra} more problem(s)" if extra else "") from None
+
+
+def read_recipe(path: Path) -> dict[str, Any]:
+    """The YAML mapping of a recipe file; ``RecipeError`` if it is not valid YAML or not a mapping."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (yaml.YAMLError, OSError) as err:
+        raise RecipeError("--recipe", "a readable, valid YAML file", str(path),
+                          hint=str(err).splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise RecipeError("--recipe", "a YAML mapping of config fields", type(data).__name__, hint=str(path))
+    return data
+
+
+def load_recipe(name_or_path: str, overrides: Sequence[str] = (), domain: str | None = None
+                ) -> tuple[Method, RecipeConfig]:
+    """Find, read, override and validate a recipe; return its method and validated config."""
+    path = find_recipe(name_or_path, domain)
+    data = apply_overrides(read_recipe(path), overrides)
+    name = data.get("method")
+    registered = methods(domain)
+    if not isinstance(name, str) or name not in registered:
+        raise RecipeError("method", f"an installed method among {sorted(registered)}", name,
+                          hint=f"in recipe {path}")
+    method = registered[name]
+    if domain is not None and method.domain != domain:
+        raise RecipeError("method", f"a method of the {domain} domain", f"{name} ({method.domain})")
+    return method, validate(method, data)
+
+
+def domains() -> dict[str, str]:
+    """Installed domain CLIs (``kd.cli`` entry points): domain name -> distribution version."""
+    found = {}
+    for entry in metadata.entry_points(group=CLI_GROUP):
+        dist = entry.dist
+        found[entry.name] = dist.version if dist is not None else "?"
+    return found

@@ -1,0 +1,163 @@
+"""Run directories: ``runs/<name>/`` with config.yaml, env.json, metrics.jsonl, checkpoints/, plots/, report.md.
+
+A run directory is never silently overwritten: creating one that already holds a run is an error
+unless the run is resumed, and a resume must carry the same configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kd_core.errors import RunDirError
+
+_VERSIONED = ("torch", "torchvision", "torchaudio", "transformers", "diffusers", "accelerate", "numpy",
+              "onnxruntime", "kd-core", "kd-vision", "kd-nlu", "kd-speech", "kd-generative", "kd-edge")
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment(seed: int | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Versions, platform, git commit and seed: what env.json records."""
+    versions = {}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    info = {"python": sys.version.split()[0], "platform": platform.platform(), "versions": versions,
+            "git_commit": _git_commit(), "seed": seed, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    info.update(extra or {})
+    return info
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class RunDir:
+    """A run's folder. ``RunDir.create`` refuses to reuse a folder that already holds a run."""
+
+    CONFIG = "config.yaml"
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, config: dict[str, Any], resume: bool = False,
+               env: dict[str, Any] | None = None, write: bool = True) -> RunDir:
+        """Open ``path`` for a new run (or for resuming one with the same ``config``).
+
+        Checks come first; nothing is written before they pass. ``write=False`` (non-main processes)
+        checks without writing.
+        """
+        run = cls(path)
+        existing = run.path / cls.CONFIG
+        if resume:
+            if not existing.is_file():
+                raise RunDirError("--resume", f"a run directory holding {cls.CONFIG}", str(run.path))
+            previous = yaml.safe_load(existing.read_text())
+            if _normalise(previous) != _normalise(config):
+                diff = _differences(previous, config)
+                raise RunDirError("--resume", "the same configuration as the run being resumed",
+                                  diff[:5], hint=f"differences (key: before -> now) in {run.path}")
+            return run
+        if run.path.exists() and any(run.path.iterdir()):
+            raise RunDirError("--out", "a new or empty run directory", str(run.path),
+                              hint="pass --resume to continue that run, or choose another --out")
+        if write:
+            for sub in ("checkpoints", "plots"):
+                (run.path / sub).mkdir(parents=True, exist_ok=True)
+            _write_atomic(existing, yaml.safe_dump(_normalise(config), sort_keys=True))
+            _write_atomic(run.path / "env.json", json.dumps(env or environment(), indent=1, default=str))
+        return run
+
+    @property
+    def checkpoints(self) -> Path:
+        """Where checkpoints go."""
+        return self.path / "checkpoints"
+
+    @property
+    def plots(self) -> Path:
+        """Where plots go."""
+        return self.path / "plots"
+
+    @property
+    def report(self) -> Path:
+        """The run's report."""
+        return self.path / "report.md"
+
+    def config(self) -> dict[str, Any]:
+        """The resolved configuration the run was started with."""
+        return yaml.safe_load((self.path / self.CONFIG).read_text())
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one JSON line to metrics.jsonl."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(record, default=float) + "\n")
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """Every record of metrics.jsonl (a torn last line, from a crash, is skipped)."""
+        path = self.path / "metrics.jsonl"
+        if not path.is_file():
+            return []
+        records = []
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return records
+
+    def truncate_metrics(self, keep: int) -> None:
+        """Keep only records with ``step`` ≤ ``keep`` (used on resume to drop steps redone)."""
+        records = [r for r in self.metrics() if r.get("step", 0) <= keep]
+        _write_atomic(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+
+    def write_json(self, name: str, value: Any) -> Path:
+        """Write ``value`` as ``<run>/<name>`` atomically."""
+        path = self.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, json.dumps(value, indent=1, default=float))
+        return path
+
+    def write_text(self, name: str, text: str) -> Path:
+        """Write a text file in the run atomically."""
+        path = self.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, text)
+        return path
+
+
+def _normalise(value: Any) -> Any:
+    """Round-trip through YAML so tuples, paths and numbers compare as they are stored."""
+    return yaml.safe_load(yaml.safe_dump(json.loads(json.dumps(value, default=str)), sort_keys=True))
+
+
+def _differences(before: Any, now: Any, prefix: str = "") -> list[str]:
+    if isinstance(before, dict) and isinstance(now, dict):
+        out: list[str] = []
+        for key in sorted(set(before) | set(now), key=str):
+            out += _differences(before.get(key), now.get(key), f"{prefix}{key}.")
+        return out
+    before_n, now_n = _normalise(before), _normalise(now)
+    return [] if before_n == now_n else [f"{prefix.rstrip('.')}: {before_n!r} -> {now_n!r}"]

@@ -1,0 +1,1 @@
+"""Offline datasets and builders for edge deployment (nothing downloads from a hub)."""

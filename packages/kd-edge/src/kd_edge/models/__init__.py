@@ -1,0 +1,1 @@
+"""Model surgery helpers for deployment: pruned and quantization-ready module variants."""

@@ -1,0 +1,1 @@
+"""Generator architectures: GAN generators and diffusion U-Nets built from diffusers configs."""

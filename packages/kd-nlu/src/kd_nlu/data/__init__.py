@@ -1,0 +1,1 @@
+"""Offline datasets and builders for language understanding (nothing downloads from a hub)."""

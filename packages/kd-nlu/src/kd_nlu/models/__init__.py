@@ -1,0 +1,1 @@
+"""Student and teacher architectures for language understanding, built from transformers configs."""

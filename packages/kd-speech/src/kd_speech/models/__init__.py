@@ -1,0 +1,1 @@
+"""Speech architectures: wav2vec-style encoders, vq-wav2vec and CTC heads."""

@@ -1,0 +1,19 @@
+"""``kd-speech`` answers ``--help`` and ``recipes``."""
+
+from __future__ import annotations
+
+import pytest
+from kd_speech.cli import main
+
+
+def test_help_names_distill(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: kd-speech" in out
+    assert "distill" in out
+
+
+def test_recipes_lists_and_succeeds() -> None:
+    assert main(["recipes"]) == 0
