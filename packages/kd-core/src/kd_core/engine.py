@@ -189,18 +189,21 @@ class Distiller:
         was_training = self.student.training
         self.student.eval()
         with torch.no_grad():
-            s_logits = TapSet(self.student, []).run(self.forward, self.student, sample)[LOGITS]
-            t_logits = (self.teacher.teacher if isinstance(self.teacher, CachedTeacher) else self.teacher)
-            t_out = t_logits(sample) if not getattr(self.teacher, "trainable", False) else None
+            s_classes = TapSet(self.student, []).run(self.forward, self.student, sample)[LOGITS].shape[-1]
+            if isinstance(self.teacher, CachedTeacher):
+                t_classes = self.teacher.classes()  # from the manifest: the teacher itself need not run
+            elif getattr(self.teacher, "trainable", False):
+                t_classes = None
+            else:
+                t_classes = self.teacher(sample)[LOGITS].shape[-1]
         self.student.train(was_training)
-        if t_out is None:
+        if t_classes is None:
             return
         for phase in self.phases:
             for term in phase.objective.terms:
-                if term.student == LOGITS and term.teacher == LOGITS and \
-                        s_logits.shape[-1] != t_out[LOGITS].shape[-1]:
-                    raise ConfigError("teacher", f"logits over {s_logits.shape[-1]} classes like the student's",
-                                      f"{t_out[LOGITS].shape[-1]} classes",
+                if term.student == LOGITS and term.teacher == LOGITS and s_classes != t_classes:
+                    raise ConfigError("teacher", f"logits over {s_classes} classes like the student's",
+                                      f"{t_classes} classes",
                                       hint=f"term {term.name!r} compares teacher and student logits")
 
     # -- helpers ------------------------------------------------------------------------------------
@@ -265,6 +268,7 @@ class Distiller:
         config.setdefault("seed", self.seed)
         config.setdefault("phases", [{"name": p.name, "epochs": p.epochs} for p in self.phases])
         RunDir.create(out, config, resume=resume, write=False)  # checks only: nothing written yet
+        self.backend.barrier()  # no process writes before every process has checked
         resume_state = None
         if resume:
             last = Path(out) / "checkpoints" / "last.safetensors"
@@ -272,21 +276,34 @@ class Distiller:
                 resume_state = load_state(last)
 
         device = self.backend.device
-        for module in _modules_of(self.teacher):
-            module.to(device)
+        cached = isinstance(self.teacher, CachedTeacher)
+        if not cached:  # a cached teacher stays where it is unless its cache must be built
+            for module in _modules_of(self.teacher):
+                module.to(device)
         taps = list(dict.fromkeys(t for p in self.phases for t in p.objective.teacher_taps))
         if self.teacher is not None:
             self.teacher.bind(taps or [LOGITS], self.forward)
-            if isinstance(self.teacher, CachedTeacher) and not self.teacher.exists():
+            if cached and not self.teacher.exists():
                 with self.backend.main_first():
                     if self.backend.is_main:
+                        for module in _modules_of(self.teacher):
+                            module.to(device)
                         batches = self._loader(train, in_order(len(train), self.eval_batch_size))
                         self.teacher.build(self.backend.to_device(b) for b in batches)
         self.student.to(device)
         self._probe_shapes(self.backend.to_device(self.collate([train[0], train[min(1, len(train) - 1)]])))
 
         env = environment(self.seed, {"backend": self.backend.describe()})
-        self.run = RunDir.create(out, config, resume=resume, env=env, write=self.backend.is_main)
+        # only the main process writes (the others already checked, and would now see its files)
+        self.run = RunDir.create(out, config, resume=resume, env=env) if self.backend.is_main else RunDir(out)
+        try:
+            return self._fit(train, val, resume_state, resume)
+        finally:
+            self.run.close()
+
+    def _fit(self, train: IndexedDataset, val: IndexedDataset | None, resume_state: dict[str, Any] | None,
+             resume: bool) -> FitResult:
+        assert self.run is not None
         self._model = self.backend.wrap(self.student)
         history: list[dict[str, float]] = []
         best: dict[str, float] = {}
@@ -405,13 +422,16 @@ class Distiller:
             group_end = min((index // accum + 1) * accum, n)
             group_size = group_end - (index // accum) * accum
             with self.backend.autocast():
-                s_out = taps.run(self.forward, model, batch)
+                # teacher first: a frozen teacher's activations are freed before the student's graph is built
                 t_out = self.teacher(batch, progress) if needs_teacher and self.teacher is not None else None
-                result = phase.objective(s_out, _detach(t_out) if t_out is not None else None, batch, progress)
-                loss = result.total / group_size
+                s_out = taps.run(self.forward, model, batch)
+                result = phase.objective(s_out, _detach(t_out) if teacher_trainable else t_out, batch, progress)
+                loss = result.total
                 if teacher_trainable:
                     t_result = self.teacher.objective(t_out, _detach(s_out), batch, progress)
-                    loss = loss + t_result.total / group_size
+                    loss = loss + t_result.total
+                if group_size > 1:
+                    loss = loss / group_size
             self.backend.scaler.scale(loss).backward()
             if index + 1 != group_end:
                 continue

@@ -61,6 +61,11 @@ def _reduce(per_position: torch.Tensor, reduction: Reduction, mask: torch.Tensor
     raise ConfigError("reduction", "'mean', 'sum' or 'none'", reduction)
 
 
+def _scaled(value: torch.Tensor, temperature: float, t2_scale: bool) -> torch.Tensor:
+    """``value × T²`` (Hinton's gradient-size correction), applied after reduction: one op on a scalar."""
+    return value * (temperature * temperature) if t2_scale and temperature != 1.0 else value
+
+
 def _kl_rows(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """KL(p ‖ q) summed over the last axis, from log-probabilities (exact zeros where p = 0)."""
     return F.kl_div(log_q, log_p, reduction="none", log_target=True).sum(-1)
@@ -90,9 +95,7 @@ def kl_divergence(
         rows = _kl_rows(log_s, log_t)
     else:
         raise ConfigError("direction", "'forward' or 'reverse'", direction)
-    if t2_scale:
-        rows = rows * (t * t)
-    return _reduce(rows, reduction, mask)
+    return _scaled(_reduce(rows, reduction, mask), t, t2_scale)
 
 
 def balanced_kl(
@@ -116,9 +119,7 @@ def balanced_kl(
         gap = -(log_s.exp() * log_s).sum(-1) + (log_t.exp() * log_t).sum(-1)
         b = torch.sigmoid(sharpness * gap)
     rows = (1 - b) * _kl_rows(log_t, log_s) + b * _kl_rows(log_s, log_t)
-    if t2_scale:
-        rows = rows * (t * t)
-    return _reduce(rows, reduction, None)
+    return _scaled(_reduce(rows, reduction, None), t, t2_scale)
 
 
 def soft_cross_entropy(
@@ -135,9 +136,7 @@ def soft_cross_entropy(
     log_s = F.log_softmax(student.float() / t, dim=-1)
     p_t = F.softmax(teacher.float() / t, dim=-1)
     rows = -(p_t * log_s).sum(-1)
-    if t2_scale:
-        rows = rows * (t * t)
-    return _reduce(rows, reduction, mask)
+    return _scaled(_reduce(rows, reduction, mask), t, t2_scale)
 
 
 def cross_entropy(

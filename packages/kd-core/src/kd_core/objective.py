@@ -59,6 +59,9 @@ class Term:
         self.name, self.loss, self.student, self.teacher, self.target = name, loss, student, teacher, target
         self.weight = as_schedule(weight, f"{name}.weight")
         self.options = dict(options)
+        # decided once: checking the Schedule protocol on every option every step is slow
+        self._scheduled = [k for k, v in self.options.items()
+                           if isinstance(v, Schedule) and not isinstance(v, nn.Module)]
         if "temperature" in self.options:
             temperature = self.options["temperature"]
             for p in _probes(temperature) if callable(temperature) else (0.0,):
@@ -67,8 +70,12 @@ class Term:
 
     def resolved_options(self, progress: float) -> dict[str, Any]:
         """Options with every schedule evaluated at ``progress``."""
-        return {k: (v(progress) if isinstance(v, Schedule) and not isinstance(v, nn.Module) else v)
-                for k, v in self.options.items()}
+        if not self._scheduled:
+            return self.options
+        options = dict(self.options)
+        for key in self._scheduled:
+            options[key] = options[key](progress)
+        return options
 
     def __call__(self, student_out: Mapping[str, Any], teacher_out: Mapping[str, Any] | None,
                  batch: Mapping[str, Any], progress: float) -> torch.Tensor:

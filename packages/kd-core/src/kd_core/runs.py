@@ -60,6 +60,7 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
+        self._metrics_file: Any = None
 
     @classmethod
     def create(cls, path: str | os.PathLike, config: dict[str, Any], resume: bool = False,
@@ -110,10 +111,21 @@ class RunDir:
         return yaml.safe_load((self.path / self.CONFIG).read_text())
 
     def log(self, record: dict[str, Any]) -> None:
-        """Append one JSON line to metrics.jsonl."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / "metrics.jsonl", "a") as handle:
-            handle.write(json.dumps(record, default=float) + "\n")
+        """Append one JSON line to metrics.jsonl (flushed at once, so a crash loses at most that line).
+
+        The file stays open between calls; ``close()`` releases it.
+        """
+        if self._metrics_file is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._metrics_file = open(self.path / "metrics.jsonl", "a")  # noqa: SIM115 - kept open across calls
+        self._metrics_file.write(json.dumps(record, default=float) + "\n")
+        self._metrics_file.flush()
+
+    def close(self) -> None:
+        """Close metrics.jsonl if ``log`` opened it."""
+        if self._metrics_file is not None:
+            self._metrics_file.close()
+            self._metrics_file = None
 
     def metrics(self) -> list[dict[str, Any]]:
         """Every record of metrics.jsonl (a torn last line, from a crash, is skipped)."""
@@ -130,6 +142,7 @@ class RunDir:
 
     def truncate_metrics(self, keep: int) -> None:
         """Keep only records with ``step`` ≤ ``keep`` (used on resume to drop steps redone)."""
+        self.close()
         records = [r for r in self.metrics() if r.get("step", 0) <= keep]
         _write_atomic(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
 

@@ -45,7 +45,7 @@ class Signal(Protocol):
 
 
 class FrozenTeacher:
-    """A fixed, pretrained teacher: eval mode, no gradients, run under ``torch.inference_mode``."""
+    """A fixed, pretrained teacher: eval mode, no gradients (run under ``torch.no_grad``)."""
 
     trainable = False
 
@@ -69,12 +69,11 @@ class FrozenTeacher:
         return self
 
     def __call__(self, batch: Batch, progress: float = 0.0) -> TeacherOutput:
-        forward = self.forward or default_forward
-        self.model.eval()
-        with torch.inference_mode():
-            out = self._taps.run(forward, self.model, batch)
-        # inference tensors cannot be saved for backward; a clone outside inference mode can
-        return {k: v.clone() for k, v in out.items()}
+        if self.model.training:  # only when someone switched it back: eval() walks every submodule
+            self.model.eval()
+        # no_grad, not inference_mode: its outputs may be saved for the student's backward without a copy
+        with torch.no_grad():
+            return self._taps.run(self.forward or default_forward, self.model, batch)
 
 
 class TrainableTeacher:
@@ -104,7 +103,8 @@ class TrainableTeacher:
         self.optimizer = self.make_optimizer(params)
 
     def __call__(self, batch: Batch, progress: float = 0.0) -> TeacherOutput:
-        self.model.train()
+        if not self.model.training:
+            self.model.train()
         return self._taps.run(self.forward or default_forward, self.model, batch)
 
 
@@ -185,9 +185,10 @@ class CachedTeacher:
                 values, indices = log_p.topk(self.top_k, dim=-1)
                 tensors["logits.topk_values"] = values.contiguous()
                 tensors["logits.topk_indices"] = indices.to(torch.int32).contiguous()
-                self._classes = full.shape[-1]
             else:
                 tensors[tap] = full.contiguous()
+            if tap == LOGITS:
+                self._classes = full.shape[-1]
         tensors["__keys__"] = torch.tensor(keys, dtype=torch.int64)
         meta = {"format": self.FORMAT, "augmentation": _fingerprint(self.augmentation), "top_k": self.top_k,
                 "taps": self.taps, "classes": self._classes, "rows": len(keys)}
@@ -204,6 +205,12 @@ class CachedTeacher:
         self._rows = None
 
     # -- serving ------------------------------------------------------------------------------
+    def classes(self) -> int:
+        """The width of the cached logits (read from the manifest: no teacher forward, no tensor load)."""
+        if not self.exists():
+            raise CacheError("directory", "a built teacher cache (call build() first)", str(self.directory))
+        return int(json.loads(self.meta_path.read_text()).get("classes", 0))
+
     def _load(self) -> None:
         if not self.exists():
             raise CacheError("directory", "a built teacher cache (call build() first)", str(self.directory))

@@ -151,6 +151,8 @@ class TapSet:
 
     def run(self, forward, *args, **kwargs) -> dict[str, Any]:
         """Call ``forward(*args, **kwargs)`` with hooks open; return ``{"logits": ..., path: ...}``."""
+        if not self._targets:  # logits only: no hooks to open
+            return {LOGITS: select_logits(forward(*args, **kwargs))}
         with self.capture() as captured:
             output = forward(*args, **kwargs)
         result: dict[str, Any] = {LOGITS: select_logits(output)}

@@ -34,11 +34,11 @@ from kd_core.progress import ProgressCallback, console, progress_bar
 from kd_core.recipes import Method, RecipeConfig, RunContext
 from kd_core.report import command_line, markdown_table, write_report
 from kd_core.runs import RunDir, environment
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from torch.utils.data import DataLoader
 
-from kd_vision.data.digits import make_splits
+from kd_vision.data.digits import DigitsDataset, make_splits
 from kd_vision.models.cnn import build_model
 
 
@@ -47,10 +47,23 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    """Which digits, and how many for each split."""
+    """Which digits, and how many for each split.
+
+    ``teacher_train_size`` (default: ``train_size``) lets the teacher learn from a larger labelled pool,
+    as a pretrained teacher would have; the students (distilled and scratch alike) get the first
+    ``train_size`` samples of that pool.
+    """
 
     source: Literal["mnist5k", "sklearn8x8"] = "mnist5k"
     train_size: Annotated[int, Field(gt=0)] = 1000
+    teacher_train_size: Annotated[int, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _pool_holds_the_students_samples(self) -> DataConfig:
+        if self.teacher_train_size is not None and self.teacher_train_size < self.train_size:
+            raise ValueError(f"data.teacher_train_size must be at least data.train_size ({self.train_size}), "
+                             f"received {self.teacher_train_size}")
+        return self
     val_size: Annotated[int, Field(gt=0)] = 500
     test_size: Annotated[int, Field(gt=0)] = 2000
 
@@ -111,10 +124,16 @@ class HintonPlan:
         self.config = config
 
     # -- pieces -----------------------------------------------------------------------------------
-    def _splits(self):
+    def _splits(self) -> dict[str, DigitsDataset]:
+        """``teacher_train`` (the teacher's pool), ``train`` (its first ``train_size``), ``val``, ``test``."""
         c = self.config.data
-        return make_splits(c.source, train_size=c.train_size, val_size=c.val_size, test_size=c.test_size,
-                           seed=0)
+        pool = c.teacher_train_size or c.train_size
+        splits = make_splits(c.source, train_size=pool, val_size=c.val_size, test_size=c.test_size, seed=0)
+        teacher_train = splits["train"]
+        splits["teacher_train"] = teacher_train
+        splits["train"] = DigitsDataset(teacher_train.images, teacher_train.labels,
+                                        teacher_train.indices[: c.train_size])
+        return splits
 
     def _teacher_key(self, teacher: nn.Module) -> str:
         shapes = {k: list(v.shape) for k, v in teacher.state_dict().items()}
@@ -142,8 +161,9 @@ class HintonPlan:
         if self.config.reuse_teacher and cached.is_file():
             load_weights(teacher, cached)
             return teacher.to(backend.device), f"reused from {cached}"
-        teacher = self._fit(teacher, self.config.teacher, supervised_objective(), 0, splits, out / "teacher",
-                            backend, "teacher", progress, resume=resume)
+        teacher_splits = {**splits, "train": splits["teacher_train"]}
+        teacher = self._fit(teacher, self.config.teacher, supervised_objective(), 0, teacher_splits,
+                            out / "teacher", backend, "teacher", progress, resume=resume)
         save_weights(teacher, cached, metadata={"key": self._teacher_key(teacher)})
         return teacher, f"trained in this run ({out / 'teacher'}), cached at {cached}"
 
@@ -242,7 +262,9 @@ class HintonPlan:
                    f"with {results['teacher']['params'] / results['distilled']['params']:.0f}× fewer parameters "
                    f"than the teacher.\n\n"
                    f"Data: {c.data.source} (real MNIST digits), {c.data.train_size} train / {c.data.val_size} val / "
-                   f"{c.data.test_size} test. KD: T = {c.kd.temperature}, α = {c.kd.alpha}. "
+                   f"{c.data.test_size} test; the teacher learned from "
+                   f"{c.data.teacher_train_size or c.data.train_size} train samples (a superset of the students'). "
+                   f"KD: T = {c.kd.temperature}, α = {c.kd.alpha}. "
                    f"Student: {c.student.epochs} epochs, AdamW lr {c.student.lr}, cosine decay. "
                    f"Teacher: {teacher_note}. Metrics on the test split; ECE with 15 bins; each student is its "
                    f"last epoch.\n")

@@ -8,7 +8,7 @@ and the pool is adaptive, so the same model runs on 28x28 MNIST and on 8x8 sciki
 | model | width | parameters | MACs at 28x28 |
 |---|---|---|---|
 | ``teacher_cnn`` | 48 | 50,842 | 8.5 M |
-| ``student_cnn`` | 4 | 1,078 | 0.085 M |
+| ``student_cnn`` | 8 | 2,722 | 0.28 M |
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def teacher_cnn(num_classes: int = 10) -> DigitCNN:
 
 
 def student_cnn(num_classes: int = 10) -> DigitCNN:
-    """The student: width 4, no dropout (1,078 parameters for 10 classes, about 1/47 of the teacher)."""
+    """The student: width 8, no dropout (2,722 parameters for 10 classes, about 1/19 of the teacher)."""
     return DigitCNN(width=8, num_classes=num_classes)
 
 

@@ -1,0 +1,282 @@
+"""Distiller behaviour: exact resume after SIGKILL, atomic checkpoints, two processes, precision, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from kd_core import (
+    Backend,
+    CheckpointError,
+    ConfigError,
+    Distiller,
+    FrozenTeacher,
+    Objective,
+    Phase,
+    RunDirError,
+    TapError,
+    Term,
+    TrainableTeacher,
+    cross_entropy,
+    kl_divergence,
+)
+from kd_core.checkpoint import load_state, save_state
+from kd_core.engine import sgd
+from kd_core.testing import BlobDataset, tiny_mlp
+from torch import nn
+
+SCRIPT = Path(__file__).parent / "scripts" / "train_toy.py"
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _run_script(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=ENV,
+                            timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(result.stderr[-3000:])
+    return result
+
+
+def _digest(result: subprocess.CompletedProcess) -> str:
+    return next(line.split()[1] for line in result.stdout.splitlines() if line.startswith("DIGEST"))
+
+
+def kd_objective(temperature: float = 2.0) -> Objective:
+    return Objective(Term("kd", kl_divergence, teacher="logits", weight=0.7, temperature=temperature),
+                     Term("ce", cross_entropy, target="label", weight=0.3))
+
+
+def test_sigkill_and_resume_matches_an_uninterrupted_run(tmp_path):
+    reference = _digest(_run_script(str(tmp_path / "full")))
+    # step 5 is mid-epoch, after the step-3 checkpoint; step 9 is in the second epoch, after an epoch-end one
+    for kill_at in (5, 9):
+        out = tmp_path / f"killed{kill_at}"
+        killed = _run_script(str(out), "--kill-after-step", str(kill_at), check=False)
+        assert killed.returncode == -signal.SIGKILL
+        last = json.loads((out / "checkpoints" / "last.json").read_text())
+        assert last["global_step"] < kill_at  # the resume really starts from an earlier checkpoint
+        resumed = _run_script(str(out), "--resume")
+        assert _digest(resumed) == reference
+        steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()
+                 if "loss/total" in line]
+        assert steps == sorted(set(steps)), "steps redone after the resume must not be logged twice"
+
+
+KILL_DURING_WRITE = """
+import os, signal, sys
+import safetensors.torch as st
+import kd_core.checkpoint as ck
+path = sys.argv[1]
+ck.save_state({"value": 1, "w": __import__("torch").ones(3)}, path)
+real = st.save_file
+def dying(tensors, filename, metadata=None):
+    real(tensors, filename, metadata=metadata)
+    with open(filename, "r+b") as handle:   # a torn write: half the file, then the process dies
+        handle.truncate(os.path.getsize(filename) // 2)
+    os.kill(os.getpid(), signal.SIGKILL)
+ck.save_file = dying
+ck.save_state({"value": 2, "w": __import__("torch").zeros(3)}, path)
+"""
+
+
+def test_kill_during_checkpoint_write_leaves_previous_checkpoint(tmp_path):
+    path = tmp_path / "last.safetensors"
+    result = subprocess.run([sys.executable, "-c", KILL_DURING_WRITE, str(path)], env=ENV, capture_output=True,
+                            timeout=120)
+    assert result.returncode == -signal.SIGKILL
+    state = load_state(path)
+    assert state["value"] == 1 and torch.equal(state["w"], torch.ones(3))
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "last.safetensors"]
+    assert leftovers and all(name.endswith(".tmp") for name in leftovers)  # only the torn temp file
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_cpu_processes_end_with_identical_weights(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                             "--master_port", str(_free_port()), str(SCRIPT), str(tmp_path / "ddp"),
+                             "--epochs", "2", "--digest", str(tmp_path / "digest")],
+                            capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [(tmp_path / f"digest.{rank}").read_text() for rank in (0, 1)]
+    assert ranks[0] == ranks[1]
+    single = _digest(_run_script(str(tmp_path / "single"), "--epochs", "2"))
+    assert ranks[0] != single  # two processes really split the data (each step saw both shards)
+    env = json.loads((tmp_path / "ddp" / "env.json").read_text())
+    assert env["backend"]["world_size"] == 2
+
+
+def _distiller(student, teacher=None, **kwargs) -> Distiller:
+    phases = kwargs.pop("phases", None) or [Phase("train", kd_objective() if teacher is not None else
+                                                  Objective(Term("ce", cross_entropy, target="label")),
+                                                  epochs=kwargs.pop("epochs", 1))]
+    return Distiller(student, phases=phases, teacher=FrozenTeacher(teacher) if teacher is not None else None,
+                     backend=kwargs.pop("backend", Backend("cpu")), batch_size=kwargs.pop("batch_size", 16),
+                     **kwargs)
+
+
+def test_bf16_autocast_runs_on_cpu(tmp_path):
+    seen: dict[str, torch.dtype] = {}
+    student = tiny_mlp(seed=2)
+    student[0].register_forward_hook(lambda m, a, out: seen.update(dtype=out.dtype))
+    result = _distiller(student, tiny_mlp(hidden=32, seed=1), backend=Backend("cpu", "bf16")).fit(
+        BlobDataset(64), BlobDataset(32, seed=1), out=tmp_path / "bf16")
+    assert seen["dtype"] == torch.bfloat16
+    losses = [r["loss/total"] for r in result.run.metrics() if "loss/total" in r]
+    assert losses and all(torch.isfinite(torch.tensor(losses)))
+    assert 0.0 <= result.history[-1]["val/accuracy"] <= 1.0
+
+
+def test_gradient_accumulation_equals_a_bigger_batch(tmp_path):
+    def train(batch_size: int, accum: int, out: str) -> nn.Module:
+        student = tiny_mlp(seed=2)
+        objective = Objective(Term("ce", cross_entropy, target="label"))
+        Distiller(student, phases=[Phase("p", objective, epochs=1, optimizer=sgd(0.1, momentum=0.0))],
+                  backend=Backend("cpu"), batch_size=batch_size, grad_accum_steps=accum).fit(
+            BlobDataset(64), out=tmp_path / out)
+        return student
+
+    # the epoch's permutation does not depend on the batch size, so two micro-batches of 8 hold the
+    # same samples as one batch of 16, and the mean of their mean losses is the batch's mean loss
+    big, accumulated = train(16, 1, "big"), train(8, 2, "acc")
+    unaccumulated = train(8, 1, "small")
+    for a, b, c in zip(big.parameters(), accumulated.parameters(), unaccumulated.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+        assert not torch.allclose(a, c, atol=1e-4)
+
+
+def test_clipping_bounds_the_update(tmp_path):
+    student = tiny_mlp(seed=2)
+    before = [p.detach().clone() for p in student.parameters()]
+    objective = Objective(Term("ce", cross_entropy, target="label", weight=1000.0))
+    Distiller(student, phases=[Phase("p", objective, epochs=1, optimizer=sgd(1.0, momentum=0.0))],
+              backend=Backend("cpu"), batch_size=64, clip_grad_norm=0.01).fit(BlobDataset(64), out=tmp_path / "c")
+    step = torch.cat([(p.detach() - b).flatten() for p, b in zip(student.parameters(), before)])
+    assert step.norm() <= 0.01 * 1.0 + 1e-6  # one SGD step of lr 1 with a gradient clipped to norm 0.01
+
+
+def test_trainable_teacher_is_updated(tmp_path):
+    teacher = tiny_mlp(hidden=32, seed=1)
+    before = [p.detach().clone() for p in teacher.parameters()]
+    signal_ = TrainableTeacher(teacher, Objective(Term("ce", cross_entropy, target="label"),
+                                                  Term("mutual", kl_divergence, teacher="logits", weight=0.5)))
+    Distiller(tiny_mlp(seed=2), phases=[Phase("online", kd_objective(), epochs=1)], teacher=signal_,
+              backend=Backend("cpu"), batch_size=16).fit(BlobDataset(64), out=tmp_path / "online")
+    assert any(not torch.equal(p, b) for p, b in zip(teacher.parameters(), before))
+
+
+def test_phases_restore_best_and_write_checkpoints(tmp_path):
+    phases = [Phase("one", kd_objective(), epochs=2, restore_best=True),
+              Phase("two", Objective(Term("ce", cross_entropy, target="label")), epochs=1)]
+    result = _distiller(tiny_mlp(seed=2), tiny_mlp(hidden=32, seed=1), phases=phases).fit(
+        BlobDataset(64), BlobDataset(32, seed=1), out=tmp_path / "phases")
+    names = {p.name for p in (tmp_path / "phases" / "checkpoints").iterdir()}
+    assert {"last.safetensors", "best.safetensors", "best-one.safetensors", "final.safetensors"} <= names
+    assert [h["phase"] for h in result.history] == [0, 0, 1]
+    assert set(result.best) == {"one", "two"}
+
+
+# -- bad input: a KDError naming the argument, before training, nothing overwritten -----------------
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_unknown_tap_fails_at_construction():
+    objective = Objective(Term("hint", kl_divergence, student="0.wieght", teacher="logits"))
+    with pytest.raises(TapError) as caught:
+        Distiller(tiny_mlp(), phases=[Phase("p", objective)], teacher=FrozenTeacher(tiny_mlp(seed=1)))
+    assert "tap" in str(caught.value) and "0.wieght" in str(caught.value)
+
+
+def test_class_mismatch_fails_before_training(tmp_path):
+    distiller = _distiller(tiny_mlp(classes=3), tiny_mlp(classes=5, seed=1))
+    with pytest.raises(ConfigError) as caught:
+        distiller.fit(BlobDataset(32), out=tmp_path / "mismatch")
+    assert caught.value.argument == "teacher" and "3" in str(caught.value) and "5" in str(caught.value)
+    assert not (tmp_path / "mismatch").exists()  # nothing was written
+
+
+def test_temperature_must_be_positive():
+    with pytest.raises(ConfigError) as caught:
+        kd_objective(temperature=0.0)
+    assert "temperature" in caught.value.argument
+
+
+def test_existing_run_is_never_overwritten(tmp_path):
+    out = tmp_path / "run"
+    _distiller(tiny_mlp(seed=2)).fit(BlobDataset(32), out=out)
+    before = _snapshot(out)
+    with pytest.raises(RunDirError) as caught:
+        _distiller(tiny_mlp(seed=2)).fit(BlobDataset(32), out=out)
+    assert caught.value.argument == "--out"
+    with pytest.raises(RunDirError) as caught:  # resume with another configuration
+        _distiller(tiny_mlp(seed=2), epochs=3).fit(BlobDataset(32), out=out, resume=True)
+    assert caught.value.argument == "--resume" and "epochs" in str(caught.value)
+    assert _snapshot(out) == before
+
+
+def test_corrupt_checkpoint_is_reported(tmp_path):
+    out = tmp_path / "run"
+    _distiller(tiny_mlp(seed=2), epochs=2).fit(BlobDataset(32), out=out)
+    last = out / "checkpoints" / "last.safetensors"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 3])
+    before = _snapshot(out)
+    with pytest.raises(CheckpointError) as caught:
+        _distiller(tiny_mlp(seed=2), epochs=2).fit(BlobDataset(32), out=out, resume=True)
+    assert caught.value.argument == "checkpoint" and "last.safetensors" in str(caught.value)
+    assert _snapshot(out) == before
+    with pytest.raises(CheckpointError):
+        load_state(tmp_path / "missing.safetensors")
+
+
+def test_checkpoint_round_trip_keeps_types(tmp_path):
+    state = {"a": torch.arange(3), "b": (1, 2.5, None, "x"), "c": {3: torch.ones(2)}, "d": [float("inf")]}
+    loaded = load_state(save_state(state, tmp_path / "s.safetensors"))
+    assert torch.equal(loaded["a"], state["a"]) and loaded["b"] == state["b"]
+    assert torch.equal(loaded["c"][3], torch.ones(2)) and loaded["d"] == [float("inf")]
+
+
+def test_a_built_cache_serves_the_fit_without_running_or_moving_the_teacher(tmp_path):
+    from kd_core import CachedTeacher
+
+    teacher = tiny_mlp(hidden=32, seed=1)
+    calls = []
+    teacher.register_forward_hook(lambda m, a, out: calls.append(1))
+    cache = CachedTeacher(FrozenTeacher(teacher), tmp_path / "cache")
+
+    def fit(signal, out):
+        student = tiny_mlp(seed=2)
+        Distiller(student, [Phase("kd", kd_objective(), epochs=2)], teacher=signal, backend=Backend("cpu"),
+                  batch_size=16).fit(BlobDataset(64), out=tmp_path / out)
+        return student
+
+    cached_first = fit(cache, "build")  # builds the cache: the teacher runs
+    assert calls
+    calls.clear()
+    cached = fit(cache, "serve")
+    assert calls == []  # neither the shape probe nor the steps ran the teacher
+    online = fit(FrozenTeacher(teacher), "online")
+    for a, b, c in zip(cached.state_dict().values(), cached_first.state_dict().values(),
+                       online.state_dict().values()):
+        assert torch.equal(a, b) and torch.allclose(a, c, atol=1e-6)
+
+
+def test_metrics_file_is_complete_and_closed_after_fit(tmp_path):
+    result = _distiller(tiny_mlp(seed=2), tiny_mlp(hidden=32, seed=1), epochs=2).fit(BlobDataset(64),
+                                                                               out=tmp_path / "m")
+    steps = [r["step"] for r in result.run.metrics() if "loss/total" in r]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) == 4 * 2
+    assert result.run._metrics_file is None
