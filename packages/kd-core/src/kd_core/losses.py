@@ -90,12 +90,16 @@ def kl_divergence(
     log_s = F.log_softmax(student.float() / t, dim=-1)
     log_t = F.log_softmax(teacher.float() / t, dim=-1)
     if direction == "forward":
-        rows = _kl_rows(log_t, log_s)
+        target, prediction = log_t, log_s
     elif direction == "reverse":
-        rows = _kl_rows(log_s, log_t)
+        target, prediction = log_s, log_t
     else:
         raise ConfigError("direction", "'forward' or 'reverse'", direction)
-    return _scaled(_reduce(rows, reduction, mask), t, t2_scale)
+    if mask is None and reduction in ("mean", "sum"):  # one fused op: no per-row tensor
+        total = F.kl_div(prediction, target, reduction="sum", log_target=True)
+        value = total / (target.numel() // max(target.shape[-1], 1)) if reduction == "mean" else total
+        return _scaled(value, t, t2_scale)
+    return _scaled(_reduce(_kl_rows(target, prediction), reduction, mask), t, t2_scale)
 
 
 def balanced_kl(
