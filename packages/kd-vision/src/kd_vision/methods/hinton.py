@@ -81,8 +81,8 @@ class TrainConfig(_Strict):
 class KDConfig(_Strict):
     """The distillation loss: temperature T and the weight α of the KD term."""
 
-    temperature: Annotated[float, Field(gt=0)] = 2.0
-    alpha: Annotated[float, Field(ge=0, le=1)] = 0.5
+    temperature: Annotated[float, Field(gt=0)] = 4.0
+    alpha: Annotated[float, Field(ge=0, le=1)] = 0.9
 
 
 class HintonConfig(RecipeConfig):
