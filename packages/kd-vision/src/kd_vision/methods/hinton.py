@@ -9,44 +9,38 @@ mean ± std over seeds, with loss curves and reliability diagrams.
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 import torch
-from kd_core import Backend, Distiller, FrozenTeacher, Objective, Phase, Term, adamw, cosine_lr
-from kd_core.checkpoint import load_weights, save_weights
+from kd_core import Backend, Objective, Term
+from kd_core.checkpoint import load_weights
 from kd_core.engine import classification_evaluator
 from kd_core.losses import cross_entropy, kl_divergence
-from kd_core.metrics import (
-    count_macs,
-    count_parameters,
-    expected_calibration_error,
-    format_mean_std,
-    mean_std,
-    measure_latency,
-)
+from kd_core.metrics import CalibrationResult, format_mean_std, mean_std
 from kd_core.plots import plot_bars, plot_loss_curves, plot_reliability_diagram
-from kd_core.progress import ProgressCallback, console, progress_bar
+from kd_core.progress import console, progress_bar
 from kd_core.recipes import Method, RecipeConfig, RunContext
 from kd_core.report import command_line, markdown_table, write_report
 from kd_core.runs import RunDir, environment
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 from torch.utils.data import DataLoader
 
 from kd_vision.data.digits import DigitsDataset, make_splits
+from kd_vision.methods.common import (
+    Strict,
+    TrainConfig,
+    cached_teacher,
+    calibration,
+    fit,
+    model_cost,
+    single_phase,
+)
 from kd_vision.models.cnn import build_model
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class DataConfig(_Strict):
+class DataConfig(Strict):
     """Which digits, and how many for each split.
 
     ``teacher_train_size`` (default: ``train_size``) lets the teacher learn from a larger labelled pool,
@@ -68,17 +62,7 @@ class DataConfig(_Strict):
     test_size: Annotated[int, Field(gt=0)] = 2000
 
 
-class TrainConfig(_Strict):
-    """How one model is trained."""
-
-    model: str
-    epochs: Annotated[int, Field(gt=0)]
-    lr: Annotated[float, Field(gt=0)]
-    batch_size: Annotated[int, Field(gt=0)] = 64
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
-
-
-class KDConfig(_Strict):
+class KDConfig(Strict):
     """The distillation loss: temperature T and the weight α of the KD term."""
 
     temperature: Annotated[float, Field(gt=0)] = 4.0
@@ -96,11 +80,6 @@ class HintonConfig(RecipeConfig):
     seeds: Annotated[list[int], Field(min_length=1)] = Field(default_factory=lambda: [0, 1, 2])
     reuse_teacher: bool = True
     latency_iterations: Annotated[int, Field(gt=0)] = 50
-
-
-def data_home() -> Path:
-    """``$KD_DATA_HOME`` or ``~/.cache/kd``."""
-    return Path(os.environ.get("KD_DATA_HOME", Path.home() / ".cache" / "kd"))
 
 
 def distill_objective(kd: KDConfig) -> Objective:
@@ -135,55 +114,30 @@ class HintonPlan:
                                         teacher_train.indices[: c.train_size])
         return splits
 
-    def _teacher_key(self, teacher: nn.Module) -> str:
-        shapes = {k: list(v.shape) for k, v in teacher.state_dict().items()}
-        blob = json.dumps({"data": self.config.data.model_dump(), "teacher": self.config.teacher.model_dump(),
-                           "architecture": shapes, "format": 1}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
     def _fit(self, model: nn.Module, train: TrainConfig, objective: Objective, seed: int, splits,
-             out: Path, backend: Backend, label: str, callbacks, teacher: nn.Module | None = None,
+             out: Path, backend: Backend, label: str, progress, teacher: nn.Module | None = None,
              resume: bool = False) -> nn.Module:
-        distiller = Distiller(
-            model, phases=[Phase("train", objective, epochs=train.epochs,
-                                 optimizer=adamw(train.lr, train.weight_decay), scheduler=cosine_lr)],
-            teacher=FrozenTeacher(teacher) if teacher is not None else None, backend=backend,
-            callbacks=[ProgressCallback(label, callbacks)], batch_size=train.batch_size, seed=seed)
-        config = {"recipe": self.config.model_dump(), "role": label, "seed": seed}
-        distiller.fit(splits["train"], splits["val"], out=out, config=config,
-                      resume=resume and (out / "config.yaml").is_file())
-        return distiller.student
+        return fit(model, single_phase(objective, train), splits, out, backend, label, progress, seed=seed,
+                   batch_size=train.batch_size, config={"recipe": self.config.model_dump(), "role": label,
+                                                        "seed": seed}, teacher=teacher, resume=resume)
 
     def _teacher(self, splits, out: Path, backend: Backend, progress, resume: bool) -> tuple[nn.Module, str]:
-        torch.manual_seed(0)
-        teacher = build_model(self.config.teacher.model)
-        cached = data_home() / "teachers" / f"digits-{self._teacher_key(teacher)}.safetensors"
-        if self.config.reuse_teacher and cached.is_file():
-            load_weights(teacher, cached)
-            return teacher.to(backend.device), f"reused from {cached}"
-        teacher_splits = {**splits, "train": splits["teacher_train"]}
-        teacher = self._fit(teacher, self.config.teacher, supervised_objective(), 0, teacher_splits,
-                            out / "teacher", backend, "teacher", progress, resume=resume)
-        save_weights(teacher, cached, metadata={"key": self._teacher_key(teacher)})
-        return teacher, f"trained in this run ({out / 'teacher'}), cached at {cached}"
+        def build() -> nn.Module:
+            torch.manual_seed(0)
+            return build_model(self.config.teacher.model)
+
+        def train(model: nn.Module) -> nn.Module:
+            return self._fit(model, self.config.teacher, supervised_objective(), 0,
+                             {**splits, "train": splits["teacher_train"]}, out / "teacher", backend, "teacher",
+                             progress, resume=resume)
+
+        teacher, note = cached_teacher(build, train, "digits", self.config.reuse_teacher,
+                                       data=self.config.data.model_dump(), teacher=self.config.teacher.model_dump())
+        return teacher.to(backend.device), note
 
     def _student(self, seed: int) -> nn.Module:
         torch.manual_seed(seed)
         return build_model(self.config.student.model)
-
-    # -- evaluation ---------------------------------------------------------------------------------
-    def _calibration(self, model: nn.Module, loader):
-        with torch.inference_mode():
-            model.eval()
-            logits = torch.cat([model(b["input"]).float().cpu() for b in loader])
-            labels = torch.cat([b["label"].cpu() for b in loader])
-        return expected_calibration_error(logits, labels)
-
-    def _cost(self, model: nn.Module, example: torch.Tensor) -> dict[str, float]:
-        cpu_model = copy.deepcopy(model).cpu().eval()
-        latency = measure_latency(cpu_model, example.cpu(), warmup=10, iterations=self.config.latency_iterations)
-        return {"params": count_parameters(cpu_model), "macs": count_macs(cpu_model, example.cpu()),
-                "latency_ms_p50": latency.p50_ms}
 
     # -- the whole plan -----------------------------------------------------------------------------
     def run(self, context: RunContext) -> Path:
@@ -220,21 +174,20 @@ class HintonPlan:
         def score(model: nn.Module) -> dict[str, float]:
             return classification_evaluator(model, loader, lambda m, b: m(b["input"]))
 
-        results: dict = {"teacher": {**score(teacher), **self._cost(teacher, example)}, "seeds": {}}
+        cost = self.config.latency_iterations
+        results: dict = {"teacher": {**score(teacher), **model_cost(teacher, example, cost)}, "seeds": {}}
         for role, by_seed in students.items():
             results["seeds"][role] = {str(s): score(m) for s, m in by_seed.items()}
-            results[role] = self._cost(next(iter(by_seed.values())), example)
+            results[role] = model_cost(next(iter(by_seed.values())), example, self.config.latency_iterations)
         seed0 = self.config.seeds[0]
         results["calibration"] = {
-            "teacher": self._calibration(teacher, loader).__dict__,
-            "distilled": self._calibration(students["distilled"][seed0], loader).__dict__,
-            "scratch": self._calibration(students["scratch"][seed0], loader).__dict__,
+            "teacher": calibration(teacher, loader).__dict__,
+            "distilled": calibration(students["distilled"][seed0], loader).__dict__,
+            "scratch": calibration(students["scratch"][seed0], loader).__dict__,
         }
         return results
 
     def _report(self, top: RunDir, results: dict, teacher_note: str, context: RunContext) -> Path:
-        from kd_core.metrics import CalibrationResult
-
         rows = [{"model": "teacher", "accuracy": f"{100 * results['teacher']['accuracy']:.2f}",
                  "ECE": f"{100 * results['teacher']['ece']:.2f}", "NLL": f"{results['teacher']['nll']:.3f}",
                  "params": results["teacher"]["params"], "MACs": results["teacher"]["macs"],

@@ -1,0 +1,113 @@
+"""Pieces every vision plan shares: training one model through kd-core, a cached teacher, costs, calibration.
+
+A method module builds its objective(s) and phases; these helpers run them through ``Distiller`` (there
+is no other training loop), cache trained teachers under ``$KD_DATA_HOME/teachers`` keyed by everything
+that determines them, and measure what reports show (parameters, MACs, CPU latency, ECE).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+from kd_core import Backend, Distiller, FrozenTeacher, Objective, Phase, adamw, cosine_lr
+from kd_core.checkpoint import load_weights, save_weights
+from kd_core.metrics import CalibrationResult, count_macs, count_parameters, expected_calibration_error, measure_latency
+from kd_core.progress import ProgressCallback
+from kd_core.signals import Signal
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from torch.utils.data import Dataset
+
+
+class Strict(BaseModel):
+    """A config section that rejects unknown keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainConfig(Strict):
+    """How one model is trained: architecture name, epochs, AdamW learning rate, batch size."""
+
+    model: str
+    epochs: Annotated[int, Field(gt=0)]
+    lr: Annotated[float, Field(gt=0)]
+    batch_size: Annotated[int, Field(gt=0)] = 64
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+
+
+def data_home() -> Path:
+    """``$KD_DATA_HOME`` or ``~/.cache/kd``."""
+    return Path(os.environ.get("KD_DATA_HOME", Path.home() / ".cache" / "kd"))
+
+
+def fit(model: nn.Module, phases: Sequence[Phase], splits: Mapping[str, Dataset], out: Path, backend: Backend,
+        label: str, progress: Any, *, seed: int, batch_size: int, config: dict[str, Any],
+        teacher: Signal | nn.Module | None = None, resume: bool = False, train_split: str = "train",
+        **distiller_options: Any) -> nn.Module:
+    """Train ``model`` through ``phases`` with a ``Distiller`` in ``out``; return the trained model.
+
+    ``teacher`` may be a signal or a plain module (wrapped in ``FrozenTeacher``). ``progress`` is a
+    rich progress bar (or None). ``resume`` continues ``out`` if it holds a run.
+    """
+    signal = FrozenTeacher(teacher) if isinstance(teacher, nn.Module) else teacher
+    distiller = Distiller(model, phases=phases, teacher=signal, backend=backend,
+                          callbacks=[ProgressCallback(label, progress)], batch_size=batch_size, seed=seed,
+                          **distiller_options)
+    distiller.fit(splits[train_split], splits.get("val"), out=out, config=config,
+                  resume=resume and (out / "config.yaml").is_file())
+    return distiller.student
+
+
+def single_phase(objective: Objective, train: TrainConfig, name: str = "train") -> list[Phase]:
+    """One phase of ``train.epochs`` with AdamW at ``train.lr`` and cosine decay."""
+    return [Phase(name, objective, epochs=train.epochs, optimizer=adamw(train.lr, train.weight_decay),
+                  scheduler=cosine_lr)]
+
+
+def teacher_key(model: nn.Module, /, **determinants: Any) -> str:
+    """A digest of the architecture (parameter shapes) and everything else that determines a teacher."""
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+    blob = json.dumps({"architecture": shapes, "format": 1, **determinants}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cached_teacher(build: Callable[[], nn.Module], train: Callable[[nn.Module], nn.Module], prefix: str,
+                   reuse: bool = True, /, **determinants: Any) -> tuple[nn.Module, str]:
+    """A trained teacher: loaded from ``$KD_DATA_HOME/teachers`` when one with the same key exists.
+
+    ``build()`` makes the untrained model (seeded by the caller), ``train(model)`` trains it. Returns the
+    model and a note for reports saying where it came from.
+    """
+    teacher = build()
+    key = teacher_key(teacher, **determinants)
+    path = data_home() / "teachers" / f"{prefix}-{key}.safetensors"
+    if reuse and path.is_file():
+        load_weights(teacher, path)
+        return teacher, f"reused from {path}"
+    teacher = train(teacher)
+    save_weights(teacher, path, metadata={"key": key})
+    return teacher, f"trained in this run, cached at {path}"
+
+
+def model_cost(model: nn.Module, example: torch.Tensor, latency_iterations: int = 50) -> dict[str, float]:
+    """Parameters, MACs and CPU latency (p50, batch of ``example``) of a copy of ``model`` on CPU."""
+    cpu_model = copy.deepcopy(model).cpu().eval()
+    latency = measure_latency(cpu_model, example.cpu(), warmup=10, iterations=latency_iterations)
+    return {"params": count_parameters(cpu_model), "macs": count_macs(cpu_model, example.cpu()),
+            "latency_ms_p50": latency.p50_ms}
+
+
+def calibration(model: nn.Module, batches: Sequence[Mapping[str, torch.Tensor]]) -> CalibrationResult:
+    """ECE (15 bins) and reliability-diagram data of ``model`` over ``batches`` (``input``, ``label``)."""
+    model.eval()
+    with torch.inference_mode():
+        logits = torch.cat([model(b["input"]).float().cpu() for b in batches])
+        labels = torch.cat([b["label"].cpu() for b in batches])
+    return expected_calibration_error(logits, labels)
