@@ -35,23 +35,20 @@ from __future__ import annotations
 
 import argparse
 import copy
-import itertools
 import json
 import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 import timeit
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from kd_core import Backend, Callback, Distiller, FrozenTeacher, Objective, Phase, Term, cross_entropy, kl_divergence
+from bench_common import CE_WEIGHT, KD_WEIGHT, TEMPERATURE, hinton_objective, mlp, sync, versions, widths
+from kd_core import Backend, Callback, Distiller, FrozenTeacher, Phase
 from kd_core.data import IndexedDataset, epoch_batches
 from kd_core.engine import adamw
 from kd_core.runs import RunDir
@@ -61,35 +58,13 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_JSON = HERE / "results" / "engine_overhead.json"
-TEMPERATURE, KD_WEIGHT, CE_WEIGHT = 4.0, 0.9, 0.1
 TARGET = 1.03
 
 
-def mlp(widths: Sequence[int], seed: int) -> nn.Sequential:
-    """``Linear -> ReLU -> ... -> Linear`` over ``widths``, initialised from ``seed``."""
-    generator_state = torch.get_rng_state()
-    torch.manual_seed(seed)
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(itertools.pairwise(widths)):
-        layers.append(nn.Linear(a, b))
-        if i < len(widths) - 2:
-            layers.append(nn.ReLU())
-    torch.set_rng_state(generator_state)
-    return nn.Sequential(*layers)
 
 
-def widths(text: str) -> list[int]:
-    """Parse ``"128,512,512,10"``."""
-    values = [int(v) for v in text.split(",") if v.strip()]
-    if len(values) < 2 or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive widths, got {text!r}")
-    return values
 
 
-def sync(device: torch.device) -> None:
-    """Wait for queued device work (CUDA only) so that the clock reads finished work."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class StepClock(Callback):
@@ -116,13 +91,6 @@ class StepClock(Callback):
         self._last = None  # the next gap would span the epoch end (and its checkpoint): not counted
 
 
-def hinton_objective() -> Objective:
-    """The objective the Distiller runs: 0.9·T²·KL + 0.1·CE at T = 4."""
-    return Objective(
-        Term("kd", kl_divergence, student="logits", teacher="logits", weight=KD_WEIGHT,
-             temperature=TEMPERATURE, direction="forward"),
-        Term("ce", cross_entropy, student="logits", target="label", weight=CE_WEIGHT),
-    )
 
 
 def hand_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -253,15 +221,6 @@ def attribution(train: Dataset, teacher: nn.Module, student: nn.Module, args: ar
             for side, value in (("engine", engine), ("hand", hand))}
 
 
-def versions() -> dict[str, Any]:
-    """Python, torch, kd-core and platform details for the JSON."""
-    try:
-        kd_core_version = metadata.version("kd-core")
-    except metadata.PackageNotFoundError:
-        kd_core_version = None
-    return {"python": sys.version.split()[0], "torch": torch.__version__, "kd_core": kd_core_version,
-            "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -30,31 +30,24 @@ from __future__ import annotations
 
 import argparse
 import copy
-import itertools
 import json
 import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
+from bench_common import hinton_objective, mlp, sync, versions, widths
 from kd_core import (
     Backend,
     CachedTeacher,
     Callback,
     Distiller,
     FrozenTeacher,
-    Objective,
     Phase,
-    Term,
-    cross_entropy,
-    kl_divergence,
 )
 from kd_core.data import IndexedDataset, in_order
 from kd_core.engine import adamw
@@ -71,31 +64,10 @@ TARGET = 0.5
 MIN_MAC_RATIO = 8.0
 
 
-def mlp(widths: Sequence[int], seed: int) -> nn.Sequential:
-    """``Linear -> ReLU -> ... -> Linear`` over ``widths``, initialised from ``seed``."""
-    generator_state = torch.get_rng_state()
-    torch.manual_seed(seed)
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(itertools.pairwise(widths)):
-        layers.append(nn.Linear(a, b))
-        if i < len(widths) - 2:
-            layers.append(nn.ReLU())
-    torch.set_rng_state(generator_state)
-    return nn.Sequential(*layers)
 
 
-def widths(text: str) -> list[int]:
-    """Parse ``"128,1024,1024,10"``."""
-    values = [int(v) for v in text.split(",") if v.strip()]
-    if len(values) < 2 or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive widths, got {text!r}")
-    return values
 
 
-def sync(device: torch.device) -> None:
-    """Wait for queued device work (CUDA only) so that the clock reads finished work."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class ForwardCounter:
@@ -136,13 +108,6 @@ class EpochClock(Callback):
         self.teacher_calls = self.counter.calls - self._calls_at_start
 
 
-def hinton_objective() -> Objective:
-    """0.9·T²·KL + 0.1·CE at T = 4."""
-    return Objective(
-        Term("kd", kl_divergence, student="logits", teacher="logits", weight=0.9, temperature=4.0,
-             direction="forward"),
-        Term("ce", cross_entropy, student="logits", target="label", weight=0.1),
-    )
 
 
 def one_epoch(student: nn.Module, signal: Signal, train: Dataset, args: argparse.Namespace, seed: int,
@@ -162,15 +127,6 @@ def folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def versions() -> dict[str, Any]:
-    """Python, torch, kd-core and platform details for the JSON."""
-    try:
-        kd_core_version = metadata.version("kd-core")
-    except metadata.PackageNotFoundError:
-        kd_core_version = None
-    return {"python": sys.version.split()[0], "torch": torch.__version__, "kd_core": kd_core_version,
-            "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -8,7 +8,8 @@ import pytest
 import torch
 from kd_core.errors import ConfigError
 from kd_vision.data.digits import make_splits
-from kd_vision.models import MODELS, DigitCNN, build_model, student_cnn, teacher_cnn
+from kd_vision.models import DigitCNN, build_model, student_cnn, teacher_cnn
+from kd_vision.models.cnn import MODELS
 from torch import nn
 
 

@@ -17,12 +17,10 @@ the source, never used. Cache files are written to a temporary name and moved in
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import io
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,8 @@ import numpy as np
 import torch
 from kd_core.errors import ConfigError, DataError
 from torch.utils.data import Dataset
+
+from kd_vision.data.cache import atomic_write, check_int, file_sha256, npy_bytes, sha256_bytes
 
 __all__ = ["MEAN", "SOURCES", "STD", "DigitsDataset", "cache_dir", "load_digits", "make_splits"]
 
@@ -96,16 +96,8 @@ def _locate(spec: _Source) -> Path:
     return path
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _parse_csv(path: Path, spec: _Source) -> tuple[np.ndarray, np.ndarray]:
@@ -131,31 +123,13 @@ def _parse_csv(path: Path, spec: _Source) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(images), labels.astype(np.int64)
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a data cache is readable like any file
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 def _source_record(path: Path, sha256: str | None = None) -> dict[str, Any]:
     stat = path.stat()
-    return {"source_file": str(path), "source_sha256": sha256 or _file_sha256(path),
+    return {"source_file": str(path), "source_sha256": sha256 or file_sha256(path),
             "source_size": stat.st_size, "source_mtime_ns": stat.st_mtime_ns}
 
 
@@ -164,14 +138,14 @@ def _write_cache(directory: Path, source: str, source_path: Path, source_sha256:
     directory.mkdir(parents=True, exist_ok=True)
     files: dict[str, Any] = {}
     for name in _ARRAYS:
-        data = _npy_bytes(arrays[name])
-        _atomic_write(directory / f"{name}.npy", data)
+        data = npy_bytes(arrays[name])
+        atomic_write(directory / f"{name}.npy", data)
         files[f"{name}.npy"] = {"shape": list(arrays[name].shape), "dtype": str(arrays[name].dtype),
-                                "sha256": _sha256(data)}
+                                "sha256": sha256_bytes(data)}
     manifest = {"format": _FORMAT, "source": source, **_source_record(source_path, source_sha256),
                 "files": files}
     # The manifest goes last: until it is in place, the arrays beside it are not trusted.
-    _atomic_write(directory / _MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    atomic_write(directory / _MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
 
 
 def _read_cache(directory: Path, source: str, source_path: Path | None,
@@ -189,7 +163,7 @@ def _read_cache(directory: Path, source: str, source_path: Path | None,
         for name in _ARRAYS:
             entry = files[f"{name}.npy"]
             data = (directory / f"{name}.npy").read_bytes()
-            if _sha256(data) != entry["sha256"]:
+            if sha256_bytes(data) != entry["sha256"]:
                 return None, f"{name}.npy does not match its sha256 in the manifest"
             array = np.load(io.BytesIO(data), allow_pickle=False)
             if list(array.shape) != list(entry["shape"]) or str(array.dtype) != entry["dtype"]:
@@ -215,12 +189,12 @@ def _source_unchanged(manifest: dict[str, Any], manifest_path: Path, source_path
     stat = source_path.stat()
     if stat.st_size == manifest.get("source_size") and stat.st_mtime_ns == manifest.get("source_mtime_ns"):
         return True
-    sha256 = _file_sha256(source_path)
+    sha256 = file_sha256(source_path)
     if sha256 != manifest.get("source_sha256"):
         return False
     updated = {**manifest, **_source_record(source_path, sha256)}
     with contextlib.suppress(OSError):  # remember the new stat so the next load skips the hash
-        _atomic_write(manifest_path, (json.dumps(updated, indent=2) + "\n").encode())
+        atomic_write(manifest_path, (json.dumps(updated, indent=2) + "\n").encode())
     return True
 
 
@@ -251,7 +225,7 @@ def load_digits(source: str = "mnist5k") -> tuple[np.ndarray, np.ndarray]:
     if problem:
         warnings.warn(f"digits cache {directory} failed verification ({problem}); rebuilding it from "
                       f"{source_path}", RuntimeWarning, stacklevel=2)
-    source_sha256 = _file_sha256(source_path)
+    source_sha256 = file_sha256(source_path)
     images, labels = _parse_csv(source_path, spec)
     try:
         _write_cache(directory, source, source_path, source_sha256, {"images": images, "labels": labels})
@@ -304,10 +278,6 @@ class DigitsDataset(Dataset):
         return self.labels[self.indices]
 
 
-def _check_size(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ConfigError(name, f"an integer >= {minimum}", value)
-    return int(value)
 
 
 def _apportion(size: int, weights: np.ndarray, capacity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -346,10 +316,10 @@ def make_splits(source: str = "mnist5k", *, train_size: int, val_size: int, test
     order. ``val_size`` and ``test_size`` may be 0.
     """
     _source(source)
-    sizes = {"train_size": _check_size("train_size", train_size, 1),
-             "val_size": _check_size("val_size", val_size, 0),
-             "test_size": _check_size("test_size", test_size, 0)}
-    seed = _check_size("seed", seed, 0)
+    sizes = {"train_size": check_int("train_size", train_size, 1),
+             "val_size": check_int("val_size", val_size, 0),
+             "test_size": check_int("test_size", test_size, 0)}
+    seed = check_int("seed", seed, 0)
     images, labels = load_digits(source)
     total = len(labels)
     for name, value in sizes.items():

@@ -97,8 +97,8 @@ def student_cnn(num_classes: int = 10) -> DigitCNN:
 MODELS: dict[str, Callable[[int], nn.Module]] = {"teacher-cnn": teacher_cnn, "student-cnn": student_cnn}
 
 
-def build_model(name: str, num_classes: int = 10) -> nn.Module:
-    """Build a model by name (``"teacher-cnn"`` or ``"student-cnn"``) with ``num_classes`` outputs."""
-    if name not in MODELS:
-        raise ConfigError("name", f"one of {', '.join(repr(n) for n in sorted(MODELS))}", name)
-    return MODELS[name](num_classes)
+def build_model(name: str, num_classes: int = 10, in_channels: int | None = None) -> nn.Module:
+    """Build any registered model by name; the same as :func:`kd_vision.models.registry.build_model`."""
+    from kd_vision.models.registry import build_model as build  # the registry imports this module
+
+    return build(name, num_classes, in_channels)

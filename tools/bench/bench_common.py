@@ -1,0 +1,69 @@
+"""What the benchmark scripts share: MLP builders, width parsing, device sync, the Hinton objective, versions.
+
+Imported by the scripts beside it (run as ``python tools/bench/<script>.py``, which puts this folder on
+``sys.path``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Any
+
+import torch
+from kd_core import Objective, Term, cross_entropy, kl_divergence
+from torch import nn
+
+TEMPERATURE, KD_WEIGHT, CE_WEIGHT = 4.0, 0.9, 0.1
+
+
+def mlp(widths: Sequence[int], seed: int) -> nn.Sequential:
+    """``Linear -> ReLU -> ... -> Linear`` over ``widths``, initialised from ``seed`` (global RNG untouched)."""
+    generator_state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(widths)):
+        layers.append(nn.Linear(a, b))
+        if i < len(widths) - 2:
+            layers.append(nn.ReLU())
+    torch.set_rng_state(generator_state)
+    return nn.Sequential(*layers)
+
+
+def widths(text: str) -> list[int]:
+    """Parse ``"128,512,512,10"`` (an argparse type)."""
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if len(values) < 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive widths, got {text!r}")
+    return values
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued device work (CUDA only) so that the clock reads finished work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def hinton_objective() -> Objective:
+    """The objective both benchmarks run: 0.9·T²·KL + 0.1·CE at T = 4."""
+    return Objective(
+        Term("kd", kl_divergence, student="logits", teacher="logits", weight=KD_WEIGHT,
+             temperature=TEMPERATURE, direction="forward"),
+        Term("ce", cross_entropy, student="logits", target="label", weight=CE_WEIGHT),
+    )
+
+
+def versions() -> dict[str, Any]:
+    """Python, torch, kd-core and platform details for the JSON."""
+    try:
+        kd_core_version = metadata.version("kd-core")
+    except metadata.PackageNotFoundError:
+        kd_core_version = None
+    return {"python": sys.version.split()[0], "torch": torch.__version__, "kd_core": kd_core_version,
+            "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
