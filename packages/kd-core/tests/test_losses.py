@@ -331,3 +331,10 @@ def test_registry_names_every_loss():
     assert LOSSES["kl_divergence"] is kl_divergence
     assert set(LOSSES) >= {"kl_divergence", "balanced_kl", "soft_cross_entropy", "cross_entropy", "logit_mse",
                            "hidden_mse", "attention_loss", "info_nce", "l1"}
+
+
+@pytest.mark.parametrize("sharpness", [-1.0, float("nan"), float("inf"), "5", True])
+def test_balanced_kl_rejects_bad_sharpness(sharpness):
+    with pytest.raises(ConfigError) as caught:
+        balanced_kl(torch.zeros(2, 3), torch.zeros(2, 3), sharpness=sharpness)
+    assert caught.value.argument == "sharpness"

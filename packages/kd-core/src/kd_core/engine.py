@@ -437,10 +437,10 @@ class Distiller:
                 continue
             optimizers = [optimizer] + ([self.teacher.optimizer] if teacher_trainable else [])
             if self.clip_grad_norm is not None:
-                for opt in optimizers:
-                    self.backend.scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_([p for opt in optimizers for g in opt.param_groups
-                                                for p in g["params"]], self.clip_grad_norm)
+                for opt in optimizers:  # each network's norm on its own: a co-trained teacher must not
+                    self.backend.scaler.unscale_(opt)  # shrink the student's step, nor the reverse
+                    torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
+                                                   self.clip_grad_norm)
             for opt in optimizers:
                 self.backend.scaler.step(opt)
             self.backend.scaler.update()

@@ -116,6 +116,9 @@ def balanced_kl(
     aᵢ = 1 − bᵢ the forward KL: an unsure student is sharpened, an over-confident one softened.
     """
     t = check_temperature(temperature)
+    if isinstance(sharpness, bool) or not isinstance(sharpness, int | float) or not math.isfinite(sharpness) \
+            or sharpness < 0:
+        raise ConfigError("sharpness", "a finite number ≥ 0 (k in b = σ(k·Δ))", sharpness)
     check_same_shape(student, teacher)
     log_s = F.log_softmax(student.float() / t, dim=-1)
     log_t = F.log_softmax(teacher.float() / t, dim=-1)
