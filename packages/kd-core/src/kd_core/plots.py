@@ -25,10 +25,10 @@ from matplotlib.figure import Figure
 from kd_core.errors import ConfigError
 from kd_core.metrics import CalibrationResult
 
-__all__ = ["plot_bars", "plot_loss_curves", "plot_reliability_diagram"]
+__all__ = ["plot_bars", "plot_loss_curves", "plot_reliability_diagram", "save_figure"]
 
 
-def _save_atomically(fig: Figure, path: str | os.PathLike[str]) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
     """Write ``fig`` as a PNG at ``path`` via a temp file in the same folder; always close ``fig``."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
@@ -75,7 +75,7 @@ def plot_reliability_diagram(results: Mapping[str, CalibrationResult], path: str
         ax.set_title(f"{name}\nECE = {100 * result.ece:.2f}%  (n = {sum(result.bin_count)})")
     axes[0][0].set_ylabel("accuracy")
     axes[0][0].legend(loc="upper left", fontsize="small")
-    return _save_atomically(fig, path)
+    return save_figure(fig, path)
 
 
 def _is_number(value: Any) -> bool:
@@ -130,7 +130,7 @@ def plot_loss_curves(
     ax.set_ylabel("loss")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
-    return _save_atomically(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_bars(values: Mapping[str, float], path: str | os.PathLike[str], title: str, ylabel: str) -> Path:
@@ -150,4 +150,4 @@ def plot_bars(values: Mapping[str, float], path: str | os.PathLike[str], title: 
     ax.set_title(title)
     ax.set_ylabel(ylabel)
     ax.margins(y=0.12)
-    return _save_atomically(fig, path)
+    return save_figure(fig, path)

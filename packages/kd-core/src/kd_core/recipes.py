@@ -153,7 +153,8 @@ def _describe_error(error: dict[str, Any]) -> tuple[str, str, Any]:
         return location, "no such key (a field of the method's config)", error.get("input")
     if error["type"] == "missing":
         return location, "a value (the field is required)", None
-    return location, error["msg"].lower(), error.get("input")
+    msg = error["msg"]
+    return location, msg[:1].lower() + msg[1:], error.get("input")
 
 
 def validate(method: Method, data: dict[str, Any]) -> RecipeConfig:

@@ -1,0 +1,97 @@
+"""One class-incremental run: a model through every task of the stream for one variant and seed.
+
+Before anything trains, a variant that replays generated images checks its generator against the
+``ImageGenerator`` protocol and the data (image shape, known classes) and probes one generated batch,
+so a generator of the wrong resolution or one that returns classes it was not asked for is refused
+with a ``ConfigError`` first. Then, for each task t: draw S_{<t} (``generated_per_class`` images of each
+old class, checked again), train through ``Distiller`` (:func:`kd_vision.cil.training.train_task`), add
+the task's exemplars to the memory, and evaluate on every task seen so far (one accuracy-matrix row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from kd_core import Backend
+from kd_core.generators import ImageGenerator, check_generator, generate_checked
+from torch import nn
+
+from kd_vision.cil.evaluation import accuracy_row
+from kd_vision.cil.memory import ExemplarMemory
+from kd_vision.cil.metrics import summary
+from kd_vision.cil.stream import class_subset
+from kd_vision.cil.training import VARIANTS, task_dataset, task_objective, train_task
+from kd_vision.data.digits import DigitsDataset
+from kd_vision.methods.common import TrainConfig
+from kd_vision.models import build_model
+
+__all__ = ["StreamResult", "StreamSettings", "run_stream"]
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """Everything a run needs besides data, generator, variant and seed."""
+
+    train: TrainConfig
+    memory_per_class: int = 5
+    generated_per_class: int = 100
+    kd_temperature: float = 2.0
+    kd_weight: float = 1.0
+    num_classes: int = 10
+
+
+@dataclass
+class StreamResult:
+    """The accuracy matrix of one run and its summary metrics."""
+
+    variant: str
+    seed: int
+    tasks: list[list[int]]
+    matrix: list[list[float]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: variant, seed, tasks, matrix and the metrics."""
+        return {"variant": self.variant, "seed": self.seed, "tasks": self.tasks, "matrix": self.matrix,
+                **summary(self.matrix)}
+
+
+def _image_shape(dataset: DigitsDataset) -> tuple[int, ...]:
+    return tuple(dataset[0]["input"].shape)
+
+
+def run_stream(variant: str, tasks: Sequence[Sequence[int]], train: DigitsDataset, test: DigitsDataset,
+               generator: ImageGenerator | None, settings: StreamSettings, seed: int, out: Path, backend: Backend,
+               progress: Any = None, resume: bool = False, model: nn.Module | None = None) -> StreamResult:
+    """Train one model through ``tasks`` with ``variant`` (A-D) and return its accuracy matrix."""
+    spec = VARIANTS[variant]
+    shape = _image_shape(train)
+    if spec.generated:  # validate the generator before any training
+        check_generator(generator, shape, [c for task in tasks for c in task])
+        generate_checked(generator, list(tasks[0]), 1, seed, shape)
+    if model is None:
+        torch.manual_seed(seed)
+        model = build_model(settings.train.model, num_classes=settings.num_classes)
+    model = model.to(backend.device)
+    memory = ExemplarMemory(settings.memory_per_class, seed=seed)
+    result = StreamResult(variant, seed, [list(t) for t in tasks])
+    for t, task in enumerate(tasks):
+        old = [c for previous in tasks[:t] for c in previous]
+        seen = [*old, *task]
+        generated = None
+        if spec.generated and old:
+            generated = generate_checked(generator, old, settings.generated_per_class, seed * 1000 + t, shape)
+        current = class_subset(train, task)
+        dataset = task_dataset(spec, current, memory.dataset(), generated)
+        objective = task_objective(spec, old, settings.kd_temperature, settings.kd_weight)
+        config = {"variant": variant, "seed": seed, "task": t, "classes": list(task),
+                  "train": settings.train.model_dump(), "samples": len(dataset)}
+        model, _ = train_task(model, objective, dataset, seen, settings.train, out / f"task{t}", backend,
+                              f"{variant} s{seed} t{t}", progress, seed=seed * 1000 + t, config=config, resume=resume)
+        if spec.memory:
+            memory.add(current, task)
+        result.matrix.append(accuracy_row(model, test, tasks[: t + 1], backend))
+    return result
