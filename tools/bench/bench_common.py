@@ -67,3 +67,12 @@ def versions() -> dict[str, Any]:
     return {"python": sys.version.split()[0], "torch": torch.__version__, "kd_core": kd_core_version,
             "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace, positive: Sequence[str]) -> None:
+    """Exit through ``parser.error`` unless teacher and student MLPs match at both ends and ``positive`` ≥ 1."""
+    if args.teacher[-1] != args.student[-1] or args.teacher[0] != args.student[0]:
+        parser.error("teacher and student need the same input width and the same number of classes")
+    for name in positive:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be ≥ 1")

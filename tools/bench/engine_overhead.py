@@ -47,7 +47,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from bench_common import CE_WEIGHT, KD_WEIGHT, TEMPERATURE, hinton_objective, mlp, sync, versions, widths
+from bench_common import CE_WEIGHT, KD_WEIGHT, TEMPERATURE, check_args, hinton_objective, mlp, sync, versions, widths
 from kd_core import Backend, Callback, Distiller, FrozenTeacher, Phase
 from kd_core.data import IndexedDataset, epoch_batches
 from kd_core.engine import adamw
@@ -238,11 +238,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results")
     args = parser.parse_args(argv)
-    if args.teacher[-1] != args.student[-1] or args.teacher[0] != args.student[0]:
-        parser.error("teacher and student need the same input width and the same number of classes")
-    for name in ("threads", "batch_size", "steps_per_epoch", "epochs", "rounds"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be ≥ 1")
+    check_args(parser, args, ("threads", "batch_size", "steps_per_epoch", "epochs", "rounds"))
     return args
 
 

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_common import hinton_objective, mlp, sync, versions, widths
+from bench_common import check_args, hinton_objective, mlp, sync, versions, widths
 from kd_core import (
     Backend,
     CachedTeacher,
@@ -145,11 +145,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results")
     args = parser.parse_args(argv)
-    if args.teacher[-1] != args.student[-1] or args.teacher[0] != args.student[0]:
-        parser.error("teacher and student need the same input width and the same number of classes")
-    for name in ("threads", "batch_size", "cache_batch_size", "steps_per_epoch", "rounds"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be ≥ 1")
+    check_args(parser, args, ("threads", "batch_size", "cache_batch_size", "steps_per_epoch", "rounds"))
     return args
 
 

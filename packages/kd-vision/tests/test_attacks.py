@@ -10,15 +10,6 @@ from kd_vision.data.digits import MEAN, STD, make_splits
 from kd_vision.models import build_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, two threads make these tiny models many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def digits() -> dict[str, torch.Tensor]:
     """32 real 8x8 digits, normalised like the training data."""

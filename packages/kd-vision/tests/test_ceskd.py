@@ -17,13 +17,6 @@ TINY = ["--set", "data.source=sklearn8x8", "--set", "data.train_size=48", "--set
         "--set", "latency_iterations=2", "--device", "cpu"]
 
 
-@pytest.fixture
-def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private ``KD_DATA_HOME`` for the expert cache (the digits are rebuilt there from the wheel)."""
-    home = tmp_path / "kd-home"
-    monkeypatch.setenv("KD_DATA_HOME", str(home))
-    return home
-
 
 def test_tiny_ces_kd_run_writes_report_results_and_routes_by_curriculum(tmp_path: Path, data_home: Path) -> None:
     out = tmp_path / "ces"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -33,14 +32,6 @@ STAGES = {
 }
 BLOCKS = {"resnet20": 3, "resnet56": 9, "resnet8x4": 1, "resnet32x4": 5, "wrn_16_2": 2, "wrn_40_2": 6}
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Small convolutions run fastest on one CPU thread, and other helpers share the machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_the_registry_covers_every_cifar_model_and_the_digit_cnns() -> None:

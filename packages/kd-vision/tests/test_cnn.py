@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from kd_core.errors import ConfigError
@@ -11,15 +9,6 @@ from kd_vision.data.digits import make_splits
 from kd_vision.models import DigitCNN, build_model, student_cnn, teacher_cnn
 from kd_vision.models.cnn import MODELS
 from torch import nn
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest, and reproducibly, on one CPU thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _params(model: nn.Module) -> int:
@@ -111,7 +100,7 @@ def test_bad_options_name_the_argument(kwargs: dict[str, object], argument: str)
     assert caught.value.argument == argument
 
 
-def test_the_student_can_overfit_64_digits(one_thread: None) -> None:
+def test_the_student_can_overfit_64_digits() -> None:
     train = make_splits("mnist5k", train_size=64, val_size=0, test_size=0, seed=0)["train"]
     inputs = torch.stack([train[i]["input"] for i in range(len(train))])
     labels = torch.stack([train[i]["label"] for i in range(len(train))])

@@ -29,13 +29,6 @@ def needs_emoji_files() -> None:
         pytest.skip(f"apt-get install fonts-noto-color-emoji unicode-data (missing {missing})")
 
 
-@pytest.fixture
-def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private, empty ``KD_DATA_HOME``."""
-    home = tmp_path / "kd-home"
-    monkeypatch.setenv("KD_DATA_HOME", str(home))
-    return home
-
 
 def _fail_to_render(*args: object, **kwargs: object) -> None:
     raise AssertionError("rendered although a verified cache exists")

@@ -16,13 +16,6 @@ TINY = ["--set", "data.train_size=60", "--set", "data.val_size=30", "--set", "da
         "--set", "latency_iterations=2", "--device", "cpu"]
 
 
-@pytest.fixture
-def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private ``KD_DATA_HOME`` (teacher cache) that still serves the shared digits cache."""
-    home = tmp_path / "kd-home"
-    monkeypatch.setenv("KD_DATA_HOME", str(home))
-    return home
-
 
 def test_objective_is_alpha_t2_kl_plus_one_minus_alpha_ce() -> None:
     torch.manual_seed(0)

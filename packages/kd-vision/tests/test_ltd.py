@@ -30,21 +30,6 @@ TINY = ["--set", "data.train_size=32", "--set", "data.val_size=10", "--set", "da
         "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, two threads make these tiny models many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private ``KD_DATA_HOME`` (teacher cache)."""
-    home = tmp_path / "kd-home"
-    monkeypatch.setenv("KD_DATA_HOME", str(home))
-    return home
 
 
 TEACHER = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
