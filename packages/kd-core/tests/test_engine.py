@@ -280,3 +280,46 @@ def test_metrics_file_is_complete_and_closed_after_fit(tmp_path):
     steps = [r["step"] for r in result.run.metrics() if "loss/total" in r]
     assert steps == list(range(1, len(steps) + 1)) and len(steps) == 4 * 2
     assert result.run._metrics_file is None
+
+
+def test_a_cotrained_teacher_follows_the_phase_schedule_and_is_validated(tmp_path):
+    from kd_core.engine import cosine_lr
+
+    teacher = tiny_mlp(hidden=32, seed=1)
+    signal_ = TrainableTeacher(teacher, Objective(Term("ce", cross_entropy, target="label")),
+                               optimizer=lambda params: torch.optim.SGD(params, lr=0.1))
+    result = Distiller(tiny_mlp(seed=2), phases=[Phase("online", kd_objective(), epochs=2, optimizer=sgd(lr=0.1),
+                                                       scheduler=cosine_lr)],
+                       teacher=signal_, backend=Backend("cpu"), batch_size=16).fit(
+        BlobDataset(64), BlobDataset(32, seed=1), out=tmp_path / "online")
+    assert signal_.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)  # cosine to zero, like the student
+    assert all("val_teacher/accuracy" in h for h in result.history)
+
+
+def test_resume_with_a_cotrained_teacher_and_schedule_equals_an_uninterrupted_run(tmp_path):
+    from kd_core import Callback
+    from kd_core.engine import cosine_lr
+
+    class Crash(Callback):
+        def on_step_end(self, distiller, logs):
+            if distiller.global_step == 6:  # inside epoch 2, after epoch 1's checkpoint
+                raise RuntimeError("simulated crash")
+
+    def run(out, callbacks=(), resume=False):
+        torch.manual_seed(0)
+        teacher, student = tiny_mlp(hidden=32, seed=1), tiny_mlp(seed=2)
+        signal_ = TrainableTeacher(teacher, Objective(Term("ce", cross_entropy, target="label")),
+                                   optimizer=lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9))
+        Distiller(student, phases=[Phase("online", kd_objective(), epochs=3, optimizer=sgd(lr=0.1),
+                                         scheduler=cosine_lr)],
+                  teacher=signal_, backend=Backend("cpu"), batch_size=16, callbacks=callbacks).fit(
+            BlobDataset(64), out=tmp_path / out, resume=resume)
+        return student, teacher
+
+    whole = run("whole")
+    with pytest.raises(RuntimeError, match="simulated"):
+        run("split", callbacks=[Crash()])
+    resumed = run("split", resume=True)
+    for a, b in zip(whole, resumed):
+        for x, y in zip(a.state_dict().values(), b.state_dict().values()):
+            assert torch.equal(x, y)

@@ -46,6 +46,27 @@ def cosine_lr(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
 
 
+class _SchedulerPair:
+    """A phase's LR schedule driving the student's optimizer and a co-trained teacher's together."""
+
+    def __init__(self, student: Any, teacher: Any) -> None:
+        self.student, self.teacher = student, teacher
+
+    def step(self) -> None:
+        """Advance both schedules one optimizer step."""
+        self.student.step()
+        self.teacher.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Both schedules' states."""
+        return {"student": self.student.state_dict(), "teacher": self.teacher.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore both schedules."""
+        self.student.load_state_dict(state["student"])
+        self.teacher.load_state_dict(state["teacher"])
+
+
 @dataclass
 class Phase:
     """One stage of training: an objective, a length in epochs and a fresh optimizer.
@@ -222,10 +243,11 @@ class Distiller:
             return not math.isnan(value)
         return value > best if self.mode == "max" else value < best
 
-    def evaluate(self, dataset: Dataset) -> dict[str, float]:
-        """The evaluator's metrics of the student over ``dataset`` (in order, unshuffled)."""
+    def evaluate(self, dataset: Dataset, model: nn.Module | None = None) -> dict[str, float]:
+        """The evaluator's metrics of the student (or ``model``) over ``dataset`` (in order, unshuffled)."""
         indexed = dataset if isinstance(dataset, IndexedDataset) else IndexedDataset(dataset)
-        model = unwrap(self._model) if hasattr(self, "_model") else self.student
+        if model is None:
+            model = unwrap(self._model) if hasattr(self, "_model") else self.student
         batches = (self.backend.to_device(b) for b in self._loader(indexed, in_order(len(indexed),
                                                                                     self.eval_batch_size)))
         with self.backend.autocast():
@@ -345,6 +367,9 @@ class Distiller:
                 logs: dict[str, float] = {"phase": phase_index, "epoch": epoch + 1}
                 if val is not None:
                     logs.update({f"val/{k}": v for k, v in self.evaluate(val).items()})
+                    if getattr(self.teacher, "trainable", False):  # a co-trained teacher's progress is logged too
+                        teacher_model = unwrap(self.teacher.model)
+                        logs.update({f"val_teacher/{k}": v for k, v in self.evaluate(val, teacher_model).items()})
                 history.append(logs)
                 if self.backend.is_main:
                     self.run.log({"step": self.global_step, "phase_name": phase.name, **logs})
@@ -386,6 +411,10 @@ class Distiller:
         per_epoch = math.ceil(len(self._batches_count(size)) / self.grad_accum_steps)
         total = per_epoch * phase.epochs
         scheduler = phase.scheduler(optimizer, total) if phase.scheduler is not None else None
+        teacher_optimizer = getattr(self.teacher, "optimizer", None) if getattr(self.teacher, "trainable", False) \
+            else None
+        if scheduler is not None and teacher_optimizer is not None:  # the co-trained teacher follows the schedule
+            scheduler = _SchedulerPair(scheduler, phase.scheduler(teacher_optimizer, total))
         return optimizer, scheduler, total
 
     def _batches_count(self, size: int) -> list[int]:
