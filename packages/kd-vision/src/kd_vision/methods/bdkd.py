@@ -37,7 +37,7 @@ from kd_core.plots import plot_loss_curves, plot_reliability_diagram
 from kd_core.progress import console, progress_bar
 from kd_core.recipes import Method, RecipeConfig, RunContext
 from kd_core.report import command_line, markdown_table, write_report
-from kd_core.runs import RunDir, environment
+from kd_core.runs import RunDir
 from kd_core.signals import TrainableTeacher
 from pydantic import Field, field_validator, model_validator
 from torch import nn
@@ -46,7 +46,7 @@ from torch.utils.data import DataLoader, Dataset
 from kd_vision import models
 from kd_vision.data.digits import make_splits
 from kd_vision.data.noise import NoisyLabels
-from kd_vision.methods.common import Strict, calibration, fit
+from kd_vision.methods.common import Strict, calibration, fit, open_run
 
 Variant = Literal["ce", "dml", "fixed-mix-kd", "bd-kd"]
 VARIANTS: tuple[str, ...] = ("ce", "dml", "fixed-mix-kd", "bd-kd")
@@ -314,9 +314,7 @@ class BDKDPlan:
         c = self.config
         check_sharpness(c.kd.sharpness)
         backend = Backend(device=context.device, precision=context.precision)
-        top = RunDir.create(context.out, {"recipe": c.model_dump(), "device": context.device,
-                                          "precision": context.precision}, resume=context.resume,
-                            env=environment(c.seeds[0], {"backend": backend.describe()}))
+        top = open_run(context, c.model_dump(), c.seeds[0], backend)
         results: dict[str, Any] = {"method": c.method, "variants": c.variants, "seeds": {v: {} for v in c.variants}}
         calib: dict[str, CalibrationResult] = {}
         with progress_bar() as progress:

@@ -41,15 +41,24 @@ from kd_core.plots import plot_bars, plot_loss_curves
 from kd_core.progress import console, progress_bar
 from kd_core.recipes import Method, RecipeConfig, RunContext
 from kd_core.report import command_line, markdown_table, write_report
-from kd_core.runs import RunDir, environment
+from kd_core.runs import RunDir
 from kd_core.schedules import Cosine, Linear, Schedule
 from kd_core.signals import CachedTeacher, Ensemble, FrozenTeacher, default_forward
 from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader, default_collate
 
-from kd_vision.data.digits import DigitsDataset, make_splits
-from kd_vision.methods.common import Strict, TrainConfig, cached_teacher, fit, model_cost, single_phase
+from kd_vision.data.digits import DigitsDataset
+from kd_vision.methods.common import (
+    Strict,
+    TrainConfig,
+    cached_teacher,
+    fit,
+    model_cost,
+    open_run,
+    single_phase,
+    teacher_pool_splits,
+)
 from kd_vision.methods.hinton import DataConfig, KDConfig, distill_objective, supervised_objective
 from kd_vision.models import DigitCNN, build_model
 
@@ -139,14 +148,10 @@ class PoolPlan:
 
     # -- pieces -----------------------------------------------------------------------------------
     def _splits(self) -> dict[str, DigitsDataset]:
+        """``teacher_train`` (the teacher's pool), ``train`` (its first ``train_size``), ``val``, ``test``."""
         c = self.config.data
-        pool = c.teacher_train_size or c.train_size
-        splits = make_splits(c.source, train_size=pool, val_size=c.val_size, test_size=c.test_size, seed=0)
-        teacher_train = splits["train"]
-        splits["teacher_train"] = teacher_train
-        splits["train"] = DigitsDataset(teacher_train.images, teacher_train.labels,
-                                        teacher_train.indices[: c.train_size])
-        return splits
+        return teacher_pool_splits(c.source, train_size=c.train_size, teacher_train_size=c.teacher_train_size,
+                                   val_size=c.val_size, test_size=c.test_size)
 
     def _fit(self, model: nn.Module, train: TrainConfig, objective: Objective, seed: int, splits, out: Path,
              backend: Backend, label: str, progress, teacher: Any = None, resume: bool = False) -> nn.Module:
@@ -239,10 +244,7 @@ class PoolPlan:
     def run(self, context: RunContext) -> Path:
         """Train the pool, distil every compared student, evaluate and report under ``context.out``."""
         backend = Backend(device=context.device, precision=context.precision)
-        top = RunDir.create(context.out, {"recipe": self.config.model_dump(), "device": context.device,
-                                          "precision": context.precision},
-                            resume=context.resume, env=environment(self.config.seeds[0],
-                                                                   {"backend": backend.describe()}))
+        top = open_run(context, self.config.model_dump(), self.config.seeds[0], backend)
         splits = self._splits()
         routing: dict[str, Any] = {}
         with progress_bar() as progress:

@@ -20,10 +20,14 @@ from kd_core import Backend, Distiller, FrozenTeacher, Objective, Phase, adamw, 
 from kd_core.checkpoint import load_weights, save_weights
 from kd_core.metrics import CalibrationResult, count_macs, count_parameters, expected_calibration_error, measure_latency
 from kd_core.progress import ProgressCallback
+from kd_core.recipes import RunContext
+from kd_core.runs import RunDir, environment
 from kd_core.signals import Signal
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.utils.data import Dataset
+
+from kd_vision.data.digits import DigitsDataset, make_splits
 
 
 class Strict(BaseModel):
@@ -111,3 +115,24 @@ def calibration(model: nn.Module, batches: Sequence[Mapping[str, torch.Tensor]])
         logits = torch.cat([model(b["input"]).float().cpu() for b in batches])
         labels = torch.cat([b["label"].cpu() for b in batches])
     return expected_calibration_error(logits, labels)
+
+
+def open_run(context: RunContext, recipe: dict[str, Any], seed: int, backend: Backend) -> RunDir:
+    """The plan's top run directory (``context.out``): checked, then written with config and environment."""
+    return RunDir.create(context.out, {"recipe": recipe, "device": context.device, "precision": context.precision},
+                         resume=context.resume, env=environment(seed, {"backend": backend.describe()}))
+
+
+def teacher_pool_splits(source: str, *, train_size: int, teacher_train_size: int | None, val_size: int,
+                        test_size: int) -> dict[str, DigitsDataset]:
+    """Digit splits where the teacher learns from a larger pool than the students.
+
+    ``teacher_train`` holds ``teacher_train_size`` samples (default ``train_size``); ``train`` is its first
+    ``train_size``; ``val`` and ``test`` are disjoint from both.
+    """
+    pool = teacher_train_size or train_size
+    splits = make_splits(source, train_size=pool, val_size=val_size, test_size=test_size, seed=0)
+    teacher_train = splits["train"]
+    splits["teacher_train"] = teacher_train
+    splits["train"] = DigitsDataset(teacher_train.images, teacher_train.labels, teacher_train.indices[:train_size])
+    return splits

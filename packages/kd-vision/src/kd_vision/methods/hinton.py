@@ -22,12 +22,12 @@ from kd_core.plots import plot_bars, plot_loss_curves, plot_reliability_diagram
 from kd_core.progress import console, progress_bar
 from kd_core.recipes import Method, RecipeConfig, RunContext
 from kd_core.report import command_line, markdown_table, write_report
-from kd_core.runs import RunDir, environment
+from kd_core.runs import RunDir
 from pydantic import Field, model_validator
 from torch import nn
 from torch.utils.data import DataLoader
 
-from kd_vision.data.digits import DigitsDataset, make_splits
+from kd_vision.data.digits import DigitsDataset
 from kd_vision.methods.common import (
     Strict,
     TrainConfig,
@@ -35,9 +35,11 @@ from kd_vision.methods.common import (
     calibration,
     fit,
     model_cost,
+    open_run,
     single_phase,
+    teacher_pool_splits,
 )
-from kd_vision.models.cnn import build_model
+from kd_vision.models import build_model
 
 
 class DataConfig(Strict):
@@ -106,13 +108,8 @@ class HintonPlan:
     def _splits(self) -> dict[str, DigitsDataset]:
         """``teacher_train`` (the teacher's pool), ``train`` (its first ``train_size``), ``val``, ``test``."""
         c = self.config.data
-        pool = c.teacher_train_size or c.train_size
-        splits = make_splits(c.source, train_size=pool, val_size=c.val_size, test_size=c.test_size, seed=0)
-        teacher_train = splits["train"]
-        splits["teacher_train"] = teacher_train
-        splits["train"] = DigitsDataset(teacher_train.images, teacher_train.labels,
-                                        teacher_train.indices[: c.train_size])
-        return splits
+        return teacher_pool_splits(c.source, train_size=c.train_size, teacher_train_size=c.teacher_train_size,
+                                   val_size=c.val_size, test_size=c.test_size)
 
     def _fit(self, model: nn.Module, train: TrainConfig, objective: Objective, seed: int, splits,
              out: Path, backend: Backend, label: str, progress, teacher: nn.Module | None = None,
@@ -144,10 +141,7 @@ class HintonPlan:
         """Train, distil, compare and report under ``context.out``."""
         backend = Backend(device=context.device, precision=context.precision)
         recipe = self.config.model_dump()
-        top = RunDir.create(context.out, {"recipe": recipe, "device": context.device,
-                                          "precision": context.precision},
-                            resume=context.resume, env=environment(self.config.seeds[0],
-                                                                   {"backend": backend.describe()}))
+        top = open_run(context, recipe, self.config.seeds[0], backend)
         splits = self._splits()
         with progress_bar() as progress:
             teacher, teacher_note = self._teacher(splits, top.path, backend, progress, context.resume)

@@ -27,7 +27,7 @@ from kd_core.plots import plot_bars
 from kd_core.progress import console, progress_bar
 from kd_core.recipes import Method, RecipeConfig, RunContext
 from kd_core.report import command_line, markdown_table, write_report
-from kd_core.runs import RunDir, environment
+from kd_core.runs import RunDir
 from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader
@@ -44,7 +44,7 @@ from kd_vision.inversion import (
     synthesize,
 )
 from kd_vision.inversion.grid import plot_image_grid
-from kd_vision.methods.common import Strict, TrainConfig, cached_teacher, fit, single_phase
+from kd_vision.methods.common import Strict, TrainConfig, cached_teacher, fit, open_run, single_phase
 from kd_vision.models import build_model
 
 NUM_CLASSES = 10
@@ -219,10 +219,7 @@ class InversionPlan:
     def run(self, context: RunContext) -> Path:
         """Teacher, synthesis, KD and evaluation for every seed, then the report, under ``context.out``."""
         backend = Backend(device=context.device, precision=context.precision)
-        top = RunDir.create(context.out, {"recipe": self.config.model_dump(), "device": context.device,
-                                          "precision": context.precision},
-                            resume=context.resume, env=environment(self.config.seeds[0],
-                                                                   {"backend": backend.describe()}))
+        top = open_run(context, self.config.model_dump(), self.config.seeds[0], backend)
         splits = self._splits()
         image_shape = tuple(splits["train"][0]["input"].shape)
         synthetic: dict[int, SyntheticImages] = {}

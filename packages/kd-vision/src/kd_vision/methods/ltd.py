@@ -34,7 +34,7 @@ from kd_core.plots import plot_bars
 from kd_core.progress import console, progress_bar
 from kd_core.recipes import Method, RecipeConfig, RunContext
 from kd_core.report import command_line, markdown_table, write_report
-from kd_core.runs import RunDir, environment
+from kd_core.runs import RunDir
 from kd_core.signals import FrozenTeacher, default_forward
 from pydantic import Field
 from torch import nn
@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader
 
 from kd_vision.attacks import PGD, LogitScale, robust_accuracy
 from kd_vision.data.digits import MEAN, STD, DigitsDataset, make_splits
-from kd_vision.methods.common import Strict, TrainConfig, cached_teacher, fit, single_phase
+from kd_vision.methods.common import Strict, TrainConfig, cached_teacher, fit, open_run, single_phase
 from kd_vision.models import build_model
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
@@ -259,9 +259,7 @@ class AdversarialPlan:
     def run(self, context: RunContext) -> Path:
         """Train the reference teacher and a student per seed, attack them, write the report."""
         backend = Backend(device=context.device, precision=context.precision)
-        top = RunDir.create(context.out, {"recipe": self.config.model_dump(), "device": context.device,
-                                          "precision": context.precision}, resume=context.resume,
-                            env=environment(self.config.seeds[0], {"backend": backend.describe()}))
+        top = open_run(context, self.config.model_dump(), self.config.seeds[0], backend)
         splits = self._splits()
         students: dict[int, nn.Module] = {}
         with progress_bar() as progress:

@@ -26,7 +26,7 @@ from kd_core.metrics import format_mean_std
 from kd_core.progress import console, progress_bar
 from kd_core.recipes import Method, RecipeConfig, RunContext
 from kd_core.report import command_line, markdown_table, write_report
-from kd_core.runs import RunDir, environment
+from kd_core.runs import RunDir
 from pydantic import Field, field_validator, model_validator
 
 from kd_vision.cil.evaluation import accuracy_row
@@ -36,7 +36,7 @@ from kd_vision.cil.runner import StreamSettings, run_stream
 from kd_vision.cil.stream import make_tasks
 from kd_vision.cil.training import VARIANTS, VariantName
 from kd_vision.data.digits import MEAN, STD, DigitsDataset, make_splits
-from kd_vision.methods.common import Strict, TrainConfig
+from kd_vision.methods.common import Strict, TrainConfig, open_run
 from kd_vision.models import build_model
 
 NUM_CLASSES = 10
@@ -152,9 +152,7 @@ class ReplayPlan:
     def run(self, context: RunContext) -> Path:
         """Run every variant and seed under ``context.out``; write results.json, plots and report.md."""
         backend = Backend(device=context.device, precision=context.precision)
-        top = RunDir.create(context.out, {"recipe": self.config.model_dump(), "device": context.device,
-                                          "precision": context.precision}, resume=context.resume,
-                            env=environment(self.config.seeds[0], {"backend": backend.describe()}))
+        top = open_run(context, self.config.model_dump(), self.config.seeds[0], backend)
         splits = self.splits()
         generator = self.generator(splits["generator"])
         tasks = self.tasks()
