@@ -29,10 +29,12 @@ def _print_recipes(domain: str | None) -> None:
         recipes = available_recipes(name)
         if not recipes:
             print(f"no recipes installed for {name}")
-        for recipe, path in recipes.items():
-            method = read_recipe(path).get("method", "?")
+        rows = [(recipe, str(read_recipe(path).get("method", "?"))) for recipe, path in recipes.items()]
+        width = max((len(recipe) for recipe, _ in rows), default=0)
+        method_width = max((len(method) for _, method in rows), default=0)
+        for recipe, method in rows:
             summary = registered[method].summary if method in registered else ""
-            print(f"{recipe:24s} {name:10s} method={method:16s} {summary}")
+            print(f"{recipe:{width}s}  {name:10s} method={method:{method_width}s}  {summary}")
 
 
 def default_out(name: str, resume: bool, root: Path = Path("runs")) -> Path:
