@@ -185,7 +185,7 @@ def test_the_verdict_sentence_reads_the_means() -> None:
 
 
 # -- end to end --------------------------------------------------------------------------------------
-def test_tiny_cli_run_writes_report_and_results(tmp_path: Path) -> None:
+def test_tiny_cli_run_writes_report_and_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     assert main(["distill", "--recipe", "bd-kd", "--out", str(out), *TINY]) == 0
     report = (out / "report.md").read_text()
@@ -198,6 +198,11 @@ def test_tiny_cli_run_writes_report_and_results(tmp_path: Path) -> None:
     assert results["noise"] == {"rate": 0.2, "flipped": 12}
     assert (out / "plots" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
     assert sum(results["calibration"]["D · BD-KD student"]["bin_count"]) == 40  # the whole test split
+    capsys.readouterr()
+    assert main(["eval", str(out), "--device", "cpu"]) == 0  # kd-vision eval RUN scores the saved final students
+    printed = dict(line.split(": ") for line in capsys.readouterr().out.splitlines())
+    expected = results["seeds"]["bd-kd"]["0"]["student"]["accuracy"]
+    assert float(printed["bd-kd/seed0/accuracy"]) == pytest.approx(expected)
 
 
 @pytest.mark.slow

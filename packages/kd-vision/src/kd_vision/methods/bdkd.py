@@ -342,6 +342,24 @@ class BDKDPlan:
         self._report(top, results, calib, context)
         return top.path
 
+    def evaluate(self, run: Path, device: str = "auto") -> dict[str, float]:
+        """Clean-test accuracy and ECE of every variant's final student in a finished run."""
+        from kd_core.checkpoint import load_weights
+
+        c, backend = self.config, Backend(device=device)
+        scores: dict[str, float] = {}
+        for seed in c.seeds:
+            splits = self.splits(seed)
+            loader = [backend.to_device(b) for b in DataLoader(splits["test"], batch_size=512)]
+            shape = tuple(splits["train"][0]["input"].shape)
+            for variant in c.variants:
+                student = load_weights(self._net(c.student, shape, seed),
+                                       Path(run) / f"{variant}-seed{seed}" / "checkpoints" / "final.safetensors")
+                metrics = _score(student.to(backend.device), loader)
+                scores[f"{variant}/seed{seed}/accuracy"] = metrics["accuracy"]
+                scores[f"{variant}/seed{seed}/ece"] = metrics["ece"]
+        return scores
+
     def _report(self, top: RunDir, results: dict[str, Any], calib: dict[str, CalibrationResult],
                 context: RunContext) -> Path:
         c = self.config
