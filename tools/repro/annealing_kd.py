@@ -16,38 +16,26 @@ import json
 import shlex
 import sys
 import time
-from pathlib import Path
 
 import torch
 from kd_core.recipes import RunContext, apply_overrides, find_recipe, read_recipe
 from kd_core.report import markdown_table
 from kd_vision.methods.annealing import ARM_LABELS, AnnealingConfig, AnnealingPlan, per_seed_table, summary_rows
 from kd_vision.methods.common import data_home
-
-ROOT = Path(__file__).resolve().parents[2]
+from repro_common import base_parser, shown
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = base_parser(__doc__, "annealing-kd", page_option="--results")
     parser.add_argument("--tau-max", type=int, default=10)
     parser.add_argument("--phase1-epochs", type=int, default=20)
     parser.add_argument("--phase2-epochs", type=int, default=10)
     parser.add_argument("--train-size", type=int, default=1000, help="the students' train samples")
     parser.add_argument("--batch-size", type=int, default=32, help="the students' batch size (every arm)")
     parser.add_argument("--student", default="student-cnn", help="any kd_vision.models.build_model name")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy box)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "repro-annealing-kd")
-    parser.add_argument("--results", type=Path, default=ROOT / "docs" / "results" / "annealing-kd.md")
     return parser.parse_args(argv)
 
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the repository when it lies inside it."""
-    resolved = path.resolve()
-    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(resolved)
 
 
 def config_for(args: argparse.Namespace) -> AnnealingConfig:
@@ -117,7 +105,7 @@ Best phase-I epochs (1-based, per seed): {best}.
 ```
 
 Wall time: {minutes:.1f} min on a shared 2-core CPU (other jobs running), `--threads {args.threads}`; the teacher
-was {teacher_note}. The run directory (`{_shown(args.out)}`) holds `report.md`, `results.json`, loss
+was {teacher_note}. The run directory (`{shown(args.out)}`) holds `report.md`, `results.json`, loss
 curves, reliability diagrams, the cached teacher logits and one sub-run per arm and seed.
 """
     args.results.parent.mkdir(parents=True, exist_ok=True)

@@ -24,21 +24,15 @@ import yaml
 from kd_core.recipes import RunContext
 from kd_core.report import markdown_table
 from kd_vision.methods.bdkd import LABELS, BDKDConfig, BDKDPlan, summary_rows
-
-ROOT = Path(__file__).resolve().parents[2]
+from repro_common import base_parser
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = base_parser(__doc__, "bd-kd", page_option="--results")
     parser.add_argument("--epochs", type=int, default=80)
     parser.add_argument("--train-size", type=int, default=1000)
     parser.add_argument("--noise-rate", type=float, default=0.2)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy box)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "repro-bd-kd")
-    parser.add_argument("--results", type=Path, default=ROOT / "docs" / "results" / "bd-kd.md")
     parser.add_argument("--from-run", type=Path, default=None,
                         help="only rewrite the results page from a finished run directory of this tool")
     return parser.parse_args(argv)

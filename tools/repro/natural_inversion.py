@@ -29,8 +29,8 @@ import torch
 from kd_core.metrics import format_mean_std, mean_std
 from kd_core.recipes import RunContext, load_recipe
 from kd_core.report import markdown_table
+from repro_common import base_parser, shown
 
-ROOT = Path(__file__).resolve().parents[2]
 #: The CPU-sized setting shared by the three variants (the recipes' defaults, but a narrower generator).
 PRESET = ["data.source=sklearn8x8", "data.train_size=1000", "data.val_size=200", "data.test_size=500",
           "synthesis.images_per_class=20", "synthesis.batch_size=200", "synthesis.iterations=400",
@@ -46,15 +46,9 @@ VARIANTS = [
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = base_parser(__doc__, "natural-inversion")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of all three recipes (after the preset)")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "repro-natural-inversion")
-    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "results" / "natural-inversion.md")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads (1 is fastest on a busy 2-core machine)")
     parser.add_argument("--overwrite", action="store_true", help="delete --out first if it holds an earlier run")
     return parser.parse_args(argv)
 
@@ -129,7 +123,7 @@ def write_doc(doc: Path, results: dict[str, dict], overrides: dict[str, list[str
         f"```\n{command}\n```",
         "",
         f"Wall time {minutes:.1f} min on {platform.machine()} ({torch.get_num_threads()} torch thread(s), a shared "
-        f"machine); run directories under `{out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}` "
+        f"machine); run directories under `{shown(out)}` "
         "(report.md, results.json, the synthetic sets as safetensors and their PNG grids per variant).",
         "",
     ]

@@ -21,14 +21,13 @@ import json
 import shlex
 import sys
 import time
-from pathlib import Path
 
 import torch
 from kd_core.metrics import format_mean_std
 from kd_core.recipes import RunContext, load_recipe
 from kd_core.report import markdown_table
+from repro_common import base_parser
 
-ROOT = Path(__file__).resolve().parents[2]
 ORDER = ["D", "C", "B", "A"]
 METRICS = {"average_incremental_accuracy": "avg incremental acc %", "final_accuracy": "final acc %",
            "forgetting": "forgetting (pts, lower is better)"}
@@ -36,12 +35,7 @@ METRICS = {"average_incremental_accuracy": "avg incremental acc %", "final_accur
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "replay-cil-repro", help="run directory (new)")
-    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "results" / "replay-cil.md")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)")
+    parser = base_parser(__doc__, "replay-cil", seeds=(0, 1, 2, 3, 4), run_name="replay-cil-repro")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="extra recipe override key=value (repeatable)")
     return parser.parse_args(argv)

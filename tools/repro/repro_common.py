@@ -1,0 +1,36 @@
+"""Options every repro script shares: seeds, device, CPU threads, the run folder and the results page.
+
+Imported by the scripts beside it (run as ``python tools/repro/<script>.py``, which puts this folder on
+``sys.path``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def base_parser(doc: str | None, name: str, *, seeds: Sequence[int] = (0, 1, 2), run_name: str | None = None,
+                page_option: str = "--doc", threads: bool = True) -> argparse.ArgumentParser:
+    """A parser with ``--seeds``, ``--device``, ``--threads``, ``--out`` (runs/repro-NAME) and the results page.
+
+    ``page_option`` names the results-page option (``--doc`` or ``--results``), default
+    ``docs/results/NAME.md``; ``run_name`` overrides the run folder's name.
+    """
+    parser = argparse.ArgumentParser(description=(doc or name).splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(seeds))
+    parser.add_argument("--device", default="cpu")
+    if threads:
+        parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy box)")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / (run_name or f"repro-{name}"))
+    parser.add_argument(page_option, type=Path, default=ROOT / "docs" / "results" / f"{name}.md")
+    return parser
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository root when it lies inside it (for results pages)."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(resolved)
