@@ -1,0 +1,64 @@
+"""TinyBERT-style students: a smaller BertConfig built from the teacher's, saved and reloaded with transformers.
+
+The student keeps the teacher's vocabulary (so both read the same token ids), its head count (so the
+attention maps compare head by head) and its maximum length, and shrinks depth, width and FFN width.
+It uses eager attention, so its attention modules run the plain QKᵀ path the taps read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kd_core.errors import ConfigError
+from torch import nn
+from transformers import (
+    AutoModel,
+    AutoModelForSequenceClassification,
+    BertConfig,
+    BertForSequenceClassification,
+    BertModel,
+    PretrainedConfig,
+)
+
+
+def student_config(teacher: PretrainedConfig, layers: int = 4, hidden: int = 312, intermediate: int = 1200,
+                   heads: int | None = None, num_labels: int | None = None, dropout: float = 0.1) -> BertConfig:
+    """A BertConfig with the teacher's vocabulary, heads and positions, and the given depth and widths."""
+    heads = heads or int(teacher.num_attention_heads)
+    for name, value in (("layers", layers), ("hidden", hidden), ("intermediate", intermediate), ("heads", heads)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"student.{name}", "a positive integer", value)
+    if hidden % heads:
+        raise ConfigError("student.hidden", f"a multiple of the head count ({heads})", hidden)
+    options: dict[str, Any] = {}
+    if num_labels is not None:
+        options["num_labels"] = num_labels
+    return BertConfig(
+        vocab_size=int(teacher.vocab_size), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+        intermediate_size=intermediate, max_position_embeddings=int(getattr(teacher, "max_position_embeddings", 512)),
+        type_vocab_size=int(getattr(teacher, "type_vocab_size", 2)), pad_token_id=getattr(teacher, "pad_token_id", 0),
+        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, attn_implementation="eager", **options)
+
+
+def build_student(config: BertConfig, head: bool = True) -> nn.Module:
+    """A randomly initialised student: ``BertForSequenceClassification`` with ``head``, else ``BertModel``."""
+    return BertForSequenceClassification(config) if head else BertModel(config)
+
+
+def save_student(model: nn.Module, directory: str | Path) -> Path:
+    """``save_pretrained`` into ``directory`` (safetensors + config.json); returns the directory."""
+    directory = Path(directory)
+    model.save_pretrained(directory)
+    return directory
+
+
+def load_student(directory: str | Path, num_labels: int | None = None) -> nn.Module:
+    """Reload a saved student with ``AutoModel`` (or ``AutoModelForSequenceClassification`` with labels)."""
+    directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        raise ConfigError("student", "a directory written by save_pretrained (with config.json)", str(directory))
+    if num_labels is None:
+        return AutoModel.from_pretrained(directory, attn_implementation="eager")
+    return AutoModelForSequenceClassification.from_pretrained(directory, num_labels=num_labels,
+                                                              attn_implementation="eager")

@@ -1,0 +1,1 @@
+"""TinyBERT's pieces: layer maps and encoder layouts, objectives, and word-replacement augmentation."""

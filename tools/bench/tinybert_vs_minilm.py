@@ -1,0 +1,76 @@
+"""TinyBERT-style students against the fine-tuned MiniLM-L6 gloss teacher, on CPU (issue #4).
+
+For each student size (``LAYERSxHIDDENxFFN``) the ``tinybert-task`` recipe runs (same cached teacher,
+same data), and the script reads back: parameter ratio, CPU latency ratio at batch 1 and 32 (sequence
+64) and accuracy ratio on the gloss test split. The paper's headline point (TinyBERT4 vs BERT-base) is
+≥ 7.5× fewer parameters, ≥ 9.4× lower latency, ≥ 96% of the teacher's accuracy; MiniLM is already
+compact, so one size rarely meets all three: the sweep gives the curve and marks which targets hold.
+
+    nice -n 10 .venv/bin/python tools/bench/tinybert_vs_minilm.py --sizes 4x192x768 4x96x384 2x48x192 \
+        --out runs/bench/tinybert_vs_minilm [--set intermediate.epochs=2 ...]
+
+Writes ``<out>/tinybert_vs_minilm.json`` (one row per size, ratios side by side) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+TARGETS = {"params": 7.5, "latency_b1": 9.4, "latency_b32": 9.4, "accuracy": 0.96}
+
+
+def size(text: str) -> tuple[int, int, int]:
+    """Parse ``"4x192x768"`` (layers × hidden × FFN width)."""
+    match = re.fullmatch(r"(\d+)x(\d+)x(\d+)", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected LAYERSxHIDDENxFFN such as 4x192x768, got {text!r}")
+    return int(match[1]), int(match[2]), int(match[3])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the sweep and write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", type=size, default=[size("4x192x768"), size("4x96x384"),
+                                                                     size("2x48x192")])
+    parser.add_argument("--out", type=Path, default=Path("runs/bench/tinybert_vs_minilm"))
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="extra tinybert-task overrides (key=value), applied to every size")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from kd_core.recipes import RunContext, load_recipe
+
+    rows = []
+    for layers, hidden, ffn in args.sizes:
+        name = f"{layers}x{hidden}x{ffn}"
+        overrides = [f"student.layers={layers}", f"student.hidden={hidden}", f"student.intermediate={ffn}",
+                     *args.overrides]
+        method, config = load_recipe("tinybert-task", overrides, domain="nlu")
+        run = method.build(config).run(RunContext(out=args.out / name, device=args.device, progress=False))
+        result = json.loads((run / "results.json").read_text())
+        ratios = result["ratios"]
+        rows.append({"student": name, "params": result["student"]["params"],
+                     "teacher_params": result["teacher"]["params"],
+                     "student_accuracy": result["student"]["accuracy"],
+                     "teacher_accuracy": result["teacher"]["accuracy"], **{f"ratio_{k}": v for k, v in ratios.items()},
+                     "targets_held": {k: ratios[k] >= v for k, v in TARGETS.items()}})
+        print(f"{name}: params {ratios['params']:.1f}x, latency b1 {ratios['latency_b1']:.1f}x, "
+              f"b32 {ratios['latency_b32']:.1f}x, accuracy {100 * ratios['accuracy']:.1f}% of the teacher",
+              flush=True)
+    summary = {"targets": TARGETS, "rows": rows, "overrides": args.overrides, "device": args.device,
+               "all_three_at_once": [r["student"] for r in rows if all(r["targets_held"].values())]}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "tinybert_vs_minilm.json"
+    path.write_text(json.dumps(summary, indent=1))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
