@@ -18,10 +18,10 @@ import sys
 import time
 
 import torch
+from kd_core.datacache import data_home
 from kd_core.recipes import RunContext, apply_overrides, find_recipe, read_recipe
 from kd_core.report import markdown_table
 from kd_vision.methods.annealing import ARM_LABELS, AnnealingConfig, AnnealingPlan, per_seed_table, summary_rows
-from kd_vision.methods.common import data_home
 from repro_common import base_parser, shown
 
 

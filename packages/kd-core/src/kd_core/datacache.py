@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +108,31 @@ def load(directory: str | os.PathLike, key: Mapping[str, Any]) -> dict[str, byte
         return files
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def digest(**determinants: Any) -> str:
+    """A short SHA-256 digest of ``determinants`` (JSON, keys sorted, with a format number)."""
+    blob = json.dumps({"format": 1, **determinants}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cached_model(build: Callable[[], Any], train: Callable[[Any], Any], prefix: str, reuse: bool = True, /,
+                 **determinants: Any) -> tuple[Any, str]:
+    """A trained model, loaded from ``$KD_DATA_HOME/teachers/<prefix>-<digest>.safetensors`` when it exists.
+
+    ``build()`` makes the untrained ``nn.Module`` (seeded by the caller), ``train(model)`` trains it; the
+    digest covers ``determinants`` and the parameter shapes. Returns the model and a note for reports saying
+    where it came from.
+    """
+    from kd_core.checkpoint import load_weights, save_weights
+
+    model = build()
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+    key = digest(architecture=shapes, **determinants)
+    path = data_home() / "teachers" / f"{prefix}-{key}.safetensors"
+    if reuse and path.is_file():
+        load_weights(model, path)
+        return model, f"reused from {path}"
+    model = train(model)
+    save_weights(model, path, metadata={"key": key})
+    return model, f"trained in this run, cached at {path}"

@@ -204,3 +204,14 @@ def domains() -> dict[str, str]:
         dist = entry.dist
         found[entry.name] = dist.version if dist is not None else "?"
     return found
+
+
+def open_run(context: RunContext, recipe: dict[str, Any], seed: int, backend: Any) -> Any:
+    """A plan's top run directory (``context.out``): checked, then written with config and environment.
+
+    ``backend`` is the plan's ``kd_core.Backend`` (recorded in ``env.json``); returns the ``RunDir``.
+    """
+    from kd_core.runs import RunDir, environment
+
+    return RunDir.create(context.out, {"recipe": recipe, "device": context.device, "precision": context.precision},
+                         resume=context.resume, env=environment(seed, {"backend": backend.describe()}))

@@ -7,21 +7,19 @@ weights under ``$KD_DATA_HOME/teachers`` keyed by a digest of everything that de
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import torch
 from kd_core import Backend, Distiller, FrozenTeacher, Objective, Phase, Term, adamw, cosine_lr
-from kd_core.checkpoint import load_weights, save_weights
-from kd_core.datacache import data_home
+from kd_core.datacache import cached_model, data_home, digest  # noqa: F401 - re-exported
 from kd_core.losses import cross_entropy
 from kd_core.metrics import CalibrationResult, classification_metrics, expected_calibration_error
 from kd_core.progress import ProgressCallback
-from kd_core.recipes import RunContext
-from kd_core.runs import RunDir, environment
+from kd_core.recipes import (
+    open_run,  # noqa: F401 - re-exported
+)
 from kd_core.signals import Signal
 from kd_core.taps import select_logits
 from pydantic import BaseModel, ConfigDict, Field
@@ -75,29 +73,6 @@ def fit_text(model: nn.Module, phases: Sequence[Phase], train: Dataset, val: Dat
     return distiller.student
 
 
-def digest(**determinants: Any) -> str:
-    """A short SHA-256 digest of ``determinants`` (JSON, keys sorted)."""
-    blob = json.dumps({"format": 1, **determinants}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def cached_model(build: Callable[[], nn.Module], train: Callable[[nn.Module], nn.Module], prefix: str,
-                 reuse: bool = True, /, **determinants: Any) -> tuple[nn.Module, str]:
-    """A trained model, loaded from ``$KD_DATA_HOME/teachers/<prefix>-<digest>.safetensors`` when it exists.
-
-    ``build()`` makes the untrained model (seeded by the caller), ``train(model)`` trains it; the digest
-    covers ``determinants`` and the parameter shapes. Returns the model and a note saying where it came from.
-    """
-    model = build()
-    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
-    key = digest(architecture=shapes, **determinants)
-    path = data_home() / "teachers" / f"{prefix}-{key}.safetensors"
-    if reuse and path.is_file():
-        load_weights(model, path)
-        return model, f"reused from {path}"
-    model = train(model)
-    save_weights(model, path, metadata={"key": key})
-    return model, f"trained in this run, cached at {path}"
 
 
 def text_loader(dataset: Dataset, batch_size: int = 128, pad_token_id: int = 0) -> DataLoader:
@@ -125,9 +100,3 @@ def classifier_metrics(model: nn.Module, dataset: Dataset, backend: Backend | No
     """Accuracy, NLL, ECE (15 bins) and Brier of ``model`` over a labelled ``dataset``, and its reliability data."""
     logits, labels = predict_logits(model, dataset, backend, pad_token_id=pad_token_id)
     return classification_metrics(logits, labels), expected_calibration_error(logits, labels)
-
-
-def open_run(context: RunContext, recipe: dict[str, Any], seed: int, backend: Backend) -> RunDir:
-    """The plan's top run directory (``context.out``): checked, then written with config and environment."""
-    return RunDir.create(context.out, {"recipe": recipe, "device": context.device, "precision": context.precision},
-                         resume=context.resume, env=environment(seed, {"backend": backend.describe()}))

@@ -52,7 +52,7 @@ from kd_vision.data.digits import DigitsDataset
 from kd_vision.methods.common import (
     Strict,
     TrainConfig,
-    cached_teacher,
+    cached_model,
     fit,
     model_cost,
     open_run,
@@ -161,12 +161,12 @@ class PoolPlan:
 
     def _cached(self, spec: TrainConfig, train: Callable[[nn.Module], nn.Module],
                 **determinants: Any) -> tuple[nn.Module, str]:
-        """``cached_teacher`` keyed by the data, ``spec`` and ``determinants`` (seed 0 initialisation)."""
+        """``cached_model`` keyed by the data, ``spec`` and ``determinants`` (seed 0 initialisation)."""
         def build() -> nn.Module:
             torch.manual_seed(0)
             return build_net(spec.model)
 
-        return cached_teacher(build, train, "digits", self.config.reuse_teacher,
+        return cached_model(build, train, "digits", self.config.reuse_teacher,
                               data=self.config.data.model_dump(), teacher=spec.model_dump(), **determinants)
 
     def _experts(self, splits, out: Path, backend: Backend, progress, resume: bool) -> list[tuple[nn.Module, str]]:

@@ -8,20 +8,18 @@ that determines them, and measure what reports show (parameters, MACs, CPU laten
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import torch
 from kd_core import Backend, Distiller, FrozenTeacher, Objective, Phase, adamw, cosine_lr
-from kd_core.checkpoint import load_weights, save_weights
+from kd_core.datacache import cached_model, data_home  # noqa: F401 - re-exported
 from kd_core.metrics import CalibrationResult, count_macs, count_parameters, expected_calibration_error, measure_latency
 from kd_core.progress import ProgressCallback
-from kd_core.recipes import RunContext
-from kd_core.runs import RunDir, environment
+from kd_core.recipes import (
+    open_run,  # noqa: F401 - re-exported
+)
 from kd_core.signals import Signal
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
@@ -45,10 +43,6 @@ class TrainConfig(Strict):
     batch_size: Annotated[int, Field(gt=0)] = 64
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
 
-
-def data_home() -> Path:
-    """``$KD_DATA_HOME`` or ``~/.cache/kd``."""
-    return Path(os.environ.get("KD_DATA_HOME", Path.home() / ".cache" / "kd"))
 
 
 def fit(model: nn.Module, phases: Sequence[Phase], splits: Mapping[str, Dataset], out: Path, backend: Backend,
@@ -75,29 +69,6 @@ def single_phase(objective: Objective, train: TrainConfig, name: str = "train") 
                   scheduler=cosine_lr)]
 
 
-def teacher_key(model: nn.Module, /, **determinants: Any) -> str:
-    """A digest of the architecture (parameter shapes) and everything else that determines a teacher."""
-    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
-    blob = json.dumps({"architecture": shapes, "format": 1, **determinants}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def cached_teacher(build: Callable[[], nn.Module], train: Callable[[nn.Module], nn.Module], prefix: str,
-                   reuse: bool = True, /, **determinants: Any) -> tuple[nn.Module, str]:
-    """A trained teacher: loaded from ``$KD_DATA_HOME/teachers`` when one with the same key exists.
-
-    ``build()`` makes the untrained model (seeded by the caller), ``train(model)`` trains it. Returns the
-    model and a note for reports saying where it came from.
-    """
-    teacher = build()
-    key = teacher_key(teacher, **determinants)
-    path = data_home() / "teachers" / f"{prefix}-{key}.safetensors"
-    if reuse and path.is_file():
-        load_weights(teacher, path)
-        return teacher, f"reused from {path}"
-    teacher = train(teacher)
-    save_weights(teacher, path, metadata={"key": key})
-    return teacher, f"trained in this run, cached at {path}"
 
 
 def model_cost(model: nn.Module, example: torch.Tensor, latency_iterations: int = 50) -> dict[str, float]:
@@ -116,11 +87,6 @@ def calibration(model: nn.Module, batches: Sequence[Mapping[str, torch.Tensor]])
         labels = torch.cat([b["label"].cpu() for b in batches])
     return expected_calibration_error(logits, labels)
 
-
-def open_run(context: RunContext, recipe: dict[str, Any], seed: int, backend: Backend) -> RunDir:
-    """The plan's top run directory (``context.out``): checked, then written with config and environment."""
-    return RunDir.create(context.out, {"recipe": recipe, "device": context.device, "precision": context.precision},
-                         resume=context.resume, env=environment(seed, {"backend": backend.describe()}))
 
 
 def teacher_pool_splits(source: str, *, train_size: int, teacher_train_size: int | None, val_size: int,

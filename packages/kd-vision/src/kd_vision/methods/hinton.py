@@ -31,7 +31,7 @@ from kd_vision.data.digits import DigitsDataset
 from kd_vision.methods.common import (
     Strict,
     TrainConfig,
-    cached_teacher,
+    cached_model,
     calibration,
     fit,
     model_cost,
@@ -128,7 +128,7 @@ class HintonPlan:
                              {**splits, "train": splits["teacher_train"]}, out / "teacher", backend, "teacher",
                              progress, resume=resume)
 
-        teacher, note = cached_teacher(build, train, "digits", self.config.reuse_teacher,
+        teacher, note = cached_model(build, train, "digits", self.config.reuse_teacher,
                                        data=self.config.data.model_dump(), teacher=self.config.teacher.model_dump())
         return teacher.to(backend.device), note
 

@@ -44,7 +44,7 @@ from kd_vision.inversion import (
     synthesize,
 )
 from kd_vision.inversion.grid import plot_image_grid
-from kd_vision.methods.common import Strict, TrainConfig, cached_teacher, fit, open_run, single_phase
+from kd_vision.methods.common import Strict, TrainConfig, cached_model, fit, open_run, single_phase
 from kd_vision.models import build_model
 
 NUM_CLASSES = 10
@@ -193,7 +193,7 @@ class InversionPlan:
                        config={"recipe": self.config.model_dump(), "role": "teacher"}, resume=resume)
 
         require_batchnorm(build())  # refused before any training or synthesis
-        teacher, note = cached_teacher(build, train, "digits", self.config.reuse_teacher,
+        teacher, note = cached_model(build, train, "digits", self.config.reuse_teacher,
                                        data=self.config.data.model_dump(), teacher=self.config.teacher.model_dump())
         return teacher.to(backend.device).eval(), note
 

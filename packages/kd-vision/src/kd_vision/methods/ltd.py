@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader
 
 from kd_vision.attacks import PGD, LogitScale, robust_accuracy
 from kd_vision.data.digits import MEAN, STD, DigitsDataset, make_splits
-from kd_vision.methods.common import Strict, TrainConfig, cached_teacher, fit, open_run, single_phase
+from kd_vision.methods.common import Strict, TrainConfig, cached_model, fit, open_run, single_phase
 from kd_vision.models import build_model
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
@@ -230,7 +230,7 @@ class AdversarialPlan:
             return self._fit(model, self.config.teacher, supervised_objective(), 0, splits, out / "teacher",
                              backend, "clean teacher", progress, resume)
 
-        teacher, note = cached_teacher(lambda: self._model(self.config.teacher.model, 0), train, "digits-clean",
+        teacher, note = cached_model(lambda: self._model(self.config.teacher.model, 0), train, "digits-clean",
                                        self.config.reuse_teacher, data=self.config.data.model_dump(),
                                        teacher=self.config.teacher.model_dump())
         return teacher.to(backend.device).eval(), note
