@@ -3,50 +3,13 @@
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 import torch
 from kd_core.errors import RecipeError
 from kd_core.recipes import RunContext, load_recipe
-from kd_nlu.data.text import TextDataset
 from kd_nlu.methods.annealing import AnnealingTextConfig, AnnealingTextPlan, arm_phases
-from kd_nlu.methods.dcs import TextResources
-from torch import nn
-from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "cat", "dog", "bird", "red", "blue", "green", "run", "sit",
-         "fly", "the", "a", "very", "small"]
-WORDS = [["cat", "dog", "bird"], ["red", "blue", "green"], ["run", "sit", "fly"]]
-
-
-def _texts(n: int, seed: int) -> tuple[list[str], list[int]]:
-    """Three classes of short texts: two words of the class's list among filler words."""
-    rng = random.Random(seed)
-    texts, labels = [], []
-    for i in range(n):
-        y = i % 3
-        words = [rng.choice(WORDS[y]), rng.choice(["the", "a", "very", "small"]), rng.choice(WORDS[y])]
-        texts.append(" ".join(words))
-        labels.append(y)
-    return texts, labels
-
-
-def _bert(seed: int, layers: int = 2) -> nn.Module:
-    torch.manual_seed(seed)
-    return BertForSequenceClassification(BertConfig(
-        vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
-        intermediate_size=32, num_labels=3, attn_implementation="eager"))
-
-
-def tiny_resources(teachers: int = 1) -> TextResources:
-    """Tiny splits, tokenizer, random BERT teachers and a student builder: no files, no downloads."""
-    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)})
-    splits = {name: TextDataset(*_texts(n, seed), tokenizer, max_length=8)
-              for name, n, seed in (("train", 36, 0), ("val", 12, 1), ("test", 12, 2))}
-    return TextResources(splits=splits, num_classes=3,
-                         teachers={f"t{k}": _bert(100 + k).eval() for k in range(teachers)},
-                         build_student=lambda seed: _bert(seed), pad_token_id=0)
+from kd_nlu.testing import tiny_resources
 
 
 def test_phases_and_the_annealed_target_by_hand() -> None:
