@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # the backend is chosen above, before pyplot is imported
+import matplotlib.pyplot as plt
 import torch
 from kd_core.errors import ConfigError
+from kd_core.plots import save_figure  # the backend is chosen above, before pyplot is imported
 
 __all__ = ["plot_image_grid"]
 
@@ -50,13 +50,4 @@ def plot_image_grid(images: torch.Tensor, labels: torch.Tensor, path: str | os.P
                 ax.set_ylabel(str(c), rotation=0, labelpad=10)
     if title:
         fig.suptitle(title)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-        os.replace(tmp, target)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return target
+    return save_figure(fig, path)
