@@ -13,6 +13,7 @@ import platform
 import sys
 from collections.abc import Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -76,3 +77,18 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace, positi
     for name in positive:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be ≥ 1")
+
+
+def bench_parser(doc: str | None, teacher: str, json_default: Path) -> argparse.ArgumentParser:
+    """A parser with the options both benchmarks take: device, threads, MLP widths, batch, lr, seed, JSON path."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--teacher", type=widths, default=widths(teacher), help="teacher MLP widths")
+    parser.add_argument("--student", type=widths, default=widths("128,256,256,10"), help="student MLP widths")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=json_default, help="where to write the results")
+    return parser

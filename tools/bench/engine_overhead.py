@@ -47,7 +47,17 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from bench_common import CE_WEIGHT, KD_WEIGHT, TEMPERATURE, check_args, hinton_objective, mlp, sync, versions, widths
+from bench_common import (
+    CE_WEIGHT,
+    KD_WEIGHT,
+    TEMPERATURE,
+    bench_parser,
+    check_args,
+    hinton_objective,
+    mlp,
+    sync,
+    versions,
+)
 from kd_core import Backend, Callback, Distiller, FrozenTeacher, Phase
 from kd_core.data import IndexedDataset, epoch_batches
 from kd_core.engine import adamw
@@ -59,12 +69,6 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 HERE = Path(__file__).resolve().parent
 DEFAULT_JSON = HERE / "results" / "engine_overhead.json"
 TARGET = 1.03
-
-
-
-
-
-
 
 
 class StepClock(Callback):
@@ -89,8 +93,6 @@ class StepClock(Callback):
 
     def on_epoch_end(self, distiller: Distiller, logs: dict[str, float]) -> None:
         self._last = None  # the next gap would span the epoch end (and its checkpoint): not counted
-
-
 
 
 def hand_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -221,22 +223,11 @@ def attribution(train: Dataset, teacher: nn.Module, student: nn.Module, args: ar
             for side, value in (("engine", engine), ("hand", hand))}
 
 
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    parser.add_argument("--teacher", type=widths, default=widths("128,512,512,10"), help="teacher MLP widths")
-    parser.add_argument("--student", type=widths, default=widths("128,256,256,10"), help="student MLP widths")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser = bench_parser(__doc__, "128,512,512,10", DEFAULT_JSON)
     parser.add_argument("--steps-per-epoch", type=int, default=40, help="dataset size = this × batch size")
     parser.add_argument("--epochs", type=int, default=1, help="epochs per Distiller fit (one round)")
     parser.add_argument("--rounds", type=int, default=20, help="timed rounds (each: one fit + the hand loop)")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results")
     args = parser.parse_args(argv)
     check_args(parser, args, ("threads", "batch_size", "steps_per_epoch", "epochs", "rounds"))
     return args

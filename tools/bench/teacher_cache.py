@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_common import check_args, hinton_objective, mlp, sync, versions, widths
+from bench_common import bench_parser, check_args, hinton_objective, mlp, sync, versions
 from kd_core import (
     Backend,
     CachedTeacher,
@@ -62,12 +62,6 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_JSON = HERE / "results" / "teacher_cache.json"
 TARGET = 0.5
 MIN_MAC_RATIO = 8.0
-
-
-
-
-
-
 
 
 class ForwardCounter:
@@ -108,8 +102,6 @@ class EpochClock(Callback):
         self.teacher_calls = self.counter.calls - self._calls_at_start
 
 
-
-
 def one_epoch(student: nn.Module, signal: Signal, train: Dataset, args: argparse.Namespace, seed: int,
               out: Path, device: torch.device, counter: ForwardCounter) -> EpochClock:
     """One ``Distiller.fit`` of one epoch against ``signal``; returns its clock."""
@@ -127,23 +119,12 @@ def folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    parser.add_argument("--teacher", type=widths, default=widths("128,1024,1024,10"), help="teacher MLP widths")
-    parser.add_argument("--student", type=widths, default=widths("128,256,256,10"), help="student MLP widths")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser = bench_parser(__doc__, "128,1024,1024,10", DEFAULT_JSON)
     parser.add_argument("--cache-batch-size", type=int, default=256, help="batch size of the cache build")
     parser.add_argument("--steps-per-epoch", type=int, default=48, help="dataset size = this × batch size")
     parser.add_argument("--rounds", type=int, default=10, help="timed rounds (each: one cached + one online epoch)")
     parser.add_argument("--top-k", type=int, default=None, help="cache only the top-k logits (default: all)")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results")
     args = parser.parse_args(argv)
     check_args(parser, args, ("threads", "batch_size", "cache_batch_size", "steps_per_epoch", "rounds"))
     return args
