@@ -31,7 +31,15 @@ from kd_core.taps import LOGITS
 from pydantic import Field, model_validator
 from torch import nn
 
-from kd_nlu.methods.common import Strict, TrainConfig, classifier_metrics, open_run, single_phase, supervised_objective
+from kd_nlu.methods.common import (
+    KDSection,
+    Strict,
+    TrainConfig,
+    classifier_metrics,
+    open_run,
+    single_phase,
+    supervised_objective,
+)
 from kd_nlu.methods.dcs import (
     StudentSpec,
     TextResources,
@@ -58,11 +66,6 @@ class AnnealingSection(Strict):
     phase2_lr: Annotated[float, Field(gt=0)] | None = None
 
 
-class HintonSection(Strict):
-    """The vanilla-KD arm: temperature τ and KD weight α."""
-
-    temperature: Annotated[float, Field(gt=0)] = 4.0
-    alpha: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
 class AnnealingTextConfig(RecipeConfig):
@@ -72,7 +75,7 @@ class AnnealingTextConfig(RecipeConfig):
     teacher: GlossTeacherConfig = GlossTeacherConfig()
     student: StudentSpec = StudentSpec()
     annealing: AnnealingSection = AnnealingSection()
-    kd: HintonSection = HintonSection()
+    kd: KDSection = KDSection()
     arms: Annotated[list[AnnealingArm], Field(min_length=1)] = Field(
         default_factory=lambda: ["annealing-kd", "mse-kd", "hinton-kd", "scratch"])
     seeds: Annotated[list[int], Field(min_length=1)] = Field(default_factory=lambda: [0, 1, 2])

@@ -100,3 +100,10 @@ def classifier_metrics(model: nn.Module, dataset: Dataset, backend: Backend | No
     """Accuracy, NLL, ECE (15 bins) and Brier of ``model`` over a labelled ``dataset``, and its reliability data."""
     logits, labels = predict_logits(model, dataset, backend, pad_token_id=pad_token_id)
     return classification_metrics(logits, labels), expected_calibration_error(logits, labels)
+
+
+class KDSection(Strict):
+    """A Hinton KD term's settings: temperature τ and the weight α of the KD term."""
+
+    temperature: Annotated[float, Field(gt=0)] = 4.0
+    alpha: Annotated[float, Field(ge=0, le=1)] = 0.5

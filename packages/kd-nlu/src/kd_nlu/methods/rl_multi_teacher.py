@@ -40,6 +40,7 @@ from torch.utils.data import Dataset, Subset
 
 from kd_nlu.data.text import TextDataset
 from kd_nlu.methods.common import (
+    KDSection,
     Strict,
     TrainConfig,
     cached_model,
@@ -96,11 +97,6 @@ class PolicySection(Strict):
     dev_size: Annotated[int, Field(gt=0)] = 128
 
 
-class KDSection(Strict):
-    """The student's KD term: temperature τ and weight α."""
-
-    temperature: Annotated[float, Field(gt=0)] = 2.0
-    alpha: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
 class RLConfig(RecipeConfig):
@@ -112,7 +108,7 @@ class RLConfig(RecipeConfig):
         ExtraTeacher(name="bert2-noisy-g0", label_noise=0.6, noisy_group=0),
         ExtraTeacher(name="bert2-noisy-g1", label_noise=0.6, noisy_group=1)])
     student: StudentSpec = StudentSpec()
-    kd: KDSection = KDSection()
+    kd: KDSection = KDSection(temperature=2.0)
     policy: PolicySection = PolicySection()
     arms: Annotated[list[RLArm], Field(min_length=1)] = Field(
         default_factory=lambda: ["ce", "best-single", "uniform", "rl", "oracle"])
