@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from kd_core.errors import ConfigError, RecipeError
+from kd_core.errors import ConfigError, RecipeError, RunDirError
 from kd_core.recipes import RunContext, load_recipe
 from kd_core.taps import TapSet
 from kd_nlu.ambiguity.data import AmbiguityTask, split_task
@@ -286,6 +286,10 @@ def test_selfkd_end_to_end(tmp_path, tokenizer):
     assert (out / "report.md").is_file() and (out / "plots" / "jsd.png").is_file()
     saved = AutoModelForSequenceClassification.from_pretrained(out / "selfkd-seed0" / "model")
     assert saved.config.num_hidden_layers == 3  # the classifier ships without the lower head
+    evaluated = plan.evaluate(out, device="cpu")  # kd-nlu eval: the saved final model scores as reported
+    final = arms["self-KD + re-calibration"]["0"]
+    assert evaluated["self-KD final/seed0/accuracy"] == pytest.approx(final["accuracy"])
+    assert evaluated["self-KD final/seed0/jsd"] == pytest.approx(final["jsd"], abs=1e-6)
     with pytest.raises(ConfigError, match=r"selfkd\.layer"):  # a bad layer fails before any training
         SelfKDPlan(SelfKDRecipe(data=_tiny_data(), selfkd={"layer": 3}, seeds=[0]), task=tiny_task(),
                    backbone=lambda n: (tiny_bert(n, layers=3), tokenizer)).run(RunContext(out=tmp_path / "bad"))
@@ -308,6 +312,12 @@ def test_prune_end_to_end(tmp_path, tokenizer):
     assert arms["pruned + lower-layer KD"]["0"]["params"] < arms["full model, CE"]["0"]["params"]
     reloaded = AutoModelForSequenceClassification.from_pretrained(out / "pruned-kd-seed0" / "model")
     assert len(reloaded.bert.encoder.layer) == 1
+    evaluated = plan.evaluate(out, device="cpu")
+    ours = arms["pruned + lower-layer KD"]["0"]
+    assert evaluated["pruned + lower-layer KD/seed0/accuracy"] == pytest.approx(ours["accuracy"])
+    assert evaluated["pruned + lower-layer KD/seed0/kl"] == pytest.approx(ours["kl"], abs=1e-6)
+    with pytest.raises(RunDirError, match="RUN"):
+        plan.evaluate(tmp_path / "nowhere")
     assert (out / "report.md").is_file() and (out / "plots" / "layers.png").is_file()
 
 

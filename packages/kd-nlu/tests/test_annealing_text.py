@@ -39,6 +39,9 @@ def test_tiny_end_to_end_run_of_every_arm(tmp_path) -> None:
     phases = [r["phase_name"] for r in rows if "phase_name" in r]
     assert phases == ["phase1", "phase1", "phase2"]  # one validation row per epoch, in phase order
     assert "Annealing-KD" in (out / "report.md").read_text()
+    evaluated = AnnealingTextPlan(config, resources=tiny_resources()).evaluate(out, device="cpu")
+    assert {k: v for k, v in evaluated.items() if k.endswith("accuracy")} == pytest.approx(
+        {f"{arm}/seed0/accuracy": r["0"]["accuracy"] for arm, r in results["seeds"].items()})
 
 
 def test_bad_recipe_values_name_the_field() -> None:

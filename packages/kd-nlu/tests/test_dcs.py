@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from kd_core.errors import RecipeError
+from kd_core.errors import RecipeError, RunDirError
 from kd_core.recipes import RunContext, load_recipe
 from kd_core.sample_weights import CorrectiveWeights
 from kd_nlu.methods.dcs import DCSConfig, DCSPlan, DCSSection, dcs_objective
@@ -50,6 +50,13 @@ def test_tiny_end_to_end_run_of_every_arm(tmp_path) -> None:
     report = (out / "report.md").read_text()
     assert "DCS" in report and (out / "plots" / "accuracy.png").is_file()
     assert (out / "dcs-seed0" / "metrics.jsonl").read_text().count("loss/discordance") == 6
+    plan = DCSPlan(config, resources=tiny_resources())  # kd-nlu eval: the final checkpoints score as reported
+    evaluated = plan.evaluate(out, device="cpu")
+    for arm, by_seed in results["seeds"].items():
+        assert evaluated[f"{arm}/seed0/accuracy"] == pytest.approx(by_seed["0"]["accuracy"])
+    (out / "dcs-seed0" / "checkpoints" / "final.safetensors").unlink()
+    with pytest.raises(RunDirError, match="dcs-seed0"):
+        plan.evaluate(out, device="cpu")
 
 
 def test_bad_recipe_values_name_the_field() -> None:

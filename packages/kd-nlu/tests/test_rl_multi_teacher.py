@@ -64,6 +64,9 @@ def test_tiny_end_to_end_run_of_every_arm(tmp_path, monkeypatch) -> None:
     assert policy.steps == 6 and len(policy.history) == 5  # one reward per step after one warm-up step
     assert list((tmp_path / "data" / "teachers").glob("gloss-noisy-*.safetensors"))  # the extra teacher is cached
     assert "RL selection" in (out / "report.md").read_text()
+    evaluated = plan.evaluate(out, device="cpu")
+    assert {k: v for k, v in evaluated.items() if k.endswith("accuracy")} == pytest.approx(
+        {f"{arm}/seed0/accuracy": r["0"]["accuracy"] for arm, r in results["seeds"].items()})
 
 
 def test_bad_recipe_values_name_the_field() -> None:

@@ -246,3 +246,11 @@ def test_augmentation_replaces_words_with_embedding_neighbours(tokenizer) -> Non
     assert augment(["the cat sat"], [0], neighbours, copies=2, p=0.0)[0] == ["the cat sat"] * 3
     with pytest.raises(ConfigError, match="copies"):
         augment(["a"], [0], neighbours, copies=-1)
+
+
+def test_eval_of_a_run_without_a_saved_student_names_run(tmp_path: Path) -> None:
+    from kd_core.errors import RunDirError
+    from kd_nlu.methods.tinybert import TaskConfig, TaskPlan
+
+    with pytest.raises(RunDirError, match="RUN"):
+        TaskPlan(TaskConfig()).evaluate(tmp_path)

@@ -120,6 +120,32 @@ class _AmbiguityPlan:
                          config={"recipe": self.config.model_dump(), "role": label, "seed": seed})
         return model, time.perf_counter() - start
 
+    saved: tuple[tuple[str, str], ...] = ()
+    """(arm, sub-run folder prefix) of the models a run saves as ``<prefix>-seed<seed>/model``."""
+
+    def evaluate(self, run: Path, device: str = "auto") -> dict[str, float]:
+        """Ambiguity metrics of the models a finished run saved (``kd-nlu eval RUN``), reloaded with AutoModel."""
+        from kd_core.errors import RunDirError
+        from transformers import AutoModelForSequenceClassification
+
+        c = self.config
+        folders = {(arm, seed): Path(run) / f"{prefix}-seed{seed}" / "model" for arm, prefix in self.saved
+                   for seed in c.seeds}
+        missing = [str(f) for f in folders.values() if not (f / "config.json").is_file()]
+        if missing:
+            raise RunDirError("RUN", "a finished run with every seed's saved model", f"missing {missing}")
+        backend = Backend(device=device)
+        splits = self._splits()
+        _, tokenizer = self._model(c.seeds[0], splits["train"].num_labels)
+        test = splits["test"].dataset(tokenizer, c.data.max_length)
+        scores: dict[str, float] = {}
+        for (arm, seed), folder in folders.items():
+            model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager")
+            metrics = evaluate(model.to(backend.device), test, splits["test"], tokenizer.pad_token_id)
+            scores.update({f"{arm}/seed{seed}/{k}": float(metrics[k])
+                           for k in ("accuracy", "jsd", "kl", "ece", "confidence_wrong", "params")})
+        return scores
+
     @staticmethod
     def _table(results: dict[str, dict[str, dict[str, float]]]) -> str:
         rows = []
@@ -200,6 +226,7 @@ class SelfKDPlan(_AmbiguityPlan):
     """Per seed: CE baseline (optional), self-KD, then re-calibration of the flagged samples; then a report."""
 
     title = "Self-knowledge distillation for learning ambiguity (S1)"
+    saved = (("self-KD final", "selfkd"),)
 
     def run(self, context: RunContext) -> Path:
         """Train every arm over every seed, evaluate on the test split and write the report."""
@@ -359,6 +386,7 @@ class PrunePlan(_AmbiguityPlan):
     """Per seed: fine-tune, probe, find ℓ*, prune, distil from layer ℓ_d (and a CE-only pruned twin); report."""
 
     title = "Layer pruning helps models capture ambiguity (S2)"
+    saved = (("pruned + lower-layer KD", "pruned-kd"),)
 
     def run(self, context: RunContext) -> Path:
         """Train every arm over every seed, evaluate on the test split and write the report."""

@@ -45,6 +45,7 @@ from kd_nlu.methods.dcs import (
     TextResources,
     arm_rows,
     cached_signal,
+    evaluate_arms,
     fit_with_callbacks,
     gloss_resources,
     mean_accuracy,
@@ -118,6 +119,10 @@ class AnnealingTextPlan:
         self.resources = resources
         for arm in config.arms:
             arm_phases(config, arm)
+
+    def evaluate(self, run: Path, device: str = "auto") -> dict[str, float]:
+        """Test metrics of every arm's final student in a finished run (``kd-nlu eval RUN``)."""
+        return evaluate_arms(run, self.config, self.resources, device)
 
     def run(self, context: RunContext) -> Path:
         """Train, compare and report under ``context.out``."""

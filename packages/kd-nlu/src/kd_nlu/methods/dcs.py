@@ -162,6 +162,31 @@ def mean_accuracy(scores: Mapping[str, Mapping[str, float]]) -> float:
     return 100 * mean_std([v["accuracy"] for v in scores.values()])[0]
 
 
+def evaluate_arms(run: Path, config: Any, resources: TextResources | None, device: str = "auto") -> dict[str, float]:
+    """Test metrics of every arm's final student (``<arm>-seed<seed>/checkpoints/final.safetensors``) in ``run``.
+
+    ``config`` is a text-KD recipe config with ``teacher``, ``student``, ``arms`` and ``seeds``; the gloss task
+    and the cached teacher are loaded when ``resources`` is None (never retrained: a missing cache is an error).
+    """
+    from kd_core.checkpoint import load_weights
+    from kd_core.errors import RunDirError
+
+    backend = Backend(device=device)
+    missing = [f"{arm}-seed{seed}" for arm in config.arms for seed in config.seeds
+               if not (Path(run) / f"{arm}-seed{seed}" / "checkpoints" / "final.safetensors").is_file()]
+    if missing:
+        raise RunDirError("RUN", "a finished run with every arm's final checkpoint", f"{run} lacks {missing}")
+    res = resources or gloss_resources(config.teacher, config.student, backend, reuse=True)
+    scores: dict[str, float] = {}
+    for arm in config.arms:
+        for seed in config.seeds:
+            model = load_weights(res.build_student(seed),
+                                 Path(run) / f"{arm}-seed{seed}" / "checkpoints" / "final.safetensors")
+            metrics, _ = classifier_metrics(model.to(backend.device), res.splits["test"], backend, res.pad_token_id)
+            scores.update({f"{arm}/seed{seed}/{k}": v for k, v in metrics.items() if k in ("accuracy", "ece", "nll")})
+    return scores
+
+
 # -- DCS ------------------------------------------------------------------------------------------------------
 
 DCSArm = Literal["finetune", "self-kd", "dcs"]
@@ -224,6 +249,10 @@ class DCSPlan:
             self.resources = gloss_resources(self.config.teacher, self.config.student, backend, progress,
                                              top / "teacher", self.config.reuse_teacher)
         return self.resources
+
+    def evaluate(self, run: Path, device: str = "auto") -> dict[str, float]:
+        """Test metrics of every arm's final student in a finished run (``kd-nlu eval RUN``)."""
+        return evaluate_arms(run, self.config, self.resources, device)
 
     def train_arm(self, arm: str, seed: int, res: TextResources, signal: Signal | None, out: Path,
                   backend: Backend, progress: Any = None, resume: bool = False) -> tuple[nn.Module, list[dict]]:

@@ -57,6 +57,7 @@ from kd_nlu.methods.dcs import (
     TextResources,
     arm_rows,
     cached_signal,
+    evaluate_arms,
     fit_with_callbacks,
     gloss_resources,
     mean_accuracy,
@@ -215,6 +216,10 @@ class RLPlan:
                                         baseline_momentum=p.baseline_momentum, entropy_bonus=p.entropy_bonus,
                                         use_label=p.use_label, warmup_steps=p.warmup_steps)
         return Ensemble([signals[n] for n in names], weighting), weighting
+
+    def evaluate(self, run: Path, device: str = "auto") -> dict[str, float]:
+        """Test metrics of every arm's final student in a finished run (``kd-nlu eval RUN``)."""
+        return evaluate_arms(run, self.config, self.resources, device)
 
     def run(self, context: RunContext) -> Path:
         """Train the teachers (or reuse them), every arm for every seed, evaluate and report."""

@@ -270,6 +270,23 @@ class TaskPlan:
         self._report(top, results, context)
         return top.path
 
+    def evaluate(self, run: Path, device: str = "auto") -> dict[str, float]:
+        """Test metrics of the saved student of a finished run (``kd-nlu eval RUN``), reloaded with AutoModel."""
+        from kd_core.errors import RunDirError
+        from transformers import AutoTokenizer
+
+        from kd_nlu.models.teacher import gloss_datasets
+
+        directory = Path(run) / "student"
+        if not (directory / "config.json").is_file():
+            raise RunDirError("RUN", "a finished tinybert-task run with a saved student/ folder", str(run))
+        backend = Backend(device=device)
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+        task, splits = gloss_datasets(self.config.teacher.data, tokenizer)
+        student = load_student(directory, num_labels=len(task.label_names)).to(backend.device)
+        metrics, _ = classifier_metrics(student, splits["test"], backend, pad_token_id=tokenizer.pad_token_id)
+        return {f"student/{k}": v for k, v in metrics.items()} | {"student/params": count_parameters(student)}
+
     def _evaluate(self, teacher: nn.Module, student: nn.Module, tokenizer: Any, test: TextDataset,
                   backend: Backend, out: Path) -> dict[str, Any]:
         pad = tokenizer.pad_token_id
