@@ -148,3 +148,34 @@ def test_distiller_run_delivers_a_reward_after_every_step(tmp_path) -> None:
     assert weighting.steps == 6 and len(weighting.history) == 4  # two warm-up steps train no policy
     assert not all(torch.equal(a, b) for a, b in zip(policy_before, weighting.policy.parameters()))
     assert all(torch.isfinite(torch.tensor(h["reward"])) for h in weighting.history)
+
+
+def test_resumed_run_keeps_the_policy_and_equals_an_uninterrupted_run(tmp_path) -> None:
+    from kd_core.engine import Callback
+
+    class Crash(Callback):
+        def on_step_end(self, distiller, logs):
+            if distiller.global_step == 5:  # inside epoch 2, after epoch 1's checkpoint
+                raise RuntimeError("simulated crash")
+
+    def run(out: str, crash: bool = False, resume: bool = False):
+        data = BlobDataset(size=48, features=8, classes=3, seed=2)
+        dev = BlobDataset(size=24, features=8, classes=3, seed=2)
+        weighting = ReinforcedWeighting(2, 3, hidden=8, lr=1e-2, warmup_steps=1)
+        objective = Objective(Term("kd", weighting.masked(kl_divergence), teacher="logits", weight=0.5,
+                                   temperature=2.0), Term("ce", cross_entropy, target="label", weight=0.5))
+        student = tiny_mlp(seed=0)
+        Distiller(student, [Phase("train", objective, epochs=3)],
+                  teacher=Ensemble([FrozenTeacher(tiny_mlp(seed=s)) for s in (10, 11)], weighting),
+                  callbacks=[PolicyReward(weighting, dev=dev), *([Crash()] if crash else [])],
+                  batch_size=16).fit(data, out=tmp_path / out, resume=resume)
+        return student, weighting
+
+    whole, whole_w = run("whole")
+    with pytest.raises(RuntimeError, match="simulated"):
+        run("split", crash=True)
+    resumed, resumed_w = run("split", resume=True)
+    assert resumed_w.steps == 9 and resumed_w.history == whole_w.history
+    for a, b in zip([*whole.state_dict().values(), *whole_w.policy.state_dict().values()],
+                    [*resumed.state_dict().values(), *resumed_w.policy.state_dict().values()]):
+        assert torch.equal(a, b)

@@ -113,3 +113,33 @@ def test_distiller_run_boosts_discordant_samples(tmp_path, every: str) -> None:
         d = discordance(distiller.student(x), teacher(x)).bool()
     assert d.any() and (~d).any()
     assert float(dcs.weights[d].mean()) > float(dcs.weights[~d].mean())
+
+
+def test_resumed_run_keeps_the_weights_and_equals_an_uninterrupted_run(tmp_path) -> None:
+    from kd_core.engine import Callback
+
+    class Crash(Callback):
+        def on_step_end(self, distiller, logs):
+            if distiller.global_step == 5:  # inside epoch 2, after epoch 1's checkpoint
+                raise RuntimeError("simulated crash")
+
+    def run(out: str, crash: bool = False, resume: bool = False):
+        data = BlobDataset(size=48, features=8, classes=3, seed=1, noise=2.0)
+        dcs = CorrectiveWeights(len(data))
+        objective = Objective(Term("kd", dcs.weighted(kl_divergence), teacher="logits", weight=0.5, temperature=2.0),
+                              Term("ce", dcs.weighted(cross_entropy), target="label", weight=0.5),
+                              Term("discordance", dcs.observe, teacher="logits", weight=0.0))
+        student = tiny_mlp(seed=0)
+        Distiller(student, [Phase("train", objective, epochs=3)], teacher=FrozenTeacher(tiny_mlp(seed=5)),
+                  callbacks=[dcs, *([Crash()] if crash else [])], batch_size=16,
+                  forward=dcs.track(default_forward)).fit(data, out=tmp_path / out, resume=resume)
+        return student, dcs
+
+    whole, whole_dcs = run("whole")
+    with pytest.raises(RuntimeError, match="simulated"):
+        run("split", crash=True)
+    resumed, resumed_dcs = run("split", resume=True)
+    assert len(resumed_dcs.history) == 9  # the 3 updates before the checkpoint came back from it
+    assert torch.equal(whole_dcs.weights, resumed_dcs.weights)
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)

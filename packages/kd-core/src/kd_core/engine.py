@@ -105,6 +105,13 @@ class Callback:
     def on_fit_end(self, distiller: Distiller, result: FitResult) -> None:
         """Called once at the end."""
 
+    def state_dict(self) -> dict[str, Any] | None:
+        """State to save in every checkpoint (tensors, numbers, strings, lists, dicts), or None for none."""
+        return None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned, when a run resumes."""
+
 
 @dataclass
 class FitResult:
@@ -271,6 +278,8 @@ class Distiller:
         if getattr(self.teacher, "trainable", False):
             state["teacher"] = unwrap(self.teacher.model).state_dict()
             state["teacher_optimizer"] = self.teacher.optimizer.state_dict()
+        callbacks = {str(i): cb.state_dict() for i, cb in enumerate(self.callbacks) if hasattr(cb, "state_dict")}
+        state["callbacks"] = {k: v for k, v in callbacks.items() if v is not None}
         return state
 
     def _save(self, name: str, state: dict[str, Any]) -> None:
@@ -336,6 +345,8 @@ class Distiller:
                 phase.objective.load_state_dict(resume_state["objectives"][phase.name])
             if "teacher" in resume_state:
                 unwrap(self.teacher.model).load_state_dict(resume_state["teacher"])
+            for key, cb_state in resume_state.get("callbacks", {}).items():
+                self.callbacks[int(key)].load_state_dict(cb_state)
             history, best = resume_state["history"], resume_state["best"]
             position = resume_state["position"]
             self.global_step = resume_state["global_step"]

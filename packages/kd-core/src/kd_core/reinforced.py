@@ -194,6 +194,22 @@ class ReinforcedWeighting:
         """Forget selections not yet rewarded (e.g. the engine's shape probe before training)."""
         self._pending.clear()
 
+    def state_dict(self) -> dict[str, Any]:
+        """Policy, optimizer, sampling generator, baseline, step count, history and selection counts."""
+        return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state(), "baseline": self.baseline, "steps": self.steps,
+                "history": [dict(h) for h in self.history], "selected": self.selected.clone(),
+                "seen": self.seen.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.baseline, self.steps = float(state["baseline"]), int(state["steps"])
+        self.history = [dict(h) for h in state["history"]]
+        self.selected, self.seen = state["selected"].clone(), state["seen"].clone()
+
     def selection_rates(self) -> torch.Tensor:
         """Fraction of instances of each gold class that selected each teacher, ``[C, T]`` (NaN if unseen)."""
         return self.selected / self.seen.unsqueeze(1)
@@ -270,3 +286,12 @@ class PolicyReward(Callback):
                 reward = (self._last if self._last is not None else loss) - loss
                 self._last = loss
         self.weighting.update(torch.tensor(reward))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The weighting's state (policy and its optimizer) and the last dev loss, saved in every checkpoint."""
+        return {"weighting": self.weighting.state_dict(), "last": self._last}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+        self.weighting.load_state_dict(state["weighting"])
+        self._last = state["last"]

@@ -173,6 +173,17 @@ class CorrectiveWeights(Callback):
         """Drop discordance recorded outside training (e.g. by the engine's shape probe)."""
         self._pending.clear()
 
+    def state_dict(self) -> dict[str, Any]:
+        """The weights and the update history (saved in every checkpoint, so a resumed run keeps them)."""
+        return {"weights": self.weights.clone(), "history": [dict(h) for h in self.history]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict``'s weights and history."""
+        weights = torch.as_tensor(state["weights"], dtype=torch.float64)
+        if weights.shape != self.weights.shape:
+            raise ConfigError("state['weights']", f"{self.num_samples} weights", tuple(weights.shape))
+        self.weights, self.history = weights.clone(), [dict(h) for h in state["history"]]
+
 
 def _normalise(weights: torch.Tensor, cap: float) -> torch.Tensor:
     """Weights scaled to mean 1 with none above ``cap``: the largest are set to ``cap``, the rest rescaled."""
