@@ -36,3 +36,32 @@ def test_truncation_and_bad_input(tokenizer):
         TextDataset(["a", "b"], [0], tokenizer)
     with pytest.raises(DataError, match="texts"):
         TextDataset([], None, tokenizer)
+
+
+def test_text_file_reads_distinct_lines_and_rejects_empty_or_missing_files(tmp_path):
+    from kd_core.errors import ConfigError
+    from kd_nlu.data.transfer import read_text_file
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("a first  sentence\n\n  \nanother one\na first sentence\n", encoding="utf-8")
+    assert sorted(read_text_file(corpus)) == ["a first sentence", "another one"]  # blank and repeated lines go
+    assert read_text_file(corpus, seed=3) == read_text_file(corpus, seed=3)
+    assert len(read_text_file(corpus, limit=1)) == 1
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n \n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"data\.text_file.*empty"):
+        read_text_file(empty, "data.text_file")
+    with pytest.raises(ConfigError, match=r"data\.text_file"):
+        read_text_file(tmp_path / "missing.txt", "data.text_file")
+
+
+def test_general_distillation_with_an_empty_text_file_fails_before_writing(tmp_path):
+    from kd_core.errors import ConfigError
+    from kd_core.recipes import RunContext, load_recipe
+
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    method, config = load_recipe("tinybert-general", [f"data.text_file={empty}"], domain="nlu")
+    with pytest.raises(ConfigError, match=r"data\.text_file"):
+        method.build(config).run(RunContext(out=tmp_path / "run", device="cpu"))
+    assert not (tmp_path / "run").exists()

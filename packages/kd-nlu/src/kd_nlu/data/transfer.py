@@ -96,3 +96,23 @@ def unlabelled_texts(limit: int | None = None, seed: int = 0, sources: Sequence[
         raise ConfigError("limit", f"at most the {len(pool)} available sentences of {list(sources)}", limit)
     random.Random(seed).shuffle(pool)
     return pool if limit is None else pool[:limit]
+
+
+def read_text_file(path: str | Path, argument: str = "text_file", limit: int | None = None, seed: int = 0
+                   ) -> list[str]:
+    """Distinct non-blank lines of a UTF-8 text file (one sentence per line), shuffled with ``seed``.
+
+    A missing, unreadable or empty file (no non-blank line) is a ``ConfigError`` naming ``argument``.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(argument, "an existing text file, one sentence per line", str(file))
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(argument, "a readable UTF-8 text file", f"{file} ({error})") from error
+    texts = list(dict.fromkeys(" ".join(line.split()) for line in lines if line.strip()))
+    if not texts:
+        raise ConfigError(argument, "a text file with at least one non-blank line", f"{file} (empty)")
+    random.Random(seed).shuffle(texts)
+    return texts if limit is None else texts[:limit]

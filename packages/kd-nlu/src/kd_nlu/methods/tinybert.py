@@ -74,8 +74,12 @@ class LayerConfig(Strict):
 
 
 class GeneralData(Strict):
-    """Unlabelled transfer text: how many sentences, of which a held-out part, and the token budget."""
+    """Unlabelled transfer text: how many sentences, of which a held-out part, and the token budget.
 
+    ``text_file``: your own corpus (UTF-8, one sentence per line) instead of fortunes + WordNet examples.
+    """
+
+    text_file: str | None = None
     limit: Annotated[int, Field(gt=1)] = 4000
     held_out: Annotated[int, Field(gt=0)] = 200
     max_length: Annotated[int, Field(ge=4, le=512)] = 64
@@ -163,10 +167,14 @@ class GeneralPlan:
 
     def run(self, context: RunContext) -> Path:
         """Distil, save the student and write the report under ``context.out``."""
-        from kd_nlu.data.transfer import unlabelled_texts
+        from kd_nlu.data.transfer import read_text_file, unlabelled_texts
         from kd_nlu.models.teacher import load_minilm
 
         c = self.config
+        texts = (read_text_file(c.data.text_file, "data.text_file", c.data.limit, c.data.seed) if c.data.text_file
+                 else unlabelled_texts(c.data.limit, c.data.seed))  # bad data fails before the run folder exists
+        if c.data.held_out >= len(texts):
+            raise ConfigError("data.held_out", f"fewer than the {len(texts)} sentences", c.data.held_out)
         backend = Backend(device=context.device, precision=context.precision)
         top = open_run(context, c.model_dump(), c.seed, backend)
         teacher, tokenizer = load_minilm(None)
@@ -175,9 +183,6 @@ class GeneralPlan:
                                                c.student.intermediate, c.student.heads, dropout=c.student.dropout),
                                 head=False)
         objective = layer_objective(student, teacher, c.layers)
-        texts = unlabelled_texts(c.data.limit, c.data.seed)
-        if c.data.held_out >= len(texts):
-            raise ConfigError("data.held_out", f"fewer than the {len(texts)} sentences", c.data.held_out)
         train = TextDataset(texts[c.data.held_out:], None, tokenizer, c.data.max_length)
         held = TextDataset(texts[: c.data.held_out], None, tokenizer, c.data.max_length)
         held_batches = list(text_loader(held, 64, tokenizer.pad_token_id))
