@@ -1,0 +1,282 @@
+"""INT8 and FP16 through ONNX Runtime's own tools (no hand-written kernels).
+
+- ``quantize_dynamic_int8``: weights INT8, activations quantized at run time (``quantize_dynamic``). ORT's
+  dynamic path quantizes ``MatMul`` and ``Conv`` but not ``Gemm``, which is what ``nn.Linear`` exports to, so
+  each plain ``Gemm`` is first rewritten as ``MatMul`` + ``Add`` (same maths) to have it quantized too.
+  Convolutions are left out by default: ORT's dynamic ``ConvInteger`` runs 3-7x *slower* than FP32 ``Conv`` on
+  x86 CPUs (measured here); quantize convolutional models with the static path.
+- ``quantize_static_int8``: QDQ format, per-channel INT8 weights, UINT8 activations with ranges from a
+  calibration set fed through :class:`CalibrationReader` (``quantize_static``); Conv, ConvTranspose, Gemm and
+  MatMul all quantized (by default exactly these compute ops, so that a layer kept in float also keeps a float
+  input whenever its producer is not itself a compute layer).
+- ``convert_fp16``: ``onnxruntime.transformers.float16`` with float32 inputs and outputs kept.
+
+Each returns a :class:`QuantResult` with the size on disk next to the source model's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from kd_core.errors import ConfigError
+from onnx import helper, numpy_helper
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quant_pre_process,
+    quantize_dynamic,
+    quantize_static,
+)
+from onnxruntime.transformers.float16 import convert_float_to_float16
+
+from kd_edge.export import check_model_path, file_size, node_module_paths
+
+__all__ = ["COMPUTE_OPS", "CalibrationReader", "QuantResult", "compute_layers", "convert_fp16",
+           "gemm_to_matmul", "quantize_dynamic_int8", "quantize_static_int8"]
+
+#: The op types that carry weights and compute: what "a layer" means for quantization and sensitivity.
+COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+_INTEGER_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QLinearConv", "QLinearMatMul",
+                "MatMulIntegerToFloat"}
+_CALIBRATION_METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                        "percentile": CalibrationMethod.Percentile}
+
+logging.getLogger("onnxruntime.quantization").setLevel(logging.ERROR)
+
+
+@dataclass
+class QuantResult:
+    """A quantized / converted model: where it is, its size against the source, and what was quantized.
+
+    ``quantized_layers``: compute nodes (Conv/Gemm/MatMul...) that now take INT8 weights; ``excluded``: nodes
+    left in float on purpose; ``op_counts``: op type -> count in the written graph.
+    """
+
+    mode: str
+    path: str
+    source_path: str
+    size_bytes: int
+    source_size_bytes: int
+    quantized_layers: list[str] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+    op_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def size_ratio(self) -> float:
+        """Size on disk relative to the source model."""
+        return self.size_bytes / self.source_size_bytes
+
+
+def compute_layers(model: onnx.ModelProto | str | os.PathLike[str],
+                   op_types: Sequence[str] = COMPUTE_OPS) -> list[dict[str, str]]:
+    """The graph's compute layers in order: ``{"node", "op_type", "module"}`` (module: the PyTorch module path
+    when the dynamo exporter recorded it, else the node name)."""
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(check_model_path(model)))
+    modules = node_module_paths(model)
+    return [{"node": n.name, "op_type": n.op_type, "module": modules.get(n.name, n.name)}
+            for n in model.graph.node if n.op_type in op_types]
+
+
+class CalibrationReader(CalibrationDataReader):
+    """Feeds calibration batches to ORT's calibrator.
+
+    ``data``: a tensor or array ``[N, ...]``, or an iterable (a list, a DataLoader, a Dataset) of tensors,
+    arrays, ``(input, label)`` pairs or dicts holding ``"input"``. Everything is materialised up front as
+    float32 batches of ``batch_size``, so an empty set is refused before any work starts.
+    """
+
+    def __init__(self, data: Any, input_name: str = "input", batch_size: int = 32) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError("batch_size", "an integer >= 1", batch_size)
+        samples = _as_array(data)
+        self.input_name = input_name
+        self.batches = [samples[i:i + batch_size] for i in range(0, len(samples), batch_size)]
+        self.samples = len(samples)
+        self._next = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        """The next batch as ``{input_name: array}``, or ``None`` at the end."""
+        if self._next >= len(self.batches):
+            return None
+        self._next += 1
+        return {self.input_name: self.batches[self._next - 1]}
+
+    def rewind(self) -> None:
+        """Start again from the first batch."""
+        self._next = 0
+
+
+def _item_input(item: Any) -> np.ndarray:
+    if isinstance(item, dict):
+        if "input" not in item:
+            raise ConfigError("calibration", "dict items holding an 'input' entry", sorted(item))
+        item = item["input"]
+    elif isinstance(item, tuple | list) and item and not isinstance(item[0], int | float):
+        item = item[0]
+    if hasattr(item, "detach"):
+        item = item.detach().cpu().numpy()
+    return np.asarray(item, dtype=np.float32)
+
+
+def _as_array(data: Any) -> np.ndarray:
+    """Calibration data as one float32 array ``[N, ...]``; ``ConfigError`` naming ``calibration`` if empty."""
+    if data is None:
+        raise ConfigError("calibration", "calibration samples (a tensor [N, ...] or an iterable of batches)", None)
+    if hasattr(data, "detach") or isinstance(data, np.ndarray):
+        array = _item_input(data)
+        if array.ndim == 0 or len(array) == 0:
+            raise ConfigError("calibration", "at least one calibration sample", f"shape {array.shape}")
+        return array
+    if not isinstance(data, Iterable) and not hasattr(data, "__getitem__"):
+        raise ConfigError("calibration", "a tensor [N, ...] or an iterable of batches", type(data).__name__)
+    parts: list[np.ndarray] = []
+    is_dataset = hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, list | tuple)
+    items = (data[i] for i in range(len(data))) if is_dataset else iter(data)
+    for item in items:
+        array = _item_input(item)
+        parts.append(array[None] if is_dataset else array)
+    if not parts or sum(len(p) for p in parts) == 0:
+        raise ConfigError("calibration", "at least one calibration sample", "an empty set")
+    return np.concatenate(parts, axis=0)
+
+
+def _check_out(path: Any, argument: str = "out_path") -> Path:
+    if not isinstance(path, str | os.PathLike) or not str(path).endswith(".onnx"):
+        raise ConfigError(argument, "a file path ending in .onnx", path)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return Path(path)
+
+
+def _preprocess(src: Path, workdir: str) -> Path:
+    """ORT's recommended pre-processing (symbolic shape inference, graph optimisation); the model itself if
+    pre-processing fails on it."""
+    out = Path(workdir) / "preprocessed.onnx"
+    try:
+        quant_pre_process(str(src), str(out))
+    except Exception:  # pre-processing is an optimisation, never a requirement
+        return src
+    return out
+
+
+def _summarise(mode: str, out: Path, src: Path, excluded: Sequence[str] = ()) -> QuantResult:
+    model = onnx.load(str(out))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    quantized = []
+    for node in model.graph.node:
+        if node.op_type in _INTEGER_OPS:
+            quantized.append(node.name)
+        elif node.op_type in COMPUTE_OPS and len(node.input) > 1:
+            weight = producers.get(node.input[1])
+            if weight is not None and weight.op_type == "DequantizeLinear":
+                quantized.append(node.name)
+    return QuantResult(mode=mode, path=str(out), source_path=str(src), size_bytes=file_size(out),
+                       source_size_bytes=file_size(src), quantized_layers=quantized, excluded=list(excluded),
+                       op_counts=dict(Counter(n.op_type for n in model.graph.node)))
+
+
+def gemm_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Rewrite every ``Gemm`` with a constant weight, ``alpha = beta = 1`` and no transposed input A as
+    ``MatMul`` (weight transposed once, if ``transB``) followed by ``Add`` of the bias: the same function in
+    ops that ORT's dynamic quantizer handles. Other Gemms are left as they are."""
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        plain = (node.op_type == "Gemm" and attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0
+                 and not attrs.get("transA", 0) and node.input[1] in initializers)
+        if not plain:
+            nodes.append(node)
+            continue
+        weight = numpy_helper.to_array(initializers[node.input[1]])
+        if attrs.get("transB", 0):
+            weight = np.ascontiguousarray(weight.T)
+        weight_name = f"{node.input[1]}_matmul"
+        graph.initializer.append(numpy_helper.from_array(weight, weight_name))
+        has_bias = len(node.input) > 2 and node.input[2]
+        product = f"{node.output[0]}_matmul" if has_bias else node.output[0]
+        nodes.append(helper.make_node("MatMul", [node.input[0], weight_name], [product], name=node.name))
+        if has_bias:
+            nodes.append(helper.make_node("Add", [product, node.input[2]], [node.output[0]],
+                                          name=f"{node.name}_bias"))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {i for n in graph.node for i in n.input}
+    kept = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return model
+
+
+def quantize_dynamic_int8(model_path: str | os.PathLike[str], out_path: str | os.PathLike[str], *,
+                          op_types: Sequence[str] = ("MatMul",), per_channel: bool = False) -> QuantResult:
+    """Dynamic INT8: weights quantized offline, activations at run time; Gemm layers included (see module doc)."""
+    src = check_model_path(model_path)
+    out = _check_out(out_path)
+    with tempfile.TemporaryDirectory(prefix="kd-edge-quant-") as work:
+        prepared = _preprocess(src, work)
+        rewritten = Path(work) / "matmul.onnx"
+        onnx.save(gemm_to_matmul(onnx.load(str(prepared))), str(rewritten))
+        quantize_dynamic(str(rewritten), str(out), op_types_to_quantize=list(op_types), per_channel=per_channel,
+                         weight_type=QuantType.QInt8)
+    return _summarise("dynamic-int8", out, src)
+
+
+def quantize_static_int8(model_path: str | os.PathLike[str], out_path: str | os.PathLike[str], calibration: Any, *,
+                         op_types: Sequence[str] | None = COMPUTE_OPS, nodes_to_quantize: Sequence[str] | None = None,
+                         nodes_to_exclude: Sequence[str] = (), per_channel: bool = True,
+                         calibrate_method: str = "minmax", calibration_cache: str | os.PathLike[str] | None = None,
+                         preprocess: bool = True, batch_size: int = 32) -> QuantResult:
+    """Static INT8 in QDQ format: per-channel INT8 weights, UINT8 activations whose ranges come from
+    ``calibration`` (see :class:`CalibrationReader`; an empty set raises ``ConfigError`` naming ``calibration``).
+
+    ``op_types``: op types to quantize (default: the compute layers, ``COMPUTE_OPS``; ``None``: every op ORT's
+    QDQ quantizer supports, which also quantizes the outputs of Add, Relu, pooling...); ``nodes_to_quantize`` /
+    ``nodes_to_exclude``: restrict by node name. ``calibration_cache``: a JSON file of activation ranges,
+    written on first use and read afterwards (calibration then runs once for many quantizations).
+    """
+    src = check_model_path(model_path)
+    out = _check_out(out_path)
+    if calibrate_method not in _CALIBRATION_METHODS:
+        raise ConfigError("calibrate_method", f"one of {sorted(_CALIBRATION_METHODS)}", calibrate_method)
+    cached = calibration_cache is not None and Path(calibration_cache).is_file()
+    input_name = onnx.load(str(src), load_external_data=False).graph.input[0].name
+    reader = None if cached and calibration is None else CalibrationReader(calibration, input_name, batch_size)
+    names = {n.name for n in onnx.load(str(src), load_external_data=False).graph.node}
+    for argument, given in (("nodes_to_quantize", nodes_to_quantize or ()), ("nodes_to_exclude", nodes_to_exclude)):
+        unknown = sorted(set(given) - names)
+        if unknown:
+            raise ConfigError(argument, "names of nodes in the model", unknown)
+    with tempfile.TemporaryDirectory(prefix="kd-edge-quant-") as work:
+        prepared = _preprocess(src, work) if preprocess else src
+        quantize_static(str(prepared), str(out), reader, quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=list(op_types) if op_types else None, per_channel=per_channel,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize else None,
+                        nodes_to_exclude=list(nodes_to_exclude) or None,
+                        calibrate_method=_CALIBRATION_METHODS[calibrate_method],
+                        calibration_cache_path=str(calibration_cache) if calibration_cache else None)
+    return _summarise("static-int8", out, src, excluded=nodes_to_exclude)
+
+
+def convert_fp16(model_path: str | os.PathLike[str], out_path: str | os.PathLike[str], *,
+                 keep_nodes: Sequence[str] = ()) -> QuantResult:
+    """FP16 weights and compute, float32 inputs and outputs; ``keep_nodes`` stay in float32."""
+    src = check_model_path(model_path)
+    out = _check_out(out_path)
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True,
+                                     node_block_list=list(keep_nodes) or None)
+    onnx.save(model, str(out))
+    return _summarise("fp16", out, src, excluded=keep_nodes)
