@@ -254,3 +254,34 @@ def test_eval_of_a_run_without_a_saved_student_names_run(tmp_path: Path) -> None
 
     with pytest.raises(RunDirError, match="RUN"):
         TaskPlan(TaskConfig()).evaluate(tmp_path)
+
+
+def test_svd_embeddings_are_the_teachers_projected_onto_its_top_directions() -> None:
+    from kd_nlu.models.student import init_embeddings_from_teacher
+
+    teacher = tiny_teacher()
+    student = tiny_student(teacher)
+    kept = init_embeddings_from_teacher(student, teacher)["energy_kept"]
+    t_words = teacher.get_input_embeddings().weight.detach().double()
+    s_words = student.get_input_embeddings().weight.detach().double()
+    width = s_words.shape[1]
+    u, s, _ = torch.linalg.svd(t_words, full_matrices=False)
+    # E_t V_h = U_h S_h up to the sign of each singular direction
+    assert torch.allclose(s_words.abs(), (u[:, :width] * s[:width]).abs(), atol=1e-5)
+    assert kept == pytest.approx(float((s[:width] ** 2).sum() / (s ** 2).sum()))
+    # token inner products are the teacher's up to the dropped directions: the error is theirs, by hand
+    gram_error = (s_words @ s_words.T - t_words @ t_words.T).norm() / (t_words @ t_words.T).norm()
+    assert float(gram_error) == pytest.approx(float(((s[width:] ** 4).sum() / (s ** 4).sum()).sqrt()), rel=1e-4)
+    t_pos = teacher.bert.embeddings.position_embeddings.weight.detach().double()
+    s_pos = student.bert.embeddings.position_embeddings.weight.detach().double()
+    assert s_pos.shape[1] == width and torch.linalg.matrix_rank(s_pos) <= width
+    assert not torch.allclose(s_pos, torch.zeros_like(s_pos)) and t_pos.shape[0] == s_pos.shape[0]
+
+
+def test_svd_embeddings_refuse_a_student_wider_than_the_teacher() -> None:
+    from kd_core.errors import ConfigError
+    from kd_nlu.models.student import init_embeddings_from_teacher
+
+    teacher = tiny_student(tiny_teacher())  # the narrow one as "teacher"
+    with pytest.raises(ConfigError, match=r"student\.hidden"):
+        init_embeddings_from_teacher(tiny_teacher(), teacher)

@@ -37,7 +37,13 @@ from torch import nn
 
 from kd_nlu.data.text import TextDataset
 from kd_nlu.methods.common import Strict, TrainConfig, classifier_metrics, fit_text, open_run, text_loader
-from kd_nlu.models.student import build_student, load_student, save_student, student_config
+from kd_nlu.models.student import (
+    build_student,
+    init_embeddings_from_teacher,
+    load_student,
+    save_student,
+    student_config,
+)
 from kd_nlu.models.teacher import GlossTeacherConfig
 from kd_nlu.tinybert.augment import EmbeddingNeighbours, augment
 from kd_nlu.tinybert.objectives import (
@@ -54,13 +60,18 @@ Part = Literal["embeddings", "attention", "hidden"]
 
 
 class StudentConfig(Strict):
-    """The student's shape: depth, width, FFN width and heads (default: the teacher's head count)."""
+    """The student's shape: depth, width, FFN width and heads (default: the teacher's head count).
+
+    ``embeddings``: ``random`` (the paper) or ``teacher-svd`` (the teacher's embedding tables projected onto
+    their top singular directions: small embeddings that start with the teacher's token geometry).
+    """
 
     layers: Annotated[int, Field(gt=0)] = 4
     hidden: Annotated[int, Field(gt=0)] = 312
     intermediate: Annotated[int, Field(gt=0)] = 1200
     heads: Annotated[int, Field(gt=0)] | None = None
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    embeddings: Literal["random", "teacher-svd"] = "random"
 
 
 class LayerConfig(Strict):
@@ -182,6 +193,8 @@ class GeneralPlan:
         student = build_student(student_config(teacher.config, c.student.layers, c.student.hidden,
                                                c.student.intermediate, c.student.heads, dropout=c.student.dropout),
                                 head=False)
+        if c.student.embeddings == "teacher-svd":
+            init_embeddings_from_teacher(student, teacher)
         objective = layer_objective(student, teacher, c.layers)
         train = TextDataset(texts[c.data.held_out:], None, tokenizer, c.data.max_length)
         held = TextDataset(texts[: c.data.held_out], None, tokenizer, c.data.max_length)
@@ -236,7 +249,12 @@ class TaskPlan:
         torch.manual_seed(c.seed)
         config = student_config(teacher.config, c.student.layers, c.student.hidden, c.student.intermediate,
                                 c.student.heads, num_labels=num_labels, dropout=c.student.dropout)
-        return build_student(config, head=True), "randomly initialised"
+        student = build_student(config, head=True)
+        if c.student.embeddings == "teacher-svd":
+            kept = init_embeddings_from_teacher(student, teacher)["energy_kept"]
+            return student, (f"random layers, embeddings from the teacher's top-{c.student.hidden} singular "
+                             f"directions ({100 * kept:.1f}% of the word-embedding energy)")
+        return student, "randomly initialised"
 
     def run(self, context: RunContext) -> Path:
         """Fine-tune (or reuse) the teacher, distil in two phases, evaluate, save, report."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from kd_core.errors import ConfigError
 from torch import nn
 from transformers import (
@@ -62,3 +63,41 @@ def load_student(directory: str | Path, num_labels: int | None = None) -> nn.Mod
         return AutoModel.from_pretrained(directory, attn_implementation="eager")
     return AutoModelForSequenceClassification.from_pretrained(directory, num_labels=num_labels,
                                                               attn_implementation="eager")
+
+
+def init_embeddings_from_teacher(student: nn.Module, teacher: nn.Module) -> dict[str, float]:
+    """Initialise the student's word, position and token-type embeddings from the teacher's, projected onto the
+    top-``h`` right singular vectors of the teacher's word-embedding matrix (``h`` = the student's width).
+
+    With ``E_t = U S Vᵀ`` (``V × d_t``), the student gets ``E_t V_h`` (``= U_h S_h``, the best rank-``h``
+    coordinates of every token) and the position/token-type tables projected onto the same basis, so the
+    student starts with the teacher's token geometry at a fraction of its parameters. Returns the share of the
+    word-embedding energy the ``h`` directions keep. The student's width must not exceed the teacher's.
+    """
+    t_words = teacher.get_input_embeddings().weight.detach().double()
+    s_words = student.get_input_embeddings().weight
+    width = s_words.shape[1]
+    if s_words.shape[0] != t_words.shape[0]:
+        raise ConfigError("student", f"the teacher's vocabulary ({t_words.shape[0]} tokens)", s_words.shape[0])
+    if width > t_words.shape[1]:
+        raise ConfigError("student.hidden", f"at most the teacher's width ({t_words.shape[1]}) for SVD embeddings",
+                          width)
+    _, singular, vh = torch.linalg.svd(t_words, full_matrices=False)
+    basis = vh[:width].T  # d_t × h
+    t_base, s_base = _embedding_module(teacher), _embedding_module(student)
+    with torch.no_grad():
+        for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+            source, target = getattr(t_base, name, None), getattr(s_base, name, None)
+            if source is None or target is None:
+                continue
+            rows = min(source.weight.shape[0], target.weight.shape[0])
+            target.weight[:rows] = (source.weight[:rows].double() @ basis).to(target.weight.dtype)
+    return {"energy_kept": float((singular[:width] ** 2).sum() / (singular ** 2).sum())}
+
+
+def _embedding_module(model: nn.Module) -> nn.Module:
+    base = getattr(model, "base_model", model)
+    embeddings = getattr(base, "embeddings", None)
+    if embeddings is None:
+        raise ConfigError("model", "a BERT-style encoder with an .embeddings module", type(model).__name__)
+    return embeddings
