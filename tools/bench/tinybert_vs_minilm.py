@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="extra tinybert-task overrides (key=value), applied to every size")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--reuse", action="store_true",
+                        help="read a size's results.json from an earlier run in --out instead of training it again")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -51,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         name = f"{layers}x{hidden}x{ffn}"
         overrides = [f"student.layers={layers}", f"student.hidden={hidden}", f"student.intermediate={ffn}",
                      *args.overrides]
-        method, config = load_recipe("tinybert-task", overrides, domain="nlu")
-        run = method.build(config).run(RunContext(out=args.out / name, device=args.device, progress=False))
+        run = args.out / name
+        if not (args.reuse and (run / "results.json").is_file()):
+            method, config = load_recipe("tinybert-task", overrides, domain="nlu")
+            run = method.build(config).run(RunContext(out=run, device=args.device, progress=False))
         result = json.loads((run / "results.json").read_text())
         ratios = result["ratios"]
         rows.append({"student": name, "params": result["student"]["params"],

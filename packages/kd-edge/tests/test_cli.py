@@ -17,3 +17,23 @@ def test_help_names_distill(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_recipes_lists_and_succeeds() -> None:
     assert main(["recipes"]) == 0
+
+
+def test_help_loads_no_heavy_library() -> None:
+    """``kd-edge --help`` (and ``prune --help``) build every parser without importing torch, ONNX, ORT,
+    Torch-Pruning or matplotlib: a fresh interpreter shows which modules the parser pulled in."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom kd_edge.cli import build_parser\nparser = build_parser()\n"
+            "parser.parse_args(['prune', '--model', 'x:y'])\n"
+            "heavy = ('torch', 'onnx', 'onnxruntime', 'torch_pruning', 'matplotlib', 'numpy')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_prune_command_record_name_matches_the_record_module() -> None:
+    from kd_edge.prune import command, record
+
+    assert command.RECORD == record.RECORD

@@ -121,7 +121,7 @@ def test_cli_model_names_match_the_builders() -> None:
 
 
 def test_demo_data_is_the_real_digits() -> None:
-    from kd_edge.models.small import demo_data
+    from kd_edge.data.digits import demo_data
 
     data = demo_data(calibration_size=16, test_size=100)
     assert data.source == "sklearn digits 8x8"

@@ -9,8 +9,8 @@ import onnx
 import pytest
 import torch
 from kd_core.errors import ConfigError
+from kd_edge.data.digits import demo_data, train_classifier
 from kd_edge.export import export_onnx, onnx_session, run_onnx
-from kd_edge.models.small import demo_data, train_classifier
 from kd_edge.sensitivity import layer_sensitivity, mixed_precision, sqnr_db
 from torch import nn
 

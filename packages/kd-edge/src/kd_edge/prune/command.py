@@ -13,23 +13,20 @@ import argparse
 import copy
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from kd_core.cli import default_out
 from kd_core.errors import CheckpointError, ConfigError
-from kd_core.metrics import measure_latency
-from kd_core.plots import save_figure
-from kd_core.report import command_line, markdown_table, write_report
-from kd_core.runs import RunDir
-from torch import nn
 
-from kd_edge.prune.builders import HF_BUILDER
-from kd_edge.prune.common import ExampleInputs, call, check_ratio, main_output, model_cost
-from kd_edge.prune.layers import check_indices, drop_layers, find_stack
-from kd_edge.prune.record import RECORD, build, load_pruned, read_record, save_pruned, source_of
-from kd_edge.prune.structured import prune_channels
-from kd_edge.prune.unet_cut import cut_inner_layers, prune_inner_layers
+if TYPE_CHECKING:
+    from torch import nn
+
+    from kd_edge.prune.common import ExampleInputs
+
+# torch, torch_pruning, matplotlib and the pruning modules are imported inside the functions that use them, so
+# that ``kd-edge --help`` (which calls ``add_arguments``) does not load them.
+
+RECORD = "architecture.json"  # kd_edge.prune.record.RECORD, repeated so that the help text costs no import
 
 __all__ = ["METHODS", "add_arguments", "run"]
 
@@ -77,6 +74,9 @@ def _check_args(args: argparse.Namespace) -> dict[str, Any]:
     """Every argument checked before any work; returns the parsed pieces."""
     if args.method not in METHODS:
         raise ConfigError("--method", f"one of {list(METHODS)}", args.method)
+    from kd_edge.prune.common import check_ratio
+    from kd_edge.prune.record import read_record
+
     if args.method in ("channels", "unet-inner"):
         check_ratio(args.ratio, "--ratio")
     layers = _parse_ints(args.layers, "--layers")
@@ -103,6 +103,8 @@ def _check_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def _input_spec(source: dict[str, Any] | None, saved: dict[str, Any], shape: list[int] | None) -> dict[str, Any]:
     """The example input: ``{"kind": "image"|"tokens", "shape": [...], "vocab_size": n}``."""
+    from kd_edge.prune.builders import HF_BUILDER
+
     spec = dict(saved.get("example_input") or {})
     builder = source["builder"] if source else ""
     kwargs = source["kwargs"] if source else {}
@@ -125,6 +127,8 @@ def _input_spec(source: dict[str, Any] | None, saved: dict[str, Any], shape: lis
 
 
 def _example(spec: dict[str, Any]) -> ExampleInputs:
+    import torch
+
     generator = torch.Generator().manual_seed(0)
     if spec["kind"] == "tokens":
         return {"input_ids": torch.randint(0, spec["vocab_size"], tuple(spec["shape"]), generator=generator)}
@@ -137,6 +141,10 @@ def _measure(models: dict[str, nn.Module], example: ExampleInputs, iterations: i
              ) -> dict[str, dict[str, float]]:
     """Cost, size and CPU latency of each model. Latency is timed in ``rounds`` alternating rounds (so a
     noisy neighbour hits every model alike) and the round with the lowest p50 is kept per model."""
+    from kd_core.metrics import measure_latency
+
+    from kd_edge.prune.common import model_cost
+
     inputs = tuple(example.values()) if isinstance(example, dict) else (example,)
     best: dict[str, Any] = {}
     for _ in range(rounds):
@@ -153,7 +161,11 @@ def _measure(models: dict[str, nn.Module], example: ExampleInputs, iterations: i
 
 
 def _plot(before: dict[str, float], after: dict[str, float], delta: float, path: Path) -> Path:
-    import matplotlib.pyplot as plt  # kd_core.plots chose the Agg backend
+    import matplotlib
+
+    matplotlib.use("Agg")  # off-screen, before pyplot is imported
+    import matplotlib.pyplot as plt
+    from kd_core.plots import save_figure
 
     fig, ax = plt.subplots(figsize=(5.0, 4.0))
     for label, row, colour in (("before", before, "tab:gray"), ("after", after, "tab:blue")):
@@ -173,6 +185,8 @@ def _plot(before: dict[str, float], after: dict[str, float], delta: float, path:
 # -- the command ---------------------------------------------------------------------------------------
 
 def _load(args: argparse.Namespace, kwargs: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    from kd_edge.prune.record import build, load_pruned, read_record
+
     if Path(args.model).exists():
         return load_pruned(args.model, trusted=args.trust), read_record(args.model).get("extra", {})
     return build(args.model, trusted=[*args.trust, args.model.partition(":")[0]], **kwargs).eval(), {}
@@ -180,6 +194,10 @@ def _load(args: argparse.Namespace, kwargs: dict[str, Any]) -> tuple[nn.Module, 
 
 def _prune(args: argparse.Namespace, model: nn.Module, example: ExampleInputs, layers: list[int] | None
            ) -> tuple[nn.Module, Any]:
+    from kd_edge.prune.layers import drop_layers
+    from kd_edge.prune.structured import prune_channels
+    from kd_edge.prune.unet_cut import cut_inner_layers, prune_inner_layers
+
     if args.method == "channels":
         return model, prune_channels(model, example, args.ratio, importance=args.importance,
                                      global_pruning=args.global_pruning)
@@ -193,6 +211,14 @@ def _prune(args: argparse.Namespace, model: nn.Module, example: ExampleInputs, l
 
 def run(args: argparse.Namespace) -> int:
     """Prune, save, measure and report; print where the run directory and the report are."""
+    import torch
+    from kd_core.report import command_line, markdown_table, write_report
+    from kd_core.runs import RunDir
+
+    from kd_edge.prune.common import call, main_output
+    from kd_edge.prune.layers import check_indices, find_stack
+    from kd_edge.prune.record import save_pruned, source_of
+
     parsed = _check_args(args)
     model, saved = _load(args, parsed["kwargs"])
     spec = _input_spec(source_of(model), saved, parsed["shape"])
