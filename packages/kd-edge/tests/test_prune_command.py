@@ -76,3 +76,32 @@ def test_missing_model_path_is_named(tmp_path: Path) -> None:
         run(_args("--model", str(missing), "--out", str(tmp_path / "run")))
     assert info.value.argument == "--model" and str(missing) in str(info.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_digits_run_reports_accuracy_before_and_after_in_the_plot_and_table(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = _args("--model", "kd_edge.models.small:build_model", "--model-kwargs", '{"name": "cnn"}', "--digits",
+                 "--train-epochs", "3", "--finetune-epochs", "1", "--ratio", "0.5", "--latency-iterations", "2",
+                 "--out", str(out))
+    assert run(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    accuracy = results["accuracy"]
+    assert accuracy["before"] > 0.5  # trained on real digits: far above the 10% of chance
+    assert results["before"]["accuracy"] == accuracy["before"] and results["after"]["accuracy"] == accuracy["after"]
+    assert accuracy["after"] >= accuracy["after pruning"] - 0.05  # fine-tuning does not make it worse
+    assert results["example_input"]["shape"] == [1, 1, 8, 8]
+    report = (out / "report.md").read_text()
+    assert "accuracy %" in report and "Digits test accuracy" in report
+    model = load_pruned(out / "model")
+    from kd_edge.data.digits import demo_data
+
+    data = demo_data()
+    with torch.no_grad():
+        reloaded = float((model(data.test_x).argmax(-1) == data.test_y).double().mean())
+    assert reloaded == pytest.approx(accuracy["after"])  # the saved model is the fine-tuned one
+
+
+def test_digits_needs_a_digit_classifier(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        run(_unet_args(tmp_path / "run", "--digits"))
+    assert info.value.argument == "--digits" and not (tmp_path / "run").exists()

@@ -56,6 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust", action="append", default=[], metavar="PREFIX",
                         help="also import builders from this package prefix")
     parser.add_argument("--latency-iterations", type=int, default=30, help="timed CPU forward passes")
+    parser.add_argument("--digits", action="store_true",
+                        help="measure accuracy on the real 8x8 digits test split before and after (a classifier of "
+                             "[N,1,8,8] images such as kd_edge.models.small:build_model)")
+    parser.add_argument("--weights", default=None, help="trained safetensors weights for a builder model (--digits)")
+    parser.add_argument("--train-epochs", type=int, default=8,
+                        help="with --digits and no --weights: train the built model this long first")
+    parser.add_argument("--finetune-epochs", type=int, default=2,
+                        help="with --digits: fine-tune the pruned model this long on the digits train split")
     parser.add_argument("--out", default=None, help="run directory (default runs/prune-<method>)")
 
 
@@ -86,6 +94,13 @@ def _check_args(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError("--levels", "a positive integer", args.levels)
     if args.latency_iterations < 1:
         raise ConfigError("--latency-iterations", "a positive integer", args.latency_iterations)
+    for name in ("train_epochs", "finetune_epochs"):
+        value = getattr(args, name, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"--{name.replace('_', '-')}", "an integer >= 0", value)
+    if getattr(args, "weights", None) and not Path(args.weights).is_file():
+        raise CheckpointError("--weights", "an existing safetensors file", args.weights,
+                              hint="the path does not exist")
     try:
         kwargs = json.loads(args.model_kwargs)
     except json.JSONDecodeError:
@@ -101,7 +116,8 @@ def _check_args(args: argparse.Namespace) -> dict[str, Any]:
     return {"layers": layers, "kwargs": kwargs, "shape": _parse_ints(args.input_shape, "--input-shape")}
 
 
-def _input_spec(source: dict[str, Any] | None, saved: dict[str, Any], shape: list[int] | None) -> dict[str, Any]:
+def _input_spec(source: dict[str, Any] | None, saved: dict[str, Any], shape: list[int] | None,
+                model: Any = None) -> dict[str, Any]:
     """The example input: ``{"kind": "image"|"tokens", "shape": [...], "vocab_size": n}``."""
     from kd_edge.prune.builders import HF_BUILDER
 
@@ -117,6 +133,8 @@ def _input_spec(source: dict[str, Any] | None, saved: dict[str, Any], shape: lis
         spec.setdefault("shape", [1, int(kwargs.get("in_channels", 1)), side, side])
     elif builder.endswith("resnet:build_resnet"):
         spec.setdefault("shape", [1, int(kwargs.get("in_channels", 3)), 32, 32])
+    elif getattr(model, "input_shape", None) is not None:
+        spec.setdefault("shape", [1, *(int(d) for d in model.input_shape)])
     if shape:
         spec["shape"] = shape
     spec.setdefault("kind", "image")
@@ -161,6 +179,7 @@ def _measure(models: dict[str, nn.Module], example: ExampleInputs, iterations: i
 
 
 def _plot(before: dict[str, float], after: dict[str, float], delta: float, path: Path) -> Path:
+    """Size (x) against latency (y); each point names its parameters and, when measured, its accuracy."""
     import matplotlib
 
     matplotlib.use("Agg")  # off-screen, before pyplot is imported
@@ -170,16 +189,42 @@ def _plot(before: dict[str, float], after: dict[str, float], delta: float, path:
     fig, ax = plt.subplots(figsize=(5.0, 4.0))
     for label, row, colour in (("before", before, "tab:gray"), ("after", after, "tab:blue")):
         ax.scatter([row["size_mb"]], [row["latency_ms_p50"]], s=60, color=colour, label=label)
-        note = f"{label}\n{row['params']:,} params" + (f"\nmean |Δ output| {delta:.3g}" if label == "after" else "")
+        note = f"{label}\n{row['params']:,} params"
+        if "accuracy" in row:
+            note += f"\naccuracy {100 * row['accuracy']:.2f}%"
+        elif label == "after":
+            note += f"\nmean |Δ output| {delta:.3g}"
         ax.annotate(note, (row["size_mb"], row["latency_ms_p50"]),
                     textcoords="offset points", xytext=(6, 4), fontsize="small")
     ax.set_xlabel("size of the weights (MiB)")
     ax.set_ylabel("CPU latency p50 (ms)")
-    ax.set_title("pruning: size vs latency")
+    ax.set_title("pruning: size, latency" + (" and accuracy" if "accuracy" in after else ""))
     ax.grid(True, alpha=0.3)
     ax.margins(0.3)
     ax.legend(fontsize="small")
     return save_figure(fig, path)
+
+
+def _digits_accuracy(model: nn.Module, data: Any) -> float:
+    import torch
+
+    with torch.no_grad():
+        return float((model.eval()(data.test_x).argmax(-1) == data.test_y).double().mean())
+
+
+def _digits_before(args: argparse.Namespace, model: nn.Module, data: Any, from_record: bool) -> list[str]:
+    """Load ``--weights`` or train a freshly built model; returns notes for the report."""
+    from kd_core.checkpoint import load_weights
+
+    from kd_edge.data.digits import train_classifier
+
+    if args.weights:
+        load_weights(model, args.weights)
+        return [f"weights loaded from `{args.weights}`"]
+    if from_record:
+        return ["weights from the pruned-model directory"]
+    train_classifier(model, data.train_x, data.train_y, epochs=args.train_epochs)
+    return [f"trained {args.train_epochs} epochs on the digits train split (AdamW, cross-entropy)"]
 
 
 # -- the command ---------------------------------------------------------------------------------------
@@ -221,28 +266,60 @@ def run(args: argparse.Namespace) -> int:
 
     parsed = _check_args(args)
     model, saved = _load(args, parsed["kwargs"])
-    spec = _input_spec(source_of(model), saved, parsed["shape"])
+    spec = _input_spec(source_of(model), saved, parsed["shape"], model)
+    digits = None
+    if getattr(args, "digits", False):
+        if spec["kind"] != "image" or list(spec["shape"][1:]) != [1, 8, 8]:
+            raise ConfigError("--digits", "a model of [N,1,8,8] digit images", spec["shape"])
+        from kd_edge.data.digits import demo_data
+
+        digits = demo_data()
     example = _example(spec)
     if args.method == "layers":
         check_indices(parsed["layers"], len(find_stack(model, args.container)[1]))
     out = Path(args.out) if args.out else default_out(f"prune-{args.method}", False)
     config = {"command": "prune", **{k: v for k, v in vars(args).items() if k != "func"}, "example_input": spec}
     run_dir = RunDir.create(out, config)
+    notes: list[str] = []
+    if digits is not None:
+        notes += _digits_before(args, model, digits, Path(args.model).exists())
     original = copy.deepcopy(model).eval()
     model, summary = _prune(args, model, example, parsed["layers"])
     model.eval()
+    accuracy: dict[str, float] = {}
+    if digits is not None:
+        from kd_edge.data.digits import train_classifier
+
+        accuracy["before"] = _digits_accuracy(original, digits)
+        accuracy["after pruning"] = _digits_accuracy(model, digits)
+        if args.finetune_epochs:
+            train_classifier(model, digits.train_x, digits.train_y, epochs=args.finetune_epochs, lr=1e-3)
+            notes.append(f"pruned model fine-tuned {args.finetune_epochs} epochs (AdamW, lr 1e-3)")
+        accuracy["after"] = _digits_accuracy(model, digits)
     measured = _measure({"before": original, "after": model}, example, args.latency_iterations)
     before, after = measured["before"], measured["after"]
+    if accuracy:
+        before["accuracy"], after["accuracy"] = accuracy["before"], accuracy["after"]
     with torch.no_grad():
         delta = float((main_output(call(model, example)) - main_output(call(original, example))).abs().mean())
     model_dir = save_pruned(model, run_dir.path / "model", trusted=args.trust, extra={"example_input": spec})
     results = {"method": args.method, "summary": summary.as_dict(), "before": before, "after": after,
+               "accuracy": accuracy, "notes": notes,
                "mean_abs_output_change": delta, "model_dir": str(model_dir), "example_input": spec}
     run_dir.write_json("results.json", results)
     plot = _plot(before, after, delta, run_dir.plots / "size_latency.png")
     rows = [{"model": name, "params": row["params"], "MACs": row["macs"], "size (MiB)": row["size_mb"],
+             **({"accuracy %": 100 * row["accuracy"]} if "accuracy" in row else {}),
              "p50 (ms)": row["latency_ms_p50"], "p90 (ms)": row["latency_ms_p90"], "p99 (ms)": row["latency_ms_p99"]}
             for name, row in (("before", before), ("after", after))]
+    if accuracy:
+        settings_notes = "; ".join(notes)
+        accuracy_text = (f"Digits test accuracy ({digits.source}, {len(digits.test_y)} images): before "
+                         f"{100 * accuracy['before']:.2f}%, right after pruning "
+                         f"{100 * accuracy['after pruning']:.2f}%, "
+                         f"final {100 * accuracy['after']:.2f}%. {settings_notes}.")
+    else:
+        accuracy_text = "No task data (pass --digits for a digit classifier): see the output change below."
     settings = "\n".join(f"- {key}: {value}" for key, value in summary.settings.items())
     write_report(run_dir, f"kd-edge prune ({args.method})", [
         ("Command", f"```\n{command_line()}\n```"),
@@ -251,12 +328,13 @@ def run(args: argparse.Namespace) -> int:
            f"(torch.utils.flop_counter, matmuls and convolutions). CPU latency: eager PyTorch, batch "
            f"{spec['shape'][0]}, input {spec['shape']} ({spec['kind']}), {args.latency_iterations} timed runs "
            "per round, 3 rounds alternating between the two models, the round with the lowest p50 kept."),
+        ("Accuracy", accuracy_text),
         ("Settings", settings or "-"),
         ("Output change", f"Mean |output after − output before| on the example input: {delta:.4g} "
                           "(no fine-tuning; pruning is normally followed by distillation or fine-tuning)."),
         ("Pruned model", f"`{model_dir}`: {RECORD} + model.safetensors; reload with "
                          "`kd_edge.prune.record.load_pruned(path)` (no pickle)."),
-    ], plots=[("Size vs latency", plot)])
+    ], plots=[("Size, latency and accuracy" if accuracy else "Size vs latency", plot)])
     print(f"run directory: {run_dir.path}")
     print(f"report: {run_dir.report}")
     return 0
