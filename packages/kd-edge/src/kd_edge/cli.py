@@ -46,7 +46,8 @@ def _prune_command() -> Any | None:
 
 def _model_arguments(parser: argparse.ArgumentParser, onnx: bool) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help=f"a student by name: {', '.join(MODEL_NAMES)}")
+    source.add_argument("--model", help=f"a student by name ({', '.join(MODEL_NAMES)}) or a pruned-model "
+                                        "directory written by kd-edge prune (a digit classifier)")
     if onnx:
         source.add_argument("--onnx", help="an FP32 .onnx model taking 8x8 digit images (64 values per sample)")
     parser.add_argument("--weights", help="safetensors weights for --model (default: train it, see --train-epochs)")
@@ -90,8 +91,13 @@ def _check_args(args: argparse.Namespace) -> None:
     """Every path and number checked before any work starts (a ``ConfigError`` naming the option)."""
     from kd_edge.models.small import model_names
 
-    if getattr(args, "model", None) is not None and args.model not in model_names():
-        raise ConfigError("--model", f"one of {model_names()}", args.model)
+    model = getattr(args, "model", None)
+    if model is not None and model not in model_names() and not (Path(model) / "architecture.json").is_file():
+        raise ConfigError("--model", f"one of {model_names()} or a pruned-model directory (with architecture.json)",
+                          model)
+    if model is not None and model not in model_names() and args.weights is not None:
+        raise ConfigError("--weights", "no --weights with a pruned-model directory (it holds its weights)",
+                          args.weights)
     for option in ("weights", "onnx"):
         value = getattr(args, option, None)
         if value is not None and not Path(value).is_file():

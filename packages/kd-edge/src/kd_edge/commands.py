@@ -26,7 +26,7 @@ class _Student:
 
         from kd_edge.data.digits import demo_data, train_classifier
         from kd_edge.export import export_onnx, parity
-        from kd_edge.models.small import build_model
+        from kd_edge.models.small import build_model, model_names
 
         self.data = demo_data(calibration_size=args.calibration_size, seed=args.seed)
         self.module = None
@@ -34,8 +34,13 @@ class _Student:
                                  f"({args.calibration_size} of them for calibration), {len(self.data.test_y)} test."]
         self.export = self.parity = None
         if args.model is not None:
-            model = build_model(args.model, seed=args.seed)
-            if args.weights:
+            model = build_model(args.model, seed=args.seed) if args.model in model_names() else None
+            if model is None:
+                from kd_edge.prune.record import load_pruned
+
+                model = load_pruned(args.model)
+                self.notes.append(f"Model: the pruned model in `{args.model}` (its own weights).")
+            elif args.weights:
                 load_weights(model, args.weights)
                 self.notes.append(f"Weights: {args.weights}.")
             else:
