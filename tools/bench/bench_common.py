@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: MLP builders, width parsing, device sync, the Hinton objective, versions.
+"""What the benchmark scripts share: MLP builders, width parsing, device sync, the Hinton objective, versions,
+peak memory.
 
 Imported by the scripts beside it (run as ``python tools/bench/<script>.py``, which puts this folder on
 ``sys.path``).
@@ -92,3 +93,37 @@ def bench_parser(doc: str | None, teacher: str, json_default: Path) -> argparse.
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=json_default, help="where to write the results")
     return parser
+
+
+class PeakMemory:
+    """Peak memory of a block above its start, in MiB: CUDA allocator peak, or the CPU's peak RSS growth."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.mib = device, float("nan")
+
+    @staticmethod
+    def _status(field: str) -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return float(line.split()[1]) / 1024  # kB -> MiB
+        return float("nan")
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device) / 2**20
+        else:
+            try:
+                Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+                self._start = self._status("VmRSS")
+            except OSError:
+                self._start = float("nan")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.mib = torch.cuda.max_memory_allocated(self.device) / 2**20 - self._start
+        else:
+            self.mib = self._status("VmHWM") - self._start

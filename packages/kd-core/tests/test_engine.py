@@ -14,10 +14,12 @@ import pytest
 import torch
 from kd_core import (
     Backend,
+    Callback,
     CheckpointError,
     ConfigError,
     Distiller,
     FrozenTeacher,
+    KDError,
     Objective,
     Phase,
     RunDirError,
@@ -28,7 +30,7 @@ from kd_core import (
     kl_divergence,
 )
 from kd_core.checkpoint import load_state, save_state
-from kd_core.engine import sgd
+from kd_core.engine import NonFiniteLossError, sgd
 from kd_core.testing import BlobDataset, tiny_mlp
 from torch import nn
 
@@ -323,3 +325,75 @@ def test_resume_with_a_cotrained_teacher_and_schedule_equals_an_uninterrupted_ru
     for a, b in zip(whole, resumed):
         for x, y in zip(a.state_dict().values(), b.state_dict().values()):
             assert torch.equal(x, y)
+
+
+class _Poison(Callback):
+    """Makes the ``poisoned`` loss return ``value`` for the micro-batch(es) of optimizer step ``at``."""
+
+    def __init__(self, at: int, value: float, micro: int | None = None) -> None:
+        self.at, self.value, self.micro = at, value, micro
+        self.step, self.calls, self.weights = 0, 0, {}
+
+    def on_step_end(self, distiller, logs) -> None:
+        self.step = distiller.global_step
+        self.calls = 0
+        self.weights[self.step] = {k: v.clone() for k, v in distiller.student.state_dict().items()}
+
+    def loss(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        value = torch.nn.functional.cross_entropy(logits, label)
+        self.calls += 1
+        if self.step + 1 == self.at and (self.micro is None or self.calls == self.micro):
+            value = value * self.value
+        return value
+
+
+def _poisoned_run(poison: _Poison, out: Path, grad_accum_steps: int = 1) -> Distiller:
+    objective = Objective(Term("kd", kl_divergence, teacher="logits", weight=0.7, temperature=2.0),
+                          Term("poisoned", poison.loss, target="label", weight=0.3))
+    return _distiller(tiny_mlp(seed=2), tiny_mlp(hidden=32, seed=1), phases=[Phase("train", objective, epochs=2)],
+                      callbacks=[poison], batch_size=8, checkpoint_every=2, grad_accum_steps=grad_accum_steps)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_loss_stops_before_the_update_and_writes_nothing(tmp_path, value):
+    poison = _Poison(at=5, value=value)
+    out = tmp_path / "run"
+    distiller = _poisoned_run(poison, out)
+    with pytest.raises(NonFiniteLossError) as caught:
+        distiller.fit(BlobDataset(64), BlobDataset(16, seed=9), out=out)
+    error = caught.value
+    assert isinstance(error, KDError) and error.argument == "loss/poisoned"
+    message = str(error)
+    assert "optimizer step 5" in message and "phase 'train'" in message and "(step 4) is kept" in message
+    assert distiller.global_step == 4
+    # the bad step never reached the weights: they are still those after step 4, and finite
+    for name, tensor in distiller.student.state_dict().items():
+        assert torch.equal(tensor, poison.weights[4][name]) and torch.isfinite(tensor).all()
+    # the last checkpoint is the step-4 one; no final, best or later checkpoint was written
+    assert json.loads((out / "checkpoints" / "last.json").read_text())["global_step"] == 4
+    state = load_state(out / "checkpoints" / "last.safetensors")
+    assert all(torch.equal(state["student"][k], poison.weights[4][k]) for k in poison.weights[4])
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.json", "last.safetensors"]
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 4
+
+
+def test_a_non_finite_loss_in_an_earlier_micro_batch_is_caught(tmp_path):
+    poison = _Poison(at=3, value=float("nan"), micro=1)  # the first of the group's two micro-batches
+    distiller = _poisoned_run(poison, tmp_path / "run", grad_accum_steps=2)
+    with pytest.raises(NonFiniteLossError) as caught:
+        distiller.fit(BlobDataset(64), out=tmp_path / "run")
+    assert caught.value.argument == "loss/total" and "earlier micro-batch" in str(caught.value)
+    assert "optimizer step 3" in str(caught.value) and distiller.global_step == 2
+
+
+def test_a_run_stopped_by_a_nan_resumes_from_its_last_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    poison = _Poison(at=6, value=float("nan"))
+    with pytest.raises(NonFiniteLossError):
+        _poisoned_run(poison, out).fit(BlobDataset(64), out=out)
+    clean = _Poison(at=0, value=1.0)
+    resumed = _poisoned_run(clean, out).fit(BlobDataset(64), out=out, resume=True)
+    reference = _poisoned_run(_Poison(at=0, value=1.0), tmp_path / "ref").fit(BlobDataset(64), out=tmp_path / "ref")
+    for name, tensor in reference.student.state_dict().items():
+        assert torch.equal(resumed.student.state_dict()[name], tensor)

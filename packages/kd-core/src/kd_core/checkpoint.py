@@ -1,5 +1,7 @@
 """Checkpoints as one safetensors file each, written atomically (temp file, fsync, rename).
 
+A failed write (a full disk, an I/O error) raises ``CheckpointError`` and leaves the previous file intact.
+
 Any nested state (model and optimizer state dicts, RNG states, counters) is split into tensors,
 stored as safetensors entries, and a JSON skeleton kept in the file's metadata. Loading never
 unpickles anything.
@@ -7,9 +9,11 @@ unpickles anything.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,23 +73,45 @@ def _unflatten(node: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return node
 
 
-def save_state(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``state`` to ``path`` atomically: a crash mid-write leaves the previous file intact."""
+def _fsync_directory(directory: Path) -> None:
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[str], None], argument: str = "checkpoint") -> Path:
+    """Call ``write(temp_path)``, fsync, then rename onto ``path``: a crash mid-write keeps the previous file.
+
+    An ``OSError`` (e.g. ``ENOSPC``, disk full) or a safetensors I/O error while writing becomes a
+    ``CheckpointError`` naming ``path``; the temp file is removed and the previous file is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(str(tmp))
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_directory(path.parent)
+    except (OSError, SafetensorError) as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        kept = "the previous file is kept unchanged" if path.is_file() else "no earlier file existed"
+        raise CheckpointError(argument, f"a writable location with free space for {path.name}", str(path),
+                              hint=f"Writing failed ({reason}); {kept}. Free some space, then --resume") from None
+    return path
+
+
+def save_state(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``state`` to ``path`` atomically: a crash or a full disk mid-write leaves the previous file intact."""
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _flatten(state, tensors, "")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(tmp), metadata={_SKELETON: json.dumps(skeleton), _FORMAT: "1"})
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-    return path
+    metadata = {_SKELETON: json.dumps(skeleton), _FORMAT: "1"}
+    return write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def load_state(path: str | os.PathLike) -> dict[str, Any]:
@@ -131,13 +157,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_weights(model: torch.nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
     """Write only a model's weights (safetensors, atomically), e.g. for a cached teacher."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, lambda tmp: save_file(state, tmp, metadata=metadata), argument="weights")
+
+
+def copy_atomic(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Copy ``source`` onto ``path`` atomically (e.g. the best checkpoint), with ``write_atomic``'s guarantees."""
+    data = Path(source).read_bytes()
+    return write_atomic(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:

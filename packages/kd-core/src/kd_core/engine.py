@@ -19,9 +19,17 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from kd_core.backends import Backend
-from kd_core.checkpoint import load_state, load_weights, rng_state, save_state, save_weights, set_rng_state
+from kd_core.checkpoint import (
+    copy_atomic,
+    load_state,
+    load_weights,
+    rng_state,
+    save_state,
+    save_weights,
+    set_rng_state,
+)
 from kd_core.data import IndexedDataset, epoch_batches, in_order
-from kd_core.errors import CheckpointError, ConfigError
+from kd_core.errors import CheckpointError, ConfigError, KDError
 from kd_core.objective import Objective
 from kd_core.runs import RunDir, environment
 from kd_core.signals import CachedTeacher, Forward, Signal, default_forward
@@ -44,6 +52,10 @@ def sgd(lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0) -> Op
 def cosine_lr(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
     """Cosine decay of the learning rate over a phase's optimizer steps."""
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
+
+
+class NonFiniteLossError(KDError, RuntimeError):
+    """The loss became NaN or infinite: training stopped before the bad update, and nothing was written after it."""
 
 
 class _SchedulerPair:
@@ -197,6 +209,7 @@ class Distiller:
         self.num_workers, self.collate = num_workers, collate
         self.global_step = 0
         self.run: RunDir | None = None
+        self._last_saved: int | None = None  # global step of the last checkpoint written (for error messages)
         self._validate_objectives()
 
     # -- checks, before anything runs ---------------------------------------------------------------
@@ -287,6 +300,7 @@ class Distiller:
             save_state(state, self.run.checkpoints / f"{name}.safetensors")
             self.run.write_json(f"checkpoints/{name}.json", {
                 "position": state["position"], "global_step": state["global_step"], "best": state["best"]})
+        self._last_saved = state["global_step"]
         self.backend.barrier()
 
     # -- training -----------------------------------------------------------------------------------
@@ -327,6 +341,8 @@ class Distiller:
         env = environment(self.seed, {"backend": self.backend.describe()})
         # only the main process writes (the others already checked, and would now see its files)
         self.run = RunDir.create(out, config, resume=resume, env=env) if self.backend.is_main else RunDir(out)
+        if resume and self.backend.is_main:
+            self.run.remove_stale_temp_files()  # torn writes of a killed run: the renamed files are intact
         try:
             return self._fit(train, val, resume_state, resume)
         finally:
@@ -339,6 +355,7 @@ class Distiller:
         history: list[dict[str, float]] = []
         best: dict[str, float] = {}
         position = {"phase": 0, "epoch": 0, "batch": 0}
+        self._last_saved = None
         if resume_state is not None:
             unwrap(self.student).load_state_dict(resume_state["student"])
             for phase in self.phases:
@@ -350,6 +367,7 @@ class Distiller:
             history, best = resume_state["history"], resume_state["best"]
             position = resume_state["position"]
             self.global_step = resume_state["global_step"]
+            self._last_saved = self.global_step
             if self.backend.is_main:
                 self.run.truncate_metrics(self.global_step)
         else:
@@ -455,6 +473,7 @@ class Distiller:
         n = len(batches)
         accum = self.grad_accum_steps
         loader = self._loader(train, batches[start_batch:])
+        finite: torch.Tensor | None = None  # whether every loss of the accumulation group is finite
         for offset, raw in enumerate(loader):
             index = start_batch + offset
             batch = self.backend.to_device(raw)
@@ -472,9 +491,17 @@ class Distiller:
                     loss = loss + t_result.total
                 if group_size > 1:
                     loss = loss / group_size
+            step_finite = torch.isfinite(loss.detach())  # read below with the logged values: no extra sync
+            finite = step_finite if finite is None else finite & step_finite
             self.backend.scaler.scale(loss).backward()
             if index + 1 != group_end:
                 continue
+            values = result.log_values()  # the step's one host sync (as before), now ahead of the update
+            if teacher_trainable:
+                values.update(t_result.log_values("teacher_loss/"))
+            if not bool(finite):
+                raise self._nonfinite(phase, epoch, index, values)
+            finite = None
             optimizers = [optimizer] + ([self.teacher.optimizer] if teacher_trainable else [])
             if self.clip_grad_norm is not None:
                 for opt in optimizers:  # each network's norm on its own: a co-trained teacher must not
@@ -490,9 +517,7 @@ class Distiller:
                 scheduler.step()
             self.global_step += 1
             logs = {"step": self.global_step, "phase": phase_index, "epoch": epoch + (index + 1) / n,
-                    "lr": optimizer.param_groups[0]["lr"], **result.log_values()}
-            if teacher_trainable:
-                logs.update(t_result.log_values("teacher_loss/"))
+                    "lr": optimizer.param_groups[0]["lr"], **values}
             if self.backend.is_main:
                 self.run.log(logs)
             for cb in self.callbacks:
@@ -500,6 +525,24 @@ class Distiller:
             if self.checkpoint_every and self.global_step % self.checkpoint_every == 0 and group_end < n:
                 self._save("last", self._state({"phase": phase_index, "epoch": epoch, "batch": group_end},
                                                optimizer, scheduler, best, history))
+
+    def _nonfinite(self, phase: Phase, epoch: int, index: int, values: dict[str, float]) -> NonFiniteLossError:
+        """The error for a NaN/inf loss at the coming optimizer step: which terms, where, and what was kept."""
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:  # name a term rather than the total when one is to blame
+            name = next((k for k in bad if not k.endswith("total")), bad[0])
+            received: Any = values[name]
+        else:  # the last micro-batch was finite: an earlier one of the accumulation group was not
+            name, received = "loss/total", "NaN or inf in an earlier micro-batch of the accumulation group"
+        where = (f"at phase {phase.name!r}, epoch {epoch + 1}, batch {index + 1}, optimizer step "
+                 f"{self.global_step + 1}" + (f" (non-finite: {', '.join(bad)})" if bad else ""))
+        if self._last_saved is None:
+            kept = "no checkpoint had been written yet"
+        else:
+            kept = f"checkpoints/last.safetensors (step {self._last_saved}) is kept and nothing was written after it"
+        return NonFiniteLossError(name, "a finite loss", received,
+                                  hint=f"Training stopped {where}, before the update; {kept}. Lower the learning "
+                                       "rate, set clip_grad_norm, or check the inputs and the loss options")
 
     def _end_phase(self, phase: Phase, best: dict[str, float]) -> None:
         path = self.run.checkpoints / f"best-{phase.name}.safetensors"
@@ -512,7 +555,5 @@ class Distiller:
             return
         final = self.run.checkpoints / f"best-{self.phases[-1].name}.safetensors"
         if final.is_file():
-            tmp = final.with_name(".best.tmp")
-            tmp.write_bytes(final.read_bytes())
-            os.replace(tmp, self.run.checkpoints / "best.safetensors")
+            copy_atomic(final, self.run.checkpoints / "best.safetensors")
         save_weights(unwrap(self.student), self.run.checkpoints / "final.safetensors")

@@ -6,6 +6,7 @@ unless the run is resumed, and a resume must carry the same configuration.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -18,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from kd_core.errors import RunDirError
+from kd_core.errors import CheckpointError, RunDirError
 
 _VERSIONED = ("torch", "torchvision", "torchaudio", "transformers", "diffusers", "accelerate", "numpy",
               "onnxruntime", "kd-core", "kd-vision", "kd-nlu", "kd-speech", "kd-generative", "kd-edge")
@@ -48,9 +49,20 @@ def environment(seed: int | None = None, extra: dict[str, Any] | None = None) ->
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    """Temp file, then rename; a failed write (e.g. a full disk) raises a ``KDError`` and keeps the old file.
+
+    Files under ``checkpoints/`` raise ``CheckpointError``, other run files ``RunDirError``; both name the path.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        error = CheckpointError if path.parent.name == "checkpoints" else RunDirError
+        raise error(path.name, f"a writable run directory with free space for {path.name}", str(path),
+                    hint=f"Writing failed ({err.strerror or err}); the previous file is kept unchanged") from None
 
 
 class RunDir:
@@ -115,17 +127,33 @@ class RunDir:
 
         The file stays open between calls; ``close()`` releases it.
         """
-        if self._metrics_file is None:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._metrics_file = open(self.path / "metrics.jsonl", "a")  # noqa: SIM115 - kept open across calls
-        self._metrics_file.write(json.dumps(record, default=float) + "\n")
-        self._metrics_file.flush()
+        try:
+            if self._metrics_file is None:
+                self.path.mkdir(parents=True, exist_ok=True)
+                self._metrics_file = open(self.path / "metrics.jsonl", "a")  # noqa: SIM115 - kept open across calls
+            self._metrics_file.write(json.dumps(record, default=float) + "\n")
+            self._metrics_file.flush()
+        except OSError as err:
+            path = self.path / "metrics.jsonl"
+            raise RunDirError("metrics.jsonl", "a writable run directory with free space", str(path),
+                              hint=f"Writing failed ({err.strerror or err})") from None
 
     def close(self) -> None:
         """Close metrics.jsonl if ``log`` opened it."""
         if self._metrics_file is not None:
             self._metrics_file.close()
             self._metrics_file = None
+
+    def remove_stale_temp_files(self) -> list[Path]:
+        """Delete the temp files (``.<name>.<pid>.tmp``) a process killed mid-write left behind; return them.
+
+        Call only while no process writes to the run (e.g. when a resume starts).
+        """
+        stale = [p for folder in (self.path, self.checkpoints) if folder.is_dir()
+                 for p in folder.glob(".*.tmp") if p.is_file()]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
 
     def metrics(self) -> list[dict[str, Any]]:
         """Every record of metrics.jsonl (a torn last line, from a crash, is skipped)."""

@@ -1,0 +1,166 @@
+"""Rerun the benchmarks this file knows about and rewrite their sections of ``docs/benchmarks.md``.
+
+    .venv/bin/python tools/bench/regenerate.py                 # run them all, rewrite their sections
+    .venv/bin/python tools/bench/regenerate.py --only scaling  # one benchmark
+    .venv/bin/python tools/bench/regenerate.py --no-run        # re-render from the JSON already there
+    .venv/bin/python tools/bench/regenerate.py --no-run --results DIR --label h200-cuda   # another machine's JSON
+
+Each benchmark's section lies between ``<!-- BEGIN name -->`` and ``<!-- END name -->``; a section
+missing from the page is appended at its end. Everything outside the markers is left as it was. The
+section records the exact command, the machine, the load average during the run, and the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A benchmark script, its default arguments and how its JSON becomes Markdown."""
+
+    script: str
+    args: tuple[str, ...]
+    render: Callable[[dict[str, Any]], list[str]]
+
+
+def _machine(result: dict[str, Any]) -> list[str]:
+    env, load = result["environment"], result.get("load_average", {})
+    start = ", ".join(f"{v:.2f}" for v in load.get("start") or [])
+    end = ", ".join(f"{v:.2f}" for v in load.get("end") or [])
+    extra = f", torchdistill {env['torchdistill']}" if env.get("torchdistill") else ""
+    return [f"Run {result['date']} on {env['platform']} ({env['processor']}, {env['cpu_count']} CPUs), "
+            f"device `{result['settings']['device']}`, {env['torch_threads']} torch threads; Python {env['python']}, "
+            f"torch {env['torch']}, kd-core {env['kd_core']}{extra}. Load average (1, 5, 15 min) at the start "
+            f"{start}, at the end {end}: the machine may have been shared with other jobs."]
+
+
+def render_vs_torchdistill(r: dict[str, Any]) -> list[str]:
+    """Markdown for ``vs_torchdistill.py``'s JSON."""
+    s, peak, acc = r["step"], r["peak_memory_mib"], r["accuracy"]
+    rows = ["| side | median ms/step (p10–p90) | peak memory (MiB above start) | accuracy % (mean ± std over seeds) |",
+            "|---|---|---|---|"]
+    for side in ("kd", "torchdistill", "hand"):
+        rows.append(f"| {side} | {s[side]['median_ms']:.3f} ({s[side]['p10_ms']:.2f}–{s[side]['p90_ms']:.2f}) | "
+                    f"{peak[side]:.2f} | {acc['mean'][side]:.2f} ± {acc['std'][side]:.2f} |")
+    holds = r["target_holds"]
+    return [*rows, "",
+            f"- kd / hand loop: **{r['ratio_kd_hand']:.3f}** (target ≤ {r['targets']['kd/hand']}: "
+            f"{'holds' if holds['kd/hand'] else '**missed**'})",
+            f"- kd / torchdistill: **{r['ratio_kd_torchdistill']:.3f}** (target ≤ {r['targets']['kd/torchdistill']}: "
+            f"{'holds' if holds['kd/torchdistill'] else '**missed**'})",
+            f"- peak memory kd / torchdistill: {r['peak_memory_ratio_kd_torchdistill']:.2f} "
+            f"(measured as: {r['memory_method']})",
+            "- accuracy per seed: " + "; ".join(f"{side} {', '.join(f'{a:.2f}' for a in acc['per_seed'][side])}"
+                                                  for side in ("kd", "torchdistill", "hand")) +
+            f"; teacher {acc['teacher_accuracy']:.2f}. Agree within seed noise (gap ≤ {acc['allowed_gap']:.2f} "
+            f"points): **{acc['agree']}**",
+            f"- warm-up: the three sides' losses from the same start differ by at most "
+            f"{r['warmup_max_relative_loss_difference']:.1e} (relative)"]
+
+
+def render_scaling(r: dict[str, Any]) -> list[str]:
+    """Markdown for ``scaling.py``'s JSON."""
+    rows = ["| dataset | cache | samples | median ms/epoch | µs/sample | peak memory (MiB above start) |",
+            "|---|---|---|---|---|---|"]
+    for pair, row in r["table"].items():
+        size, cache = pair.split("-")
+        rows.append(f"| {size} | {cache} | {row['samples']} | {row['epoch_ms']:.1f} | {row['us_per_sample']:.2f} | "
+                    f"{row['peak_mib']:.2f} |")
+    lines = [*rows, ""]
+    for cache, c in r["checks"].items():
+        lines.append(f"- cache {cache}: time per sample 16× / 1× = **{c['per_sample_time_ratio_16x_1x']:.3f}** "
+                     f"(linear within 15 %: {'yes' if c['time_linear'] else '**no**'}); peak memory 16× − 1× = "
+                     f"{c['peak_growth_16x_mib']:+.2f} MiB (flat: {'yes' if c['memory_flat'] else '**no**'})")
+    lines.append(f"- memory measured as: {r['memory_method']}")
+    return lines
+
+
+BENCHMARKS = {
+    "vs_torchdistill": Benchmark("vs_torchdistill.py", (), render_vs_torchdistill),
+    "scaling": Benchmark("scaling.py", (), render_scaling),
+}
+TITLES = {"vs_torchdistill": "kd vs torchdistill vs a hand-written loop (`tools/bench/vs_torchdistill.py`)",
+          "scaling": "Scaling with the dataset size, teacher cache off and on (`tools/bench/scaling.py`)"}
+
+
+def section(name: str, result: dict[str, Any], command: str, label: str = "") -> str:
+    """The whole Markdown section for one benchmark (``label``: a variant, e.g. another machine), markers included."""
+    marker = f"{name}-{label}" if label else name
+    title = f"{TITLES[name]}: {label}" if label else TITLES[name]
+    body = [f"<!-- BEGIN {marker} -->", f"### {title}", "",
+            "Regenerated by `tools/bench/regenerate.py`; do not edit between the markers.", "",
+            "Command:", "", "```", command, "```", "", *_machine(result), "", *BENCHMARKS[name].render(result),
+            f"<!-- END {marker} -->"]
+    return "\n".join(body)
+
+
+def replace_section(text: str, name: str, new: str) -> str:
+    """``text`` with the section of ``name`` replaced by ``new`` (appended when it has no markers)."""
+    pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.S)
+    if pattern.search(text):
+        return pattern.sub(lambda _: new, text, count=1)
+    return text.rstrip("\n") + "\n\n" + new + "\n"
+
+
+def run(name: str, extra: Sequence[str], json_path: Path) -> str:
+    """Run one benchmark (nice'd, as on a shared machine) and return its command line as recorded."""
+    bench = BENCHMARKS[name]
+    argv = [*bench.args, *extra, "--json", str(json_path)]
+    shown = " ".join(["nice -n 5", ".venv/bin/python", f"tools/bench/{bench.script}",
+                      *map(shlex.quote, [*bench.args, *extra])])
+    print(f"running: {shown}", flush=True)
+    subprocess.run(["nice", "-n", "5", sys.executable, str(HERE / bench.script), *argv], check=True, cwd=ROOT)
+    return shown
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the chosen benchmarks and rewrite their sections."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), default=sorted(BENCHMARKS))
+    parser.add_argument("--no-run", action="store_true", help="render from the JSON in --results")
+    parser.add_argument("--results", type=Path, default=HERE / "results", help="where the JSON goes")
+    parser.add_argument("--doc", type=Path, default=DOC)
+    parser.add_argument("--label", default="", help="a variant's name: its own sections, NAME-LABEL")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=ARGS",
+                        help="extra arguments for one benchmark, e.g. scaling='--base 512 --rounds 2'")
+    args = parser.parse_args(argv)
+    extra = {name: [] for name in BENCHMARKS}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if name not in BENCHMARKS:
+            parser.error(f"--set: unknown benchmark {name!r}")
+        extra[name] = shlex.split(value)
+    text = args.doc.read_text() if args.doc.is_file() else "# Benchmarks\n"
+    for name in args.only:
+        json_path = args.results / f"{name}.json"
+        command_path = args.results / f"{name}.command.json"  # beside the results, ignored by git like them
+        if args.no_run:
+            command = json.loads(command_path.read_text())["command"] if command_path.is_file() else "(not recorded)"
+        else:
+            args.results.mkdir(parents=True, exist_ok=True)
+            command = run(name, extra[name], json_path)
+            command_path.write_text(json.dumps({"command": command}) + "\n")
+        marker = f"{name}-{args.label}" if args.label else name
+        text = replace_section(text, marker, section(name, json.loads(json_path.read_text()), command, args.label))
+    args.doc.write_text(text)
+    print(f"rewrote {', '.join(args.only)} in {os.path.relpath(args.doc, ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
