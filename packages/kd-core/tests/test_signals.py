@@ -195,11 +195,12 @@ def test_interrupted_rebuild_never_pairs_old_manifest_with_new_data(tmp_path, mo
         return real_replace(src, dst)
 
     monkeypatch.setattr(signals.os, "replace", dying_replace)
-    with pytest.raises(OSError, match="killed"):
+    with pytest.raises(CacheError, match="killed"):  # a kd error naming the file, not a bare OSError
         CachedTeacher(FrozenTeacher(_model(1)), tmp_path, augmentation="a").build(_batches())
     monkeypatch.undo()
     stale = CachedTeacher(FrozenTeacher(_model(0)), tmp_path, augmentation="a")
     assert not stale.exists()
+    assert not list(tmp_path.glob(".*.tmp"))  # no temp file left behind
 
 
 def test_cache_of_another_format_is_refused(tmp_path):

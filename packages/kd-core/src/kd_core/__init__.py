@@ -14,8 +14,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "kd_core.backends": ["Backend"],
     "kd_core.engine": ["Callback", "Distiller", "FitResult", "Phase", "adamw", "cosine_lr", "sgd"],
-    "kd_core.errors": ["CacheError", "CheckpointError", "ConfigError", "DataError", "KDError", "RecipeError",
-                       "RunDirError", "TapError"],
+    "kd_core.errors": ["CacheError", "CheckpointError", "ConfigError", "DataError", "KDError",
+                       "NonFiniteLossError", "RecipeError", "RunDirError", "TapError"],
     "kd_core.losses": ["HiddenMSE", "attention_loss", "balanced_kl", "cross_entropy", "hidden_mse", "info_nce",
                        "kl_divergence", "l1", "logit_mse", "soft_cross_entropy"],
     "kd_core.objective": ["Objective", "ObjectiveResult", "Term"],

@@ -29,7 +29,7 @@ from kd_core.checkpoint import (
     set_rng_state,
 )
 from kd_core.data import IndexedDataset, epoch_batches, in_order
-from kd_core.errors import CheckpointError, ConfigError, KDError
+from kd_core.errors import CheckpointError, ConfigError, NonFiniteLossError
 from kd_core.objective import Objective
 from kd_core.runs import RunDir, environment
 from kd_core.signals import CachedTeacher, Forward, Signal, default_forward
@@ -52,10 +52,6 @@ def sgd(lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0) -> Op
 def cosine_lr(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
     """Cosine decay of the learning rate over a phase's optimizer steps."""
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
-
-
-class NonFiniteLossError(KDError, RuntimeError):
-    """The loss became NaN or infinite: training stopped before the bad update, and nothing was written after it."""
 
 
 class _SchedulerPair:

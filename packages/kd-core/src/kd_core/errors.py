@@ -52,3 +52,7 @@ class CacheError(KDError, RuntimeError):
 
 class DataError(KDError, RuntimeError):
     """An offline data source is missing or its files do not match their manifest."""
+
+
+class NonFiniteLossError(KDError, RuntimeError):
+    """The loss became NaN or infinite: training stopped before the bad update, and nothing was written after it."""

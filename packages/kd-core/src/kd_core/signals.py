@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from kd_core.errors import CacheError, ConfigError
+from kd_core.errors import CacheError, CheckpointError, ConfigError
 from kd_core.objective import Objective
 from kd_core.taps import LOGITS, TapSet
 
@@ -196,12 +197,14 @@ class CachedTeacher:
         # drop an older manifest first: a rebuild that dies before writing the new one must leave the
         # cache incomplete, never an old manifest (old augmentation, top_k, taps) over new data
         self.meta_path.unlink(missing_ok=True)
-        tmp = self.directory / f".cache.{os.getpid()}.tmp"
-        save_file(tensors, str(tmp))
-        os.replace(tmp, self.directory / "cache.safetensors")
-        tmp_meta = self.directory / f".meta.{os.getpid()}.tmp"
-        tmp_meta.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp_meta, self.meta_path)  # the manifest last: its presence marks a complete cache
+        from kd_core.checkpoint import write_atomic
+
+        try:  # atomic and fsynced; a full disk is a kd error naming the file, and leaves no temp file
+            write_atomic(self.directory / "cache.safetensors", lambda tmp: save_file(tensors, tmp), "cache")
+            # the manifest last: its presence marks a complete cache
+            write_atomic(self.meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)), "cache")
+        except CheckpointError as err:
+            raise CacheError(err.argument, err.expected, err.received, hint=err.hint) from None
         self._rows = None
 
     # -- serving ------------------------------------------------------------------------------
@@ -227,7 +230,11 @@ class CachedTeacher:
         missing = [t for t in self.taps if t not in meta["taps"]]
         if missing:
             raise CacheError("taps", f"taps present in the cache {meta['taps']}", missing)
-        store = load_file(str(self.directory / "cache.safetensors"))
+        try:
+            store = load_file(str(self.directory / "cache.safetensors"))
+        except (SafetensorError, OSError) as err:  # corrupt, truncated or not safetensors (e.g. a pickle)
+            raise CacheError("directory", "a readable teacher cache (cache.safetensors)", str(self.directory),
+                             hint=f"{type(err).__name__}: {err}; delete the folder to rebuild it") from None
         keys = store.pop("__keys__").tolist()
         self._rows = {(int(i), int(s)): row for row, (i, s) in enumerate(keys)}
         self._store = store

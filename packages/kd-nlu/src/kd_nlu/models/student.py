@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from kd_core.errors import ConfigError
+from kd_core.errors import CheckpointError, ConfigError
 from torch import nn
 from transformers import (
     AutoModel,
@@ -59,10 +59,17 @@ def load_student(directory: str | Path, num_labels: int | None = None) -> nn.Mod
     directory = Path(directory)
     if not (directory / "config.json").is_file():
         raise ConfigError("student", "a directory written by save_pretrained (with config.json)", str(directory))
-    if num_labels is None:
-        return AutoModel.from_pretrained(directory, attn_implementation="eager")
-    return AutoModelForSequenceClassification.from_pretrained(directory, num_labels=num_labels,
-                                                              attn_implementation="eager")
+    if not (directory / "model.safetensors").is_file() and not list(directory.glob("model-*.safetensors")):
+        raise CheckpointError("student", "a directory with safetensors weights (pickled .bin files are refused)",
+                              str(directory))
+    options = {"attn_implementation": "eager", "use_safetensors": True}
+    try:
+        if num_labels is None:
+            return AutoModel.from_pretrained(directory, **options)
+        return AutoModelForSequenceClassification.from_pretrained(directory, num_labels=num_labels, **options)
+    except (OSError, ValueError) as err:
+        raise CheckpointError("student", "a readable save_pretrained directory", str(directory),
+                              hint=f"{type(err).__name__}: {err}") from None
 
 
 def init_embeddings_from_teacher(student: nn.Module, teacher: nn.Module) -> dict[str, float]:
