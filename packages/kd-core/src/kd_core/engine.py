@@ -487,15 +487,19 @@ class Distiller:
                     loss = loss + t_result.total
                 if group_size > 1:
                     loss = loss / group_size
-            step_finite = torch.isfinite(loss.detach())  # read below with the logged values: no extra sync
-            finite = step_finite if finite is None else finite & step_finite
+            last_of_group = index + 1 == group_end
+            if not last_of_group:  # earlier micro-batches are not logged: keep a device-side flag
+                step_finite = torch.isfinite(loss.detach())
+                finite = step_finite if finite is None else finite & step_finite
             self.backend.scaler.scale(loss).backward()
-            if index + 1 != group_end:
+            if not last_of_group:
                 continue
-            values = result.log_values()  # the step's one host sync (as before), now ahead of the update
+            # the step's one host transfer: every logged value, and the earlier micro-batches' flag with them
+            values = result.log_values(extra={"finite": finite} if finite is not None else None)
             if teacher_trainable:
                 values.update(t_result.log_values("teacher_loss/"))
-            if not bool(finite):
+            earlier_finite = values.pop("finite", 1.0) == 1.0
+            if not earlier_finite or not all(math.isfinite(v) for v in values.values()):
                 raise self._nonfinite(phase, epoch, index, values)
             finite = None
             optimizers = [optimizer] + ([self.teacher.optimizer] if teacher_trainable else [])

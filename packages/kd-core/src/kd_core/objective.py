@@ -101,11 +101,14 @@ class ObjectiveResult:
     total: torch.Tensor
     terms: dict[str, torch.Tensor]
 
-    def log_values(self, prefix: str = "loss/") -> dict[str, float]:
-        """Plain floats for logging: the total and every term."""
-        values = {f"{prefix}total": float(self.total.detach())}
-        values.update({f"{prefix}{k}": float(v.detach()) for k, v in self.terms.items()})
-        return values
+    def log_values(self, prefix: str = "loss/", extra: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+        """Plain floats for logging: the total and every term (and ``extra`` scalars, under their own names),
+        read from the device in one transfer."""
+        names = [f"{prefix}total", *(f"{prefix}{k}" for k in self.terms), *(extra or {})]
+        tensors = [self.total, *self.terms.values(), *(extra or {}).values()]
+        stacked = torch.stack([t.detach().reshape(()).to(device=self.total.device, dtype=torch.float32)
+                               for t in tensors])
+        return dict(zip(names, stacked.tolist(), strict=True))
 
 
 class Objective(nn.Module):
