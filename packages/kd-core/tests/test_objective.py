@@ -178,3 +178,10 @@ def test_term_names_with_dots_hold_trainable_losses():
     assert set(result.terms) == {"hidden.3", "hidden.4"}
     with pytest.raises(ConfigError, match="distinct"):
         Objective(Term("a.b", HiddenMSE(4, 6)), Term("a/b", HiddenMSE(4, 6)))
+
+
+def test_log_values_reads_extra_scalars_with_the_terms() -> None:
+    result = ObjectiveResult(total=torch.tensor(1.5), terms={"kd": torch.tensor(1.0), "ce": torch.tensor(0.5)})
+    logged = result.log_values(extra={"finite": torch.tensor(False)})
+    assert logged == {"loss/total": 1.5, "loss/kd": 1.0, "loss/ce": 0.5, "finite": 0.0}
+    assert result.log_values()["loss/total"] == 1.5 and "finite" not in result.log_values()

@@ -106,8 +106,9 @@ class ObjectiveResult:
         read from the device in one transfer."""
         names = [f"{prefix}total", *(f"{prefix}{k}" for k in self.terms), *(extra or {})]
         tensors = [self.total, *self.terms.values(), *(extra or {}).values()]
-        stacked = torch.stack([t.detach().reshape(()).to(device=self.total.device, dtype=torch.float32)
-                               for t in tensors])
+        if self.total.device.type == "cpu":  # no transfer to save: plain reads are the cheapest
+            return {name: float(t.detach()) for name, t in zip(names, tensors, strict=True)}
+        stacked = torch.stack([t.detach().float().reshape(()) for t in tensors])
         return dict(zip(names, stacked.tolist(), strict=True))
 
 
