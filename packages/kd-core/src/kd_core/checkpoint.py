@@ -26,6 +26,56 @@ from kd_core.errors import CheckpointError
 
 _SKELETON = "kd.skeleton"
 _FORMAT = "kd.format"
+_ALIASES = "kd.aliases"
+
+
+def _deduplicate(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors safetensors can write, and the aliases to restore on load.
+
+    Tied weights (the same view of one storage under two names, e.g. a language model's embedding and output
+    matrices) are written once and recorded as ``alias -> name``; any other tensor sharing a storage already
+    written (a different view of it) is written as a copy.
+    """
+    unique: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    views: dict[tuple, str] = {}
+    storages: set[int] = set()
+    for name, tensor in tensors.items():
+        if tensor.numel() == 0:
+            unique[name] = tensor
+            continue
+        pointer = tensor.untyped_storage().data_ptr()
+        view = (pointer, tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype)
+        if view in views:
+            aliases[name] = views[view]
+            continue
+        if pointer in storages:
+            tensor = tensor.clone()
+        else:
+            storages.add(pointer)
+        views[view] = name
+        unique[name] = tensor
+    return unique, aliases
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: str, metadata: dict[str, str] | None) -> None:
+    unique, aliases = _deduplicate(tensors)
+    metadata = dict(metadata or {})
+    if aliases:
+        metadata[_ALIASES] = json.dumps(aliases)
+    save_file(unique, path, metadata=metadata or None)
+
+
+def _load_tensors(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(tensors with their aliases restored, metadata)`` of a file written by ``_save_tensors``."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    tensors = load_file(path)
+    for alias, name in json.loads(metadata.get(_ALIASES, "{}")).items():
+        tensors[alias] = tensors[name]
+    return tensors, metadata
 
 
 def _flatten(value: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
@@ -111,7 +161,7 @@ def save_state(state: dict[str, Any], path: str | os.PathLike) -> Path:
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _flatten(state, tensors, "")
     metadata = {_SKELETON: json.dumps(skeleton), _FORMAT: "1"}
-    return write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    return write_atomic(path, lambda tmp: _save_tensors(tensors, tmp, metadata))
 
 
 def load_state(path: str | os.PathLike) -> dict[str, Any]:
@@ -120,11 +170,7 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError("checkpoint", "an existing checkpoint file", str(path))
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        tensors = load_file(str(path))
+        tensors, metadata = _load_tensors(str(path))
         skeleton = json.loads(metadata[_SKELETON])
     except (SafetensorError, OSError, KeyError, ValueError, json.JSONDecodeError) as err:
         raise CheckpointError("checkpoint", "a complete kd checkpoint (safetensors with a kd skeleton)",
@@ -158,7 +204,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_weights(model: torch.nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
     """Write only a model's weights (safetensors, atomically), e.g. for a cached teacher."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    return write_atomic(path, lambda tmp: save_file(state, tmp, metadata=metadata), argument="weights")
+    return write_atomic(path, lambda tmp: _save_tensors(state, tmp, metadata), argument="weights")
 
 
 def copy_atomic(source: str | os.PathLike, path: str | os.PathLike) -> Path:
@@ -171,8 +217,8 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Mo
     """Load weights written by ``save_weights``; raise ``CheckpointError`` if they do not fit."""
     path = Path(path)
     try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as err:
+        state, _ = _load_tensors(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError("weights", "a readable safetensors file", str(path), hint=str(err)) from None
     try:
         model.load_state_dict(state)
