@@ -76,6 +76,14 @@ def methods(domain: str | None = None) -> dict[str, Method]:
     cannot affect another domain's CLI.
     """
     found: dict[str, Method] = {}
+    for method in _installed_methods(domain):
+        found.setdefault(method.name, method)
+    return found
+
+
+def _installed_methods(domain: str | None = None) -> list[Method]:
+    """Every registered method (of ``domain``, if given), same-named methods of different domains included."""
+    found: list[Method] = []
     for entry in metadata.entry_points(group=METHODS_GROUP):
         if domain is not None and _domain_of(entry) not in (domain, None):
             continue
@@ -87,7 +95,7 @@ def methods(domain: str | None = None) -> dict[str, Method]:
         if not isinstance(method, Method):
             raise RecipeError(f"entry point {entry.name}", "a kd_core.recipes.Method", type(method).__name__)
         if domain is None or method.domain == domain:
-            found[method.name] = method
+            found.append(method)
     return found
 
 
@@ -115,6 +123,13 @@ def find_recipe(name_or_path: str, domain: str | None = None) -> Path:
         return path
     known = available_recipes(domain)
     if name_or_path in known:
+        if domain is None:
+            shipped_by = sorted({m.domain for m in _installed_methods() if m.recipes is not None
+                                 and (Path(m.recipes) / f"{name_or_path}.yaml").is_file()})
+            if len(shipped_by) > 1:
+                raise RecipeError("--recipe", "a recipe name that one domain ships (or that domain's CLI)",
+                                  name_or_path, hint=f"{name_or_path} is shipped by {shipped_by}: use "
+                                  + " or ".join(f"kd-{d}" for d in shipped_by) + " (or pass domain=...)")
         return known[name_or_path]
     nearest = difflib.get_close_matches(name_or_path, list(known), n=3)
     raise RecipeError("--recipe", f"one of the installed recipes {sorted(known)}", name_or_path,
@@ -192,6 +207,14 @@ def load_recipe(name_or_path: str, overrides: Sequence[str] = (), domain: str | 
         raise RecipeError("method", f"an installed method among {sorted(registered)}", name,
                           hint=f"in recipe {path}")
     method = registered[name]
+    if domain is None:  # a method name two domains register: the one whose package ships this file
+        same = [m for m in _installed_methods() if m.name == name]
+        shipping = [m for m in same if m.recipes is not None and Path(m.recipes).resolve() == path.resolve().parent]
+        if len(same) > 1 and len(shipping) != 1:
+            raise RecipeError("method", "a method name that one domain registers (or that domain's CLI)", name,
+                              hint=f"{name} is registered by {sorted(m.domain for m in same)}: use the domain's "
+                                   f"CLI, e.g. kd-{same[0].domain} (or pass domain=...)")
+        method = shipping[0] if shipping else method
     if domain is not None and method.domain != domain:
         raise RecipeError("method", f"a method of the {domain} domain", f"{name} ({method.domain})")
     return method, validate(method, data)
