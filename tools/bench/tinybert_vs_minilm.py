@@ -38,6 +38,40 @@ def size(text: str) -> tuple[int, int, int]:
     return int(match[1]), int(match[2]), int(match[3])
 
 
+def plot_curve(summaries: list[Path], png: Path) -> Path:
+    """Accuracy share against parameter and latency ratios for every row of the ``summaries`` JSON files, with
+    the paper's TinyBERT4 point (7.5x, 9.4x, 96.8%) and the targets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from kd_core.plots import save_figure
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for path in summaries:
+        data = json.loads(Path(path).read_text())
+        label = "student embeddings: " + next((o.split("=", 1)[1] for o in data.get("overrides", [])
+                                               if o.startswith("student.embeddings=")), "random")
+        rows = sorted(data["rows"], key=lambda r: r["ratio_params"])
+        for ax, key in zip(axes, ("ratio_params", "ratio_latency_b32"), strict=True):
+            xs, ys = [r[key] for r in rows], [100 * r["ratio_accuracy"] for r in rows]
+            ax.plot(xs, ys, marker="o", label=label)
+            for r, x, y in zip(rows, xs, ys, strict=True):
+                ax.annotate(r["student"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize="small")
+    for ax, (target, name) in zip(axes, ((TARGETS["params"], "fewer parameters (teacher / student)"),
+                                         (TARGETS["latency_b32"], "lower CPU latency, batch 32, seq 64")),
+                                  strict=True):
+        ax.scatter([target], [96.8], marker="*", s=160, color="black", label="TinyBERT4 vs BERT-base (paper)")
+        ax.axvline(target, color="grey", linestyle=":", linewidth=1)
+        ax.axhline(100 * TARGETS["accuracy"], color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel(f"× {name}")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("student accuracy, % of the MiniLM teacher's")
+    axes[0].legend(fontsize="small")
+    fig.suptitle("TinyBERT-style students of the fine-tuned MiniLM-L6 (WordNet glosses, 16 classes)")
+    return save_figure(fig, png)
+
+
 def remeasure(rows: list[dict], args: argparse.Namespace) -> None:
     """CPU p50 latency at batch 1 and 32 (sequence 64) of each saved student and the teacher, timed in
     interleaved rounds (the lowest p50 per model kept); rewrites each row's latency ratios in place."""
@@ -87,8 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds for --remeasure")
     parser.add_argument("--reuse", action="store_true",
                         help="read a size's results.json from an earlier run in --out instead of training it again")
+    parser.add_argument("--plot", nargs="+", type=Path, metavar="JSON",
+                        help="only draw the curve of these summary JSON files into --png, then stop")
+    parser.add_argument("--png", type=Path, default=Path("docs/tinybert_vs_minilm.png"))
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.plot:
+        print(f"wrote {plot_curve(args.plot, args.png)}")
+        return 0
 
     from kd_core.recipes import RunContext, load_recipe
 
