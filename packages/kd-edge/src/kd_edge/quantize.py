@@ -211,13 +211,18 @@ def gemm_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
         if has_bias:
             nodes.append(helper.make_node("Add", [product, node.input[2]], [node.output[0]],
                                           name=f"{node.name}_bias"))
+    replace_nodes(graph, nodes)
+    return model
+
+
+def replace_nodes(graph: Any, nodes: list[Any]) -> None:
+    """Put ``nodes`` in place of ``graph``'s nodes and drop the initializers no node reads any more."""
     del graph.node[:]
     graph.node.extend(nodes)
     used = {i for n in graph.node for i in n.input}
     kept = [init for init in graph.initializer if init.name in used]
     del graph.initializer[:]
     graph.initializer.extend(kept)
-    return model
 
 
 def quantize_dynamic_int8(model_path: str | os.PathLike[str], out_path: str | os.PathLike[str], *,

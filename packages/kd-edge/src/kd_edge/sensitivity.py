@@ -25,7 +25,15 @@ from kd_core.metrics import accuracy
 from onnx import TensorProto, helper, numpy_helper
 
 from kd_edge.export import check_model_path, file_size, onnx_session, run_onnx
-from kd_edge.quantize import COMPUTE_OPS, QuantResult, _preprocess, _summarise, compute_layers, quantize_static_int8
+from kd_edge.quantize import (
+    COMPUTE_OPS,
+    QuantResult,
+    _preprocess,
+    _summarise,
+    compute_layers,
+    quantize_static_int8,
+    replace_nodes,
+)
 
 __all__ = ["LayerSensitivity", "SensitivityReport", "layer_sensitivity", "mixed_precision", "sqnr_db"]
 
@@ -187,12 +195,7 @@ def _nodes_to_fp16(model: onnx.ModelProto, nodes: Sequence[str]) -> onnx.ModelPr
         for name in outputs:
             new_nodes.append(helper.make_node("Cast", [f"{name}_fp16"], [name], to=TensorProto.FLOAT,
                                               name=f"{name}_to_fp32"))
-    del graph.node[:]
-    graph.node.extend(new_nodes)
-    used = {i for n in graph.node for i in n.input}
-    kept = [init for init in graph.initializer if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    replace_nodes(graph, new_nodes)
     return model
 
 
