@@ -22,10 +22,8 @@ from kd_core.annealing import AnnealedScale, annealing_phases
 from kd_core.engine import Phase, adamw, cosine_lr
 from kd_core.losses import cross_entropy, kl_divergence
 from kd_core.objective import Objective, Term
-from kd_core.plots import plot_bars
 from kd_core.progress import console, progress_bar
 from kd_core.recipes import Method, RecipeConfig, RunContext
-from kd_core.report import command_line, markdown_table, write_report
 from kd_core.runs import RunDir
 from kd_core.taps import LOGITS
 from pydantic import Field, model_validator
@@ -43,6 +41,7 @@ from kd_nlu.methods.common import (
 from kd_nlu.methods.dcs import (
     StudentSpec,
     TextResources,
+    arm_report,
     arm_rows,
     cached_signal,
     evaluate_arms,
@@ -177,12 +176,7 @@ class AnnealingTextPlan:
                    f"{c.student.hidden}, AdamW lr {c.student.train.lr}. Teacher: "
                    f"{'; '.join(res.notes.values()) or 'given'}. Train {len(res.splits['train'])} / test "
                    f"{len(res.splits['test'])} texts.\n")
-        acc = plot_bars({r["arm"]: float(str(r["accuracy %"]).split(" ")[0]) for r in rows},
-                        top.plots / "accuracy.png", title="Test accuracy", ylabel="accuracy (%)")
-        return write_report(top, "Annealing-KD on the WordNet gloss task", [
-            ("Summary", summary), ("Results (test split, mean ± std over seeds)", markdown_table(rows)),
-            ("Reproduce", f"```\n{command_line()}\n```\nDevice: {context.device}.\n")],
-            plots=[("Test accuracy", acc)])
+        return arm_report(top, "Annealing-KD on the WordNet gloss task", summary, rows, context)
 
 
 def build(config: AnnealingTextConfig) -> AnnealingTextPlan:

@@ -157,6 +157,18 @@ def arm_rows(scores: Mapping[str, Mapping[str, Mapping[str, float]]], labels: Ma
     return rows
 
 
+def arm_report(top: RunDir, title: str, summary: str, rows: list[dict], context: RunContext,
+               extra: Sequence[tuple[str, str]] = ()) -> Path:
+    """The report of a multi-arm text-KD run: summary, the arms' table (``arm_rows``), ``extra`` sections, the
+    command, and a bar chart of the mean test accuracy per arm."""
+    acc = plot_bars({r["arm"]: float(str(r["accuracy %"]).split(" ")[0]) for r in rows},
+                    top.plots / "accuracy.png", title="Test accuracy", ylabel="accuracy (%)")
+    return write_report(top, title, [
+        ("Summary", summary), ("Results (test split, mean ± std over seeds)", markdown_table(rows)), *extra,
+        ("Reproduce", f"```\n{command_line()}\n```\nDevice: {context.device}.\n")],
+        plots=[("Test accuracy", acc)])
+
+
 def mean_accuracy(scores: Mapping[str, Mapping[str, float]]) -> float:
     """Mean test accuracy (%) over seeds."""
     return 100 * mean_std([v["accuracy"] for v in scores.values()])[0]
@@ -314,12 +326,7 @@ class DCSPlan:
                    f"{c.dcs.cap}.{weight_note}\n\nTeacher: {'; '.join(res.notes.values()) or 'given'}. "
                    f"Student: {c.student.init}, {c.student.train.epochs} epochs, AdamW lr {c.student.train.lr}; "
                    f"train {len(res.splits['train'])} / test {len(res.splits['test'])} texts.\n")
-        acc = plot_bars({r["arm"]: float(str(r["accuracy %"]).split(" ")[0]) for r in rows},
-                        top.plots / "accuracy.png", title="Test accuracy", ylabel="accuracy (%)")
-        return write_report(top, "DCS on the WordNet gloss task", [
-            ("Summary", summary), ("Results (test split, mean ± std over seeds)", markdown_table(rows)),
-            ("Reproduce", f"```\n{command_line()}\n```\nDevice: {context.device}.\n")],
-            plots=[("Test accuracy", acc)])
+        return arm_report(top, "DCS on the WordNet gloss task", summary, rows, context)
 
 
 def build(config: DCSConfig) -> DCSPlan:

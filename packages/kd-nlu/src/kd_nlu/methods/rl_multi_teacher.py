@@ -26,11 +26,10 @@ from kd_core import Backend
 from kd_core.losses import cross_entropy, kl_divergence
 from kd_core.metrics import format_mean_std
 from kd_core.objective import Objective, Term
-from kd_core.plots import plot_bars
 from kd_core.progress import console, progress_bar
 from kd_core.recipes import Method, RecipeConfig, RunContext
 from kd_core.reinforced import PolicyReward, ReinforcedWeighting, RewardKind
-from kd_core.report import command_line, markdown_table, write_report
+from kd_core.report import markdown_table
 from kd_core.runs import RunDir
 from kd_core.signals import Batch, Ensemble, Signal, TeacherOutput, UniformWeighting
 from kd_core.taps import LOGITS
@@ -55,6 +54,7 @@ from kd_nlu.methods.common import (
 from kd_nlu.methods.dcs import (
     StudentSpec,
     TextResources,
+    arm_report,
     arm_rows,
     cached_signal,
     evaluate_arms,
@@ -302,13 +302,8 @@ class RLPlan:
                    f"Teachers: {'; '.join(f'{k}: {v}' for k, v in res.notes.items())}. Best single on validation: "
                    f"{results['best_single']}. Reward: {c.policy.reward}; KD τ = {c.kd.temperature}, α = {c.kd.alpha}. "
                    f"Train {len(res.splits['train'])} / test {len(res.splits['test'])} texts.\n")
-        acc = plot_bars({r["arm"]: float(str(r["accuracy %"]).split(" ")[0]) for r in rows},
-                        top.plots / "accuracy.png", title="Test accuracy", ylabel="accuracy (%)")
-        return write_report(top, "Reinforced multi-teacher selection on the WordNet gloss task", [
-            ("Summary", summary), ("Results (test split, mean ± std over seeds)", markdown_table(rows)),
-            ("Policy selection rates", markdown_table(rates)),
-            ("Reproduce", f"```\n{command_line()}\n```\nDevice: {context.device}.\n")],
-            plots=[("Test accuracy", acc)])
+        return arm_report(top, "Reinforced multi-teacher selection on the WordNet gloss task", summary, rows,
+                          context, extra=[("Policy selection rates", markdown_table(rates))])
 
 
 def _correlations(selection: dict[str, list[list[float]]], reliability: list[list[float]]) -> list[float]:
