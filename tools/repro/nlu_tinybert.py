@@ -21,11 +21,9 @@ import torch
 from kd_core import Backend
 from kd_core.metrics import count_parameters, mean_std
 from kd_core.recipes import RunContext, load_recipe
-from kd_nlu.data.text import TextDataset
 from kd_nlu.methods.common import TrainConfig, classifier_metrics, fit_text, single_phase, supervised_objective
-from kd_nlu.models.student import build_student, student_config
+from kd_nlu.methods.tinybert import TaskPlan, augmented_train
 from kd_nlu.models.teacher import gloss_teacher
-from kd_nlu.tinybert.augment import EmbeddingNeighbours, augment
 from nlu_repro import Claim, parse, per_seed_rows, write_page
 
 
@@ -37,17 +35,8 @@ def options(parser: argparse.ArgumentParser) -> None:
 def scratch_twin(config, seed: int, backend: Backend, out) -> dict[str, float]:
     """The twin: same student config and seed, CE on the same augmented texts, same epochs; test metrics."""
     gt = gloss_teacher(config.teacher, backend=backend, reuse=True)
-    train = gt.splits["train"]
-    texts, labels = list(train.texts), list(train.labels)
-    a = config.augment
-    if a.enabled and a.copies:
-        texts, labels = augment(texts, labels, EmbeddingNeighbours.from_model(gt.model, gt.tokenizer, a.top_m),
-                                a.copies, a.p, a.seed)
-    data = TextDataset(texts, labels, gt.tokenizer, train.max_length)
-    s = config.student
-    torch.manual_seed(seed)
-    student = build_student(student_config(gt.model.config, s.layers, s.hidden, s.intermediate, s.heads,
-                                           num_labels=len(gt.task.label_names), dropout=s.dropout), head=True)
+    data = augmented_train(gt.splits["train"], gt.model, gt.tokenizer, config.augment)
+    student, _ = TaskPlan(config).student(gt.model, gt.tokenizer, len(gt.task.label_names))
     epochs = config.intermediate.epochs + config.prediction.epochs
     train_config = TrainConfig(epochs=epochs, lr=config.intermediate.lr, batch_size=config.intermediate.batch_size,
                                weight_decay=config.intermediate.weight_decay)

@@ -155,6 +155,16 @@ def save_with_tokenizer(model: nn.Module, tokenizer: Any, directory: Path) -> Pa
     return directory
 
 
+def augmented_train(train: TextDataset, teacher: nn.Module, tokenizer: Any, config: AugmentConfig) -> TextDataset:
+    """``train`` plus ``config.copies`` word-replacement copies of each text (neighbours in ``teacher``'s
+    input embeddings), or ``train``'s texts alone when augmentation is off."""
+    texts, labels = list(train.texts), list(train.labels)
+    if config.enabled and config.copies:
+        neighbours = EmbeddingNeighbours.from_model(teacher, tokenizer, config.top_m)
+        texts, labels = augment(texts, labels, neighbours, config.copies, config.p, config.seed)
+    return TextDataset(texts, labels, tokenizer, train.max_length)
+
+
 def cost(model: nn.Module, vocab_size: int, iterations: int, length: int = 64) -> dict[str, float]:
     """Parameters and CPU latency (p50 ms) at batch 1 and 32, sequence ``length``, of a CPU copy of ``model``."""
     cpu = copy.deepcopy(model).cpu().eval()
@@ -236,7 +246,8 @@ class TaskPlan:
     def __init__(self, config: TaskConfig) -> None:
         self.config = config
 
-    def _student(self, teacher: nn.Module, tokenizer: Any, num_labels: int) -> tuple[nn.Module, str]:
+    def student(self, teacher: nn.Module, tokenizer: Any, num_labels: int) -> tuple[nn.Module, str]:
+        """The student this config describes (fresh, seeded by ``seed``, or ``init_from``) and its origin."""
         c = self.config
         if c.init_from:
             from transformers import AutoTokenizer
@@ -268,13 +279,9 @@ class TaskPlan:
                                reuse=c.reuse_teacher, resume=context.resume)
             teacher, tokenizer = gt.model, gt.tokenizer
             num_labels = len(gt.task.label_names)
-            student, origin = self._student(teacher, tokenizer, num_labels)
+            student, origin = self.student(teacher, tokenizer, num_labels)
             train = gt.splits["train"]
-            texts, labels = list(train.texts), list(train.labels)
-            if c.augment.enabled and c.augment.copies:
-                neighbours = EmbeddingNeighbours.from_model(teacher, tokenizer, c.augment.top_m)
-                texts, labels = augment(texts, labels, neighbours, c.augment.copies, c.augment.p, c.augment.seed)
-            augmented = TextDataset(texts, labels, tokenizer, train.max_length)
+            augmented = augmented_train(train, teacher, tokenizer, c.augment)
             objective = layer_objective(student, teacher, c.layers)
             phases = [
                 Phase("intermediate", objective, epochs=c.intermediate.epochs,
