@@ -12,6 +12,7 @@ import itertools
 import os
 import platform
 import sys
+import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -43,6 +44,27 @@ def widths(text: str) -> list[int]:
     if len(values) < 2 or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected comma-separated positive widths, got {text!r}")
     return values
+
+
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock = time.perf_counter
+
+
+def use_clock(name: str) -> None:
+    """Read step times from ``name``: ``wall`` (elapsed time) or ``cpu`` (this process's CPU time, all threads).
+
+    CPU time leaves out the time the process waits for a core, so it is the fairer clock on a machine that
+    other jobs share (it still feels their cache and memory traffic); on a quiet machine use ``wall``.
+    """
+    global _clock
+    if name not in CLOCKS:
+        raise ValueError(f"clock: expected one of {sorted(CLOCKS)}, got {name!r}")
+    _clock = CLOCKS[name]
+
+
+def bench_now() -> float:
+    """The chosen clock's reading in seconds (see ``use_clock``)."""
+    return _clock()
 
 
 def sync(device: torch.device) -> None:
@@ -92,6 +114,9 @@ def bench_parser(doc: str | None, teacher: str, json_default: Path) -> argparse.
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=json_default, help="where to write the results")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="step times from elapsed time (wall) or process CPU time (cpu: for shared machines, "
+                             "with --threads 1)")
     return parser
 
 

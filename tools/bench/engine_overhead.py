@@ -51,11 +51,13 @@ from bench_common import (
     CE_WEIGHT,
     KD_WEIGHT,
     TEMPERATURE,
+    bench_now,
     bench_parser,
     check_args,
     hinton_objective,
     mlp,
     sync,
+    use_clock,
     versions,
 )
 from kd_core import Backend, Callback, Distiller, FrozenTeacher, Phase
@@ -85,7 +87,7 @@ class StepClock(Callback):
 
     def on_step_end(self, distiller: Distiller, logs: dict[str, float]) -> None:
         sync(self.device)
-        now = time.perf_counter()
+        now = bench_now()
         if self._last is not None:
             self.gaps.append(now - self._last)
         self._last = now
@@ -126,7 +128,7 @@ def hand_fit(student: nn.Module, teacher: nn.Module, optimizer: torch.optim.Opti
             if record_losses:
                 losses.append(float(loss.detach()))
             sync(device)
-            now = time.perf_counter()
+            now = bench_now()
             if last is not None:
                 gaps.append(now - last)
             last = now
@@ -236,6 +238,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    use_clock(args.clock)
     backend = Backend(device=args.device, distributed="none")
     device = backend.device
     train = BlobDataset(size=args.batch_size * args.steps_per_epoch, features=args.teacher[0],

@@ -43,16 +43,23 @@ def _machine(result: dict[str, Any]) -> list[str]:
     start = ", ".join(f"{v:.2f}" for v in load.get("start") or [])
     end = ", ".join(f"{v:.2f}" for v in load.get("end") or [])
     extra = f", torchdistill {env['torchdistill']}" if env.get("torchdistill") else ""
-    return [f"Run {result['date']} on {env['platform']} ({env['processor']}, {env['cpu_count']} CPUs), "
+    clock = ("Times are **process CPU time** (`--clock cpu`: waits for a core left out). "
+             if _clock(result) == "cpu" else "Times are wall-clock. ")
+    return [clock + f"Run {result['date']} on {env['platform']} ({env['processor']}, {env['cpu_count']} CPUs), "
             f"device `{result['settings']['device']}`, {env['torch_threads']} torch threads; Python {env['python']}, "
             f"torch {env['torch']}, kd-core {env['kd_core']}{extra}. Load average (1, 5, 15 min) at the start "
             f"{start}, at the end {end}: the machine may have been shared with other jobs."]
 
 
+def _clock(result: dict[str, Any]) -> str:
+    return result["settings"].get("clock", "wall")
+
+
 def render_vs_torchdistill(r: dict[str, Any]) -> list[str]:
     """Markdown for ``vs_torchdistill.py``'s JSON."""
     s, peak, acc = r["step"], r["peak_memory_mib"], r["accuracy"]
-    rows = ["| side | median ms/step (p10–p90) | peak memory (MiB above start) | accuracy % (mean ± std over seeds) |",
+    unit = "CPU ms/step" if _clock(r) == "cpu" else "ms/step"
+    rows = [f"| side | median {unit} (p10–p90) | peak memory (MiB above start) | accuracy % (mean ± std over seeds) |",
             "|---|---|---|---|"]
     for side in ("kd", "torchdistill", "hand"):
         rows.append(f"| {side} | {s[side]['median_ms']:.3f} ({s[side]['p10_ms']:.2f}–{s[side]['p90_ms']:.2f}) | "
@@ -75,7 +82,8 @@ def render_vs_torchdistill(r: dict[str, Any]) -> list[str]:
 
 def render_scaling(r: dict[str, Any]) -> list[str]:
     """Markdown for ``scaling.py``'s JSON."""
-    rows = ["| dataset | cache | samples | median ms/epoch | µs/sample | peak memory (MiB above start) |",
+    unit = "CPU ms/epoch" if _clock(r) == "cpu" else "ms/epoch"
+    rows = [f"| dataset | cache | samples | median {unit} | µs/sample | peak memory (MiB above start) |",
             "|---|---|---|---|---|---|"]
     for pair, row in r["table"].items():
         size, cache = pair.split("-")

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_common import PeakMemory, bench_parser, check_args, mlp, versions
+from bench_common import PeakMemory, bench_parser, check_args, mlp, use_clock, versions
 from kd_core import Backend, CachedTeacher, FrozenTeacher
 from kd_core.data import IndexedDataset, in_order
 from kd_core.signals import Signal, default_forward
@@ -88,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run every size with the cache off and on, print the table and write the JSON."""
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    use_clock(args.clock)
     device = Backend(device=args.device, distributed="none").device
     teacher = mlp(args.teacher, seed=args.seed + 1).to(device).eval()
     counter = ForwardCounter(teacher)

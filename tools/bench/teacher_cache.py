@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_common import bench_parser, check_args, hinton_objective, mlp, sync, versions
+from bench_common import bench_now, bench_parser, check_args, hinton_objective, mlp, sync, use_clock, versions
 from kd_core import (
     Backend,
     CachedTeacher,
@@ -90,7 +90,7 @@ class EpochClock(Callback):
     def on_phase_start(self, distiller: Distiller, phase: Phase, total_steps: int) -> None:
         sync(self.device)
         self._calls_at_start = self.counter.calls
-        self._start = time.perf_counter()
+        self._start = bench_now()
 
     def on_step_end(self, distiller: Distiller, logs: dict[str, float]) -> None:
         self.steps += 1
@@ -98,7 +98,7 @@ class EpochClock(Callback):
 
     def on_epoch_end(self, distiller: Distiller, logs: dict[str, float]) -> None:
         sync(self.device)
-        self.seconds = time.perf_counter() - self._start
+        self.seconds = bench_now() - self._start
         self.teacher_calls = self.counter.calls - self._calls_at_start
 
 
@@ -133,6 +133,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    use_clock(args.clock)
     device = Backend(device=args.device, distributed="none").device
     train = BlobDataset(size=args.batch_size * args.steps_per_epoch, features=args.teacher[0],
                         classes=args.teacher[-1], seed=args.seed)

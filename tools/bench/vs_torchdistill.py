@@ -50,10 +50,12 @@ from bench_common import (
     KD_WEIGHT,
     TEMPERATURE,
     PeakMemory,
+    bench_now,
     bench_parser,
     check_args,
     mlp,
     sync,
+    use_clock,
     versions,
 )
 from engine_overhead import distiller_fit, hand_fit, summary
@@ -139,7 +141,7 @@ def torchdistill_epoch(box: Any, epoch: int, device: torch.device,
         if record_losses:
             losses.append(float(loss.detach()))
         sync(device)
-        now = time.perf_counter()
+        now = bench_now()
         if last is not None:
             gaps.append(now - last)
         last = now
@@ -273,6 +275,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the comparison, print it and write the JSON."""
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    use_clock(args.clock)
     device = Backend(device=args.device, distributed="none").device
     size = args.batch_size * args.steps_per_epoch
     train, test = split(BlobDataset(size=2 * size, features=args.teacher[0], classes=args.teacher[-1],

@@ -29,16 +29,26 @@ class IndexedDataset(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        item = self.dataset[index]
-        if isinstance(item, Mapping):
-            sample = dict(item)
-        elif isinstance(item, tuple | list) and len(item) == 2:
-            sample = {"input": item[0], "label": item[1]}
-        else:
-            raise ConfigError("dataset", "samples that are dicts or (input, label) pairs",
-                              type(item).__name__)
-        sample.setdefault("index", index)
+        return _as_sample(self.dataset[index], index)
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """A whole batch at once (``DataLoader`` calls this): the wrapped dataset's own batched fetch if it
+        has one, and no per-sample method dispatch otherwise."""
+        getitems = getattr(self.dataset, "__getitems__", None)
+        items = getitems(list(indices)) if getitems else [self.dataset[i] for i in indices]
+        return [_as_sample(item, index) for item, index in zip(items, indices, strict=True)]
+
+
+def _as_sample(item: Any, index: int) -> dict[str, Any]:
+    """``item`` as a sample dict with its ``"index"`` (a dict's own ``"index"`` is kept)."""
+    if type(item) is dict or isinstance(item, Mapping):  # (the exact type check first: it is much faster)
+        sample = dict(item)
+        if "index" not in sample:
+            sample["index"] = index
         return sample
+    if isinstance(item, tuple | list) and len(item) == 2:
+        return {"input": item[0], "label": item[1], "index": index}
+    raise ConfigError("dataset", "samples that are dicts or (input, label) pairs", type(item).__name__)
 
 
 def epoch_batches(size: int, batch_size: int, seed: int, phase: int, epoch: int, shuffle: bool = True,

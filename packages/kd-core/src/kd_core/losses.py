@@ -97,8 +97,9 @@ def kl_divergence(
         raise ConfigError("direction", "'forward' or 'reverse'", direction)
     if mask is None and reduction in ("mean", "sum"):  # one fused op: no per-row tensor
         total = F.kl_div(prediction, target, reduction="sum", log_target=True)
-        value = total / (target.numel() // max(target.shape[-1], 1)) if reduction == "mean" else total
-        return _scaled(value, t, t2_scale)
+        rows = target.numel() // max(target.shape[-1], 1) if reduction == "mean" else 1
+        factor = (t * t if t2_scale else 1.0) / max(rows, 1)  # the mean and T² as one multiply
+        return total * factor if factor != 1.0 else total
     return _scaled(_reduce(_kl_rows(target, prediction), reduction, mask), t, t2_scale)
 
 
@@ -158,7 +159,9 @@ def cross_entropy(
         raise ConfigError("target", f"labels of shape {tuple(student.shape[:-1])}", tuple(target.shape))
     if reduction not in ("mean", "sum", "none"):
         raise ConfigError("reduction", "'mean', 'sum' or 'none'", reduction)
-    loss = F.cross_entropy(student.float().reshape(-1, student.shape[-1]), target.reshape(-1).long(),
+    flat = student.dim() == 2  # (batch, classes): no reshapes needed
+    loss = F.cross_entropy(student.float() if flat else student.float().reshape(-1, student.shape[-1]),
+                           (target if flat else target.reshape(-1)).long(),
                            label_smoothing=label_smoothing, ignore_index=ignore_index,
                            reduction="none" if reduction == "none" else reduction)
     return loss.reshape(target.shape) if reduction == "none" else loss

@@ -166,7 +166,12 @@ class Objective(nn.Module):
             values[term.name] = value
             weight = term.weight(progress)
             if weight != 0.0:
-                total = value * weight if total is None else total + value * weight
+                if total is None:
+                    total = value * weight
+                elif isinstance(weight, int | float):  # the multiply and the sum in one op
+                    total = torch.add(total, value, alpha=weight)
+                else:
+                    total = total + value * weight
         if total is None:
             total = sum(values.values()) * 0.0
         return ObjectiveResult(total=total, terms=values)
