@@ -120,6 +120,23 @@ def test_two_cpu_processes_end_with_identical_weights(tmp_path):
     assert env["backend"]["world_size"] == 2
 
 
+def test_a_nan_on_one_process_stops_every_process_at_the_same_step(tmp_path):
+    """Rank 1's loss turns NaN at its 5th micro-batch (inside optimizer step 3): both processes stop there,
+    before the update, with a NonFiniteLossError (rank 0's names the other process), instead of rank 0
+    stepping on NaN gradients and then waiting in an all-reduce for a process that has gone."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                             "--master_port", str(_free_port()), str(SCRIPT), str(tmp_path / "ddp"),
+                             "--epochs", "2", "--nan-rank", "1", "--nan-at-call", "5"],
+                            capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode != 0
+    assert "NaN or inf on 1 other process(es) of 2 (this one, rank 0, was finite)" in result.stderr
+    assert "optimizer step 3" in result.stderr
+    steps = [json.loads(line)["step"] for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
+             if "loss/total" in line]
+    assert steps == [1, 2]  # rank 0 logged the two good steps and stopped before the third update
+
+
 def _distiller(student, teacher=None, **kwargs) -> Distiller:
     phases = kwargs.pop("phases", None) or [Phase("train", kd_objective() if teacher is not None else
                                                   Objective(Term("ce", cross_entropy, target="label")),

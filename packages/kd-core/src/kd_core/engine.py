@@ -495,12 +495,18 @@ class Distiller:
             if not last_of_group:
                 continue
             # the step's one host transfer: every logged value, and the earlier micro-batches' flag with them
-            values = result.log_values(extra={"finite": finite} if finite is not None else None)
+            extra = {"finite": finite} if finite is not None else {}
+            if self.backend.world_size > 1:  # every process must stop at the same step, or the others hang
+                extra["ranks_nonfinite"] = self._ranks_nonfinite(loss, finite)
+            values = result.log_values(extra=extra or None)
             if teacher_trainable:
                 values.update(t_result.log_values("teacher_loss/"))
             earlier_finite = values.pop("finite", 1.0) == 1.0
+            ranks_nonfinite = int(values.pop("ranks_nonfinite", 0.0))
             if not earlier_finite or not all(math.isfinite(v) for v in values.values()):
                 raise self._nonfinite(phase, epoch, index, values)
+            if ranks_nonfinite:
+                raise self._nonfinite(phase, epoch, index, values, other_ranks=ranks_nonfinite)
             finite = None
             optimizers = [optimizer] + ([self.teacher.optimizer] if teacher_trainable else [])
             if self.clip_grad_norm is not None:
@@ -526,12 +532,27 @@ class Distiller:
                 self._save("last", self._state({"phase": phase_index, "epoch": epoch, "batch": group_end},
                                                optimizer, scheduler, best, history))
 
-    def _nonfinite(self, phase: Phase, epoch: int, index: int, values: dict[str, float]) -> NonFiniteLossError:
-        """The error for a NaN/inf loss at the coming optimizer step: which terms, where, and what was kept."""
+    def _ranks_nonfinite(self, loss: torch.Tensor, finite: torch.Tensor | None) -> torch.Tensor:
+        """How many processes hold a non-finite loss in this accumulation group (a device tensor, summed)."""
+        ok = torch.isfinite(loss.detach()).reshape(())
+        if finite is not None:
+            ok = ok & finite.reshape(())
+        return self.backend.all_reduce_sum((~ok).float())
+
+    def _nonfinite(self, phase: Phase, epoch: int, index: int, values: dict[str, float],
+                   other_ranks: int = 0) -> NonFiniteLossError:
+        """The error for a NaN/inf loss at the coming optimizer step: which terms, where, and what was kept.
+
+        ``other_ranks``: this process's loss was finite, but that many other processes' were not."""
         bad = [k for k, v in values.items() if not math.isfinite(v)]
-        if bad:  # name a term rather than the total when one is to blame
+        received: Any
+        if other_ranks:
+            name, received = "loss/total", (f"NaN or inf on {other_ranks} other process(es) of "
+                                             f"{self.backend.world_size} (this one, rank {self.backend.rank}, "
+                                             "was finite)")
+        elif bad:  # name a term rather than the total when one is to blame
             name = next((k for k in bad if not k.endswith("total")), bad[0])
-            received: Any = values[name]
+            received = values[name]
         else:  # the last micro-batch was finite: an earlier one of the accumulation group was not
             name, received = "loss/total", "NaN or inf in an earlier micro-batch of the accumulation group"
         where = (f"at phase {phase.name!r}, epoch {epoch + 1}, batch {index + 1}, optimizer step "
