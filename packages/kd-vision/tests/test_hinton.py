@@ -48,6 +48,12 @@ def test_tiny_run_writes_report_plots_results_and_reuses_its_teacher(tmp_path: P
     assert not (again / "teacher").exists()  # the cached teacher was reused, not retrained
     assert "reused from" in (again / "report.md").read_text()
 
+    # fewer student samples from the same teacher pool (the recipe's teacher_train_size): the same teacher
+    fewer = tmp_path / "fewer"
+    assert main(["distill", "--recipe", "hinton-kd", "--out", str(fewer), *TINY, "--set", "data.train_size=40"]) == 0
+    assert not (fewer / "teacher").exists()
+    assert len(list((data_home / "teachers").glob("*.safetensors"))) == 1
+
 
 def test_an_existing_run_is_not_overwritten(tmp_path: Path, data_home: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:

@@ -165,7 +165,7 @@ class AnnealingPlan:
                              progress, resume=resume)
 
         # the same key as hinton-kd's for the same data and teacher settings: the two share a cached teacher
-        teacher, note = cached_model(build, train, "digits", c.reuse_teacher, data=c.data.model_dump(),
+        teacher, note = cached_model(build, train, "digits", c.reuse_teacher, data=c.data.teacher_key(),
                                        teacher=c.teacher.model_dump())
         return teacher.to(backend.device).eval(), note
 

@@ -167,7 +167,7 @@ class PoolPlan:
             return build_net(spec.model)
 
         return cached_model(build, train, "digits", self.config.reuse_teacher,
-                              data=self.config.data.model_dump(), teacher=spec.model_dump(), **determinants)
+                              data=self.config.data.teacher_key(), teacher=spec.model_dump(), **determinants)
 
     def _experts(self, splits, out: Path, backend: Backend, progress, resume: bool) -> list[tuple[nn.Module, str]]:
         """E_1..E_K trained with cross-entropy on the teacher's pool (each cached by its settings)."""

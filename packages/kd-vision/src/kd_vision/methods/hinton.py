@@ -10,7 +10,7 @@ mean ± std over seeds, with loss curves and reliability diagrams.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from kd_core import Backend, Objective, Term
@@ -60,8 +60,15 @@ class DataConfig(Strict):
             raise ValueError(f"data.teacher_train_size must be at least data.train_size ({self.train_size}), "
                              f"received {self.teacher_train_size}")
         return self
+
     val_size: Annotated[int, Field(gt=0)] = 500
     test_size: Annotated[int, Field(gt=0)] = 2000
+
+    def teacher_key(self) -> dict[str, Any]:
+        """What the teacher's data depends on (its cache key): not the students' ``train_size`` once the
+        teacher has its own pool, so that a sweep over student data sizes reuses one teacher."""
+        return {"source": self.source, "teacher_pool": self.teacher_train_size or self.train_size,
+                "val_size": self.val_size, "test_size": self.test_size}
 
 
 class KDConfig(Strict):
@@ -129,7 +136,7 @@ class HintonPlan:
                              progress, resume=resume)
 
         teacher, note = cached_model(build, train, "digits", self.config.reuse_teacher,
-                                       data=self.config.data.model_dump(), teacher=self.config.teacher.model_dump())
+                                       data=self.config.data.teacher_key(), teacher=self.config.teacher.model_dump())
         return teacher.to(backend.device), note
 
     def _student(self, seed: int) -> nn.Module:
