@@ -414,3 +414,36 @@ def test_a_run_stopped_by_a_nan_resumes_from_its_last_checkpoint(tmp_path):
     reference = _poisoned_run(_Poison(at=0, value=1.0), tmp_path / "ref").fit(BlobDataset(64), out=tmp_path / "ref")
     for name, tensor in reference.student.state_dict().items():
         assert torch.equal(resumed.student.state_dict()[name], tensor)
+
+
+class _BareEncoder(nn.Module):
+    """Returns hidden states under a key other than "logits" (as a headless encoder does)."""
+
+    def __init__(self, width: int, seed: int) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.body = nn.Sequential(nn.Linear(8, width), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"last_hidden_state": self.body(x)}
+
+
+def test_bare_encoders_distil_through_taps_and_a_logits_term_says_there_are_none(tmp_path):
+    from kd_core import HiddenMSE
+
+    student, teacher = _BareEncoder(6, seed=2), _BareEncoder(12, seed=1)
+    objective = Objective(Term("hidden", HiddenMSE(6, 12), student="body", teacher="body"))
+    before = student.body[0].weight.detach().clone()
+    _distiller(student, teacher, phases=[Phase("feat", objective, epochs=1)]).fit(BlobDataset(32), out=tmp_path / "a")
+    assert not torch.equal(before, student.body[0].weight)  # it trained: no logits were needed
+    logits_term = Objective(Term("kd", kl_divergence, teacher="logits"), Term("hidden", HiddenMSE(6, 12),
+                                                                           student="body", teacher="body"))
+    with pytest.raises(TapError, match=r"kd\.student: expected a student whose forward returns logits, "
+                                       r"received 'dict'\. the term compares logits; for a bare encoder"):
+        _distiller(student, teacher, phases=[Phase("kd", logits_term, epochs=1)]).fit(BlobDataset(32),
+                                                                                     out=tmp_path / "b")
+    # outside the engine (a custom loop), the term itself names what is missing
+    outputs = {"body": torch.zeros(2, 6)}
+    with pytest.raises(TapError, match=r"kd\.student: expected one of the student's outputs \['body'\], "
+                                       r"received 'logits'\. the student's forward returned no logits"):
+        logits_term(outputs, {"body": torch.zeros(2, 12), "logits": torch.zeros(2, 3)}, {})

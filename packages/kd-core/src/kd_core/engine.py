@@ -29,7 +29,7 @@ from kd_core.checkpoint import (
     set_rng_state,
 )
 from kd_core.data import IndexedDataset, epoch_batches, in_order
-from kd_core.errors import CheckpointError, ConfigError, NonFiniteLossError
+from kd_core.errors import CheckpointError, ConfigError, NonFiniteLossError, TapError
 from kd_core.objective import Objective
 from kd_core.runs import RunDir, environment
 from kd_core.signals import CachedTeacher, Forward, Signal, default_forward
@@ -221,12 +221,18 @@ class Distiller:
 
     def _probe_shapes(self, sample: Mapping[str, Any]) -> None:
         """One eval-mode forward of both models, to reject mismatched logits before training."""
-        if self.teacher is None or not any(p.objective.needs_teacher for p in self.phases):
+        compared = [t for p in self.phases for t in p.objective.terms if t.student == LOGITS and t.teacher == LOGITS]
+        if self.teacher is None or not compared:  # nothing compares logits (e.g. bare encoders' hidden states)
             return
         was_training = self.student.training
         self.student.eval()
         with torch.no_grad():
-            s_classes = TapSet(self.student, []).run(self.forward, self.student, sample)[LOGITS].shape[-1]
+            try:
+                s_classes = TapSet(self.student, []).run(self.forward, self.student, sample)[LOGITS].shape[-1]
+            except TapError as err:
+                raise TapError(f"{compared[0].name}.student", "a student whose forward returns logits", err.received,
+                               hint="the term compares logits; for a bare encoder, read a tap instead or give the "
+                                    "model a head") from None
             if isinstance(self.teacher, CachedTeacher):
                 t_classes = self.teacher.classes()  # from the manifest: the teacher itself need not run
             elif getattr(self.teacher, "trainable", False):
@@ -236,12 +242,9 @@ class Distiller:
         self.student.train(was_training)
         if t_classes is None:
             return
-        for phase in self.phases:
-            for term in phase.objective.terms:
-                if term.student == LOGITS and term.teacher == LOGITS and s_classes != t_classes:
-                    raise ConfigError("teacher", f"logits over {s_classes} classes like the student's",
-                                      f"{t_classes} classes",
-                                      hint=f"term {term.name!r} compares teacher and student logits")
+        if s_classes != t_classes:
+            raise ConfigError("teacher", f"logits over {s_classes} classes like the student's", f"{t_classes} classes",
+                              hint=f"term {compared[0].name!r} compares teacher and student logits")
 
     # -- helpers ------------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset, batches: Sequence[list[int]]) -> DataLoader:

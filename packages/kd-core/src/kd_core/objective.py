@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kd_core.errors import ConfigError
+from kd_core.errors import ConfigError, TapError
 from kd_core.losses import check_temperature
 from kd_core.schedules import Schedule, as_schedule
 from kd_core.taps import LOGITS, resolve
@@ -80,11 +80,11 @@ class Term:
     def __call__(self, student_out: Mapping[str, Any], teacher_out: Mapping[str, Any] | None,
                  batch: Mapping[str, Any], progress: float) -> torch.Tensor:
         """The unweighted loss value of this term."""
-        prediction = student_out[self.student]
+        prediction = _read(student_out, self.student, f"{self.name}.student", "student")
         if self.teacher is not None:
             if teacher_out is None:
                 raise ConfigError(f"{self.name}.teacher", "a teacher signal for this term", None)
-            args: tuple = (prediction, teacher_out[self.teacher])
+            args: tuple = (prediction, _read(teacher_out, self.teacher, f"{self.name}.teacher", "teacher"))
         elif self.target is not None:
             if self.target not in batch:
                 raise ConfigError(f"{self.name}.target", f"a batch key among {sorted(batch)}", self.target)
@@ -92,6 +92,16 @@ class Term:
         else:
             args = (prediction,)
         return self.loss(*args, **self.resolved_options(progress))
+
+
+def _read(outputs: Mapping[str, Any], tap: str, argument: str, whose: str) -> Any:
+    """``outputs[tap]``, or a ``TapError`` naming the term's argument and the taps there are."""
+    try:
+        return outputs[tap]
+    except KeyError:
+        hint = (f"the {whose}'s forward returned no logits (a bare encoder?): read a tap instead, or give the "
+                "model a head") if tap == LOGITS else f"declare {tap!r} among the objective's taps"
+        raise TapError(argument, f"one of the {whose}'s outputs {sorted(outputs)}", tap, hint=hint) from None
 
 
 @dataclass

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,12 +150,17 @@ class TapSet:
         return hook
 
     def run(self, forward, *args, **kwargs) -> dict[str, Any]:
-        """Call ``forward(*args, **kwargs)`` with hooks open; return ``{"logits": ..., path: ...}``."""
+        """Call ``forward(*args, **kwargs)`` with hooks open; return ``{"logits": ..., path: ...}``.
+
+        With taps open, a model that returns no logits (a bare encoder's hidden states) is fine: the result
+        then has the taps only, and a term that reads ``logits`` says so when it runs."""
         if not self._targets:  # logits only: no hooks to open
             return {LOGITS: select_logits(forward(*args, **kwargs))}
         with self.capture() as captured:
             output = forward(*args, **kwargs)
-        result: dict[str, Any] = {LOGITS: select_logits(output)}
+        result: dict[str, Any] = {}
+        with suppress(TapError):  # e.g. a bare encoder: its taps are what is distilled, no term may read logits
+            result[LOGITS] = select_logits(output)
         result.update(captured)
         missing = [p for p in self.paths if p not in result]
         if missing:
