@@ -257,7 +257,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line settings (``--help`` lists them with defaults)."""
     parser = bench_parser(__doc__, "128,512,512,10", DEFAULT_JSON)
     parser.add_argument("--steps-per-epoch", type=int, default=40, help="dataset size = this × batch size")
-    parser.add_argument("--rounds", type=int, default=10, help="timed rounds (one epoch of each side per round)")
+    parser.add_argument("--rounds", type=int, default=30, help="timed rounds (one epoch of each side per round)")
     parser.add_argument("--epochs", type=int, default=5, help="epochs per side and seed in the accuracy study")
     parser.add_argument("--seeds", type=int, default=3, help="seeds in the accuracy study")
     parser.add_argument("--teacher-epochs", type=int, default=5, help="cross-entropy epochs for the teacher")
