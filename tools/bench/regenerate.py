@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -43,8 +44,9 @@ def _machine(result: dict[str, Any]) -> list[str]:
     start = ", ".join(f"{v:.2f}" for v in load.get("start") or [])
     end = ", ".join(f"{v:.2f}" for v in load.get("end") or [])
     extra = f", torchdistill {env['torchdistill']}" if env.get("torchdistill") else ""
-    clock = ("Times are **process CPU time** (`--clock cpu`: waits for a core left out). "
-             if _clock(result) == "cpu" else "Times are wall-clock. ")
+    clock = {"cpu": "Times are **process CPU time** (`--clock cpu`: waits for a core left out). ",
+             "instructions": "Counts are instructions executed (valgrind callgrind), not times. "}.get(
+                 _clock(result), "Times are wall-clock. ")
     return [clock + f"Run {result['date']} on {env['platform']} ({env['processor']}, {env['cpu_count']} CPUs), "
             f"device `{result['settings']['device']}`, {env['torch_threads']} torch threads; Python {env['python']}, "
             f"torch {env['torch']}, kd-core {env['kd_core']}{extra}. Load average (1, 5, 15 min) at the start "
@@ -98,12 +100,32 @@ def render_scaling(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def render_instructions(r: dict[str, Any]) -> list[str]:
+    """Markdown for ``instructions.py``'s JSON."""
+    per_step, (s1, s2) = r["instructions_per_step"], r["settings"]["steps"]
+    rows = ["| side | instructions per step (millions) | kd / side |", "|---|---|---|"]
+    for side, n in per_step.items():
+        ratio = r["ratios"].get(f"kd/{side}")
+        rows.append(f"| {side} | {n / 1e6:.3f} | {f'{ratio:.4f}' if ratio is not None else '—'} |")
+    lines = [*rows, ""]
+    for name, ratio in r["ratios"].items():
+        held = "holds" if r["target_holds"][name] else "**missed**"
+        lines.append(f"- {name}: **{ratio:.4f}** (target ≤ {r['targets'][name]}: {held})")
+    lines.append(f"- per step = (I({s2} steps) − I({s1} steps)) / {s2 - s1}, one thread, `PYTHONHASHSEED=0`; "
+                 f"{r['environment']['valgrind']}, {r['minutes']:.1f} min. Instructions are not time: cache misses "
+                 "and memory stalls are not counted.")
+    return lines
+
+
 BENCHMARKS = {
     "vs_torchdistill": Benchmark("vs_torchdistill.py", (), render_vs_torchdistill),
     "scaling": Benchmark("scaling.py", (), render_scaling),
+    "instructions": Benchmark("instructions.py", (), render_instructions),
 }
 TITLES = {"vs_torchdistill": "kd vs torchdistill vs a hand-written loop (`tools/bench/vs_torchdistill.py`)",
-          "scaling": "Scaling with the dataset size, teacher cache off and on (`tools/bench/scaling.py`)"}
+          "scaling": "Scaling with the dataset size, teacher cache off and on (`tools/bench/scaling.py`)",
+          "instructions": "Instructions per step under valgrind: kd vs the hand loop vs torchdistill "
+                          "(`tools/bench/instructions.py`)"}
 
 
 def section(name: str, result: dict[str, Any], command: str, label: str = "") -> str:
@@ -147,13 +169,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=ARGS",
                         help="extra arguments for one benchmark, e.g. scaling='--base 512 --rounds 2'")
     args = parser.parse_args(argv)
+    if not args.no_run and "instructions" in args.only and shutil.which("valgrind") is None:
+        print("skipping instructions: valgrind is not on PATH (Debian: apt-get install valgrind)")
+        args.only = [name for name in args.only if name != "instructions"]
     extra = {name: [] for name in BENCHMARKS}
     for item in args.set:
         name, _, value = item.partition("=")
         if name not in BENCHMARKS:
             parser.error(f"--set: unknown benchmark {name!r}")
         extra[name] = shlex.split(value)
-    text = args.doc.read_text() if args.doc.is_file() else "# Benchmarks\n"
     for name in args.only:
         json_path = args.results / f"{name}.json"
         command_path = args.results / f"{name}.command.json"  # beside the results, ignored by git like them
@@ -164,8 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             command = run(name, extra[name], json_path)
             command_path.write_text(json.dumps({"command": command}) + "\n")
         marker = f"{name}-{args.label}" if args.label else name
+        # read after the run, not before it: edits made to the page while a benchmark ran are kept
+        text = args.doc.read_text() if args.doc.is_file() else "# Benchmarks\n"
         text = replace_section(text, marker, section(name, json.loads(json_path.read_text()), command, args.label))
-    args.doc.write_text(text)
+        args.doc.write_text(text)
     print(f"rewrote {', '.join(args.only)} in {os.path.relpath(args.doc, ROOT)}")
     return 0
 

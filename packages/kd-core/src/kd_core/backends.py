@@ -116,8 +116,10 @@ class Backend:
         """Move every tensor of a (nested) batch to the device."""
         if isinstance(batch, torch.Tensor):
             return batch.to(self.device, non_blocking=True)
-        if isinstance(batch, dict):
-            return {k: self.to_device(v) for k, v in batch.items()}
+        if isinstance(batch, dict):  # tensors moved inline: this runs for every batch
+            device = self.device
+            return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else self.to_device(v)
+                    for k, v in batch.items()}
         if isinstance(batch, list | tuple):
             return type(batch)(self.to_device(v) for v in batch)
         return batch

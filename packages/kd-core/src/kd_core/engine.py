@@ -473,6 +473,9 @@ class Distiller:
         accum = self.grad_accum_steps
         loader = self._loader(train, batches[start_batch:])
         finite: torch.Tensor | None = None  # whether every loss of the accumulation group is finite
+        # looked up once: the loop below runs for every batch
+        scaler, distributed, is_main = self.backend.scaler, self.backend.world_size > 1, self.backend.is_main
+        optimizers = [optimizer] + ([self.teacher.optimizer] if teacher_trainable else [])
         for offset, raw in enumerate(loader):
             index = start_batch + offset
             batch = self.backend.to_device(raw)
@@ -494,12 +497,12 @@ class Distiller:
             if not last_of_group:  # earlier micro-batches are not logged: keep a device-side flag
                 step_finite = torch.isfinite(loss.detach())
                 finite = step_finite if finite is None else finite & step_finite
-            self.backend.scaler.scale(loss).backward()
+            scaler.scale(loss).backward()
             if not last_of_group:
                 continue
             # the step's one host transfer: every logged value, and the earlier micro-batches' flag with them
             extra = {"finite": finite} if finite is not None else {}
-            if self.backend.world_size > 1:  # every process must stop at the same step, or the others hang
+            if distributed:  # every process must stop at the same step, or the others hang
                 extra["ranks_nonfinite"] = self._ranks_nonfinite(loss, finite)
             values = result.log_values(extra=extra or None)
             if teacher_trainable:
@@ -511,15 +514,14 @@ class Distiller:
             if ranks_nonfinite:
                 raise self._nonfinite(phase, epoch, index, values, other_ranks=ranks_nonfinite)
             finite = None
-            optimizers = [optimizer] + ([self.teacher.optimizer] if teacher_trainable else [])
             if self.clip_grad_norm is not None:
                 for opt in optimizers:  # each network's norm on its own: a co-trained teacher must not
-                    self.backend.scaler.unscale_(opt)  # shrink the student's step, nor the reverse
+                    scaler.unscale_(opt)  # shrink the student's step, nor the reverse
                     torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
                                                    self.clip_grad_norm)
             for opt in optimizers:
-                self.backend.scaler.step(opt)
-            self.backend.scaler.update()
+                scaler.step(opt)
+            scaler.update()
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
             if scheduler is not None:
@@ -527,7 +529,7 @@ class Distiller:
             self.global_step += 1
             logs = {"step": self.global_step, "phase": phase_index, "epoch": epoch + (index + 1) / n,
                     "lr": optimizer.param_groups[0]["lr"], **values}
-            if self.backend.is_main:
+            if is_main:
                 self.run.log(logs)
             for cb in self.callbacks:
                 cb.on_step_end(self, logs)

@@ -24,6 +24,8 @@ Reduction = Literal["mean", "sum", "none"]
 
 def check_temperature(temperature: float, argument: str = "temperature") -> float:
     """Return ``temperature`` as a float, or raise ``ConfigError`` if it is not a finite number > 0."""
+    if type(temperature) is float and 0.0 < temperature < math.inf:  # the common case, checked per step
+        return temperature
     if isinstance(temperature, bool):
         raise ConfigError(argument, "a number > 0", temperature)
     try:

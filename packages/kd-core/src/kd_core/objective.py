@@ -80,28 +80,31 @@ class Term:
     def __call__(self, student_out: Mapping[str, Any], teacher_out: Mapping[str, Any] | None,
                  batch: Mapping[str, Any], progress: float) -> torch.Tensor:
         """The unweighted loss value of this term."""
-        prediction = _read(student_out, self.student, f"{self.name}.student", "student")
+        try:
+            prediction = student_out[self.student]
+        except KeyError:
+            raise _missing(student_out, self.student, f"{self.name}.student", "student") from None
         if self.teacher is not None:
             if teacher_out is None:
                 raise ConfigError(f"{self.name}.teacher", "a teacher signal for this term", None)
-            args: tuple = (prediction, _read(teacher_out, self.teacher, f"{self.name}.teacher", "teacher"))
+            try:
+                args: tuple = (prediction, teacher_out[self.teacher])
+            except KeyError:
+                raise _missing(teacher_out, self.teacher, f"{self.name}.teacher", "teacher") from None
         elif self.target is not None:
             if self.target not in batch:
                 raise ConfigError(f"{self.name}.target", f"a batch key among {sorted(batch)}", self.target)
             args = (prediction, batch[self.target])
         else:
             args = (prediction,)
-        return self.loss(*args, **self.resolved_options(progress))
+        return self.loss(*args, **(self.resolved_options(progress) if self._scheduled else self.options))
 
 
-def _read(outputs: Mapping[str, Any], tap: str, argument: str, whose: str) -> Any:
-    """``outputs[tap]``, or a ``TapError`` naming the term's argument and the taps there are."""
-    try:
-        return outputs[tap]
-    except KeyError:
-        hint = (f"the {whose}'s forward returned no logits (a bare encoder?): read a tap instead, or give the "
-                "model a head") if tap == LOGITS else f"declare {tap!r} among the objective's taps"
-        raise TapError(argument, f"one of the {whose}'s outputs {sorted(outputs)}", tap, hint=hint) from None
+def _missing(outputs: Mapping[str, Any], tap: str, argument: str, whose: str) -> TapError:
+    """The error for a term reading a tap that ``outputs`` lacks: the term's argument and the taps there are."""
+    hint = (f"the {whose}'s forward returned no logits (a bare encoder?): read a tap instead, or give the "
+            "model a head") if tap == LOGITS else f"declare {tap!r} among the objective's taps"
+    return TapError(argument, f"one of the {whose}'s outputs {sorted(outputs)}", tap, hint=hint)
 
 
 @dataclass
