@@ -33,20 +33,10 @@ class IndexedDataset(Dataset):
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
         """A whole batch at once (``DataLoader`` calls this): the wrapped dataset's own batched fetch if it
-        has one, and no per-sample method dispatch otherwise."""
+        has one, and no per-sample method dispatch through ``__getitem__`` otherwise."""
         getitems = getattr(self.dataset, "__getitems__", None)
-        dataset = self.dataset
-        items = getitems(list(indices)) if getitems else [dataset[i] for i in indices]
-        samples = []
-        for item, index in zip(items, indices, strict=True):
-            if type(item) is dict:  # the common case inline (no call per sample): a batch is a hot loop
-                sample = dict(item)
-                if "index" not in sample:
-                    sample["index"] = index
-                samples.append(sample)
-            else:
-                samples.append(_as_sample(item, index))
-        return samples
+        items = getitems(list(indices)) if getitems else [self.dataset[i] for i in indices]
+        return [_as_sample(item, index) for item, index in zip(items, indices, strict=True)]
 
 
 def _as_sample(item: Any, index: int) -> dict[str, Any]:

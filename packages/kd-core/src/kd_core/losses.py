@@ -63,9 +63,11 @@ def _reduce(per_position: torch.Tensor, reduction: Reduction, mask: torch.Tensor
     raise ConfigError("reduction", "'mean', 'sum' or 'none'", reduction)
 
 
-def _scaled(value: torch.Tensor, temperature: float, t2_scale: bool) -> torch.Tensor:
-    """``value × T²`` (Hinton's gradient-size correction), applied after reduction: one op on a scalar."""
-    return value * (temperature * temperature) if t2_scale and temperature != 1.0 else value
+def _scaled(value: torch.Tensor, temperature: float, t2_scale: bool, rows: int = 1) -> torch.Tensor:
+    """``value × T² / rows`` (Hinton's gradient-size correction, and a mean's divisor when the value is a sum),
+    applied after reduction: one op on a scalar, none when the factor is 1."""
+    factor = (temperature * temperature if t2_scale else 1.0) / max(rows, 1)
+    return value * factor if factor != 1.0 else value
 
 
 def _kl_rows(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -100,8 +102,7 @@ def kl_divergence(
     if mask is None and reduction in ("mean", "sum"):  # one fused op: no per-row tensor
         total = F.kl_div(prediction, target, reduction="sum", log_target=True)
         rows = target.numel() // max(target.shape[-1], 1) if reduction == "mean" else 1
-        factor = (t * t if t2_scale else 1.0) / max(rows, 1)  # the mean and T² as one multiply
-        return total * factor if factor != 1.0 else total
+        return _scaled(total, t, t2_scale, rows)  # the mean and T² as one multiply
     return _scaled(_reduce(_kl_rows(target, prediction), reduction, mask), t, t2_scale)
 
 

@@ -97,7 +97,7 @@ class Term:
             args = (prediction, batch[self.target])
         else:
             args = (prediction,)
-        return self.loss(*args, **(self.resolved_options(progress) if self._scheduled else self.options))
+        return self.loss(*args, **self.resolved_options(progress))
 
 
 def _missing(outputs: Mapping[str, Any], tap: str, argument: str, whose: str) -> TapError:
