@@ -180,7 +180,7 @@ def attribution(train: Dataset, teacher: nn.Module, student: nn.Module, args: ar
     indexed = IndexedDataset(train)
 
     def engine_fetch() -> None:
-        for raw in DataLoader(indexed, batch_sampler=batches[:8], collate_fn=default_collate):
+        for raw in indexed.loader(batches[:8]):
             backend.to_device(raw)
 
     def hand_fetch() -> None:

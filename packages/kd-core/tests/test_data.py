@@ -1,10 +1,10 @@
-"""The engine's sample dicts: ``IndexedDataset`` per sample and per batch, and the batch order."""
+"""The engine's sample dicts: ``IndexedDataset`` per sample, per batch and through its loader, and the batch order."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from kd_core.data import IndexedDataset, epoch_batches
+from kd_core.data import CollateWithIndex, IndexedBatch, IndexedDataset, epoch_batches, positions_tensor
 from kd_core.errors import ConfigError
 from kd_core.testing import BlobDataset
 from torch.utils.data import DataLoader, Dataset, default_collate
@@ -73,3 +73,45 @@ def test_a_sample_of_another_kind_names_the_dataset() -> None:
         IndexedDataset(Scalars())[0]
     with pytest.raises(ConfigError, match="dataset"):
         IndexedDataset(Scalars()).__getitems__([0, 1])
+
+
+def test_the_engines_loader_adds_the_positions_once_per_batch() -> None:
+    data = BlobDataset(size=40, features=3, seed=1)
+    indexed = IndexedDataset(data)
+    batches = epoch_batches(len(data), 8, seed=0, phase=0, epoch=0)
+    seen: list[list[dict]] = []
+
+    def collate(samples: list[dict]) -> dict:
+        seen.append(list(samples))
+        return default_collate(samples)
+
+    for batch, fetched in zip(batches, indexed.loader(batches, collate), strict=True):
+        expected = default_collate([indexed[i] for i in batch])  # the per-sample path: the same batch
+        assert fetched.keys() == expected.keys() and fetched["index"].dtype == torch.int64
+        for key in expected:
+            assert torch.equal(fetched[key], expected[key])
+    assert all("index" not in sample for samples in seen for sample in samples)  # collate sees no positions
+    assert all(sample is data[i] or sample.keys() == {"input", "label"} for sample, i in zip(seen[0], batches[0]))
+
+
+def test_the_engines_loader_keeps_a_samples_own_index_and_names_pairs() -> None:
+    own = next(iter(IndexedDataset(_Batched()).loader([[1, 3]])))
+    assert own["index"].tolist() == [101, 103]
+    pairs = next(iter(IndexedDataset(_Pairs()).loader([[2, 0]])))
+    assert pairs["index"].tolist() == [2, 0] and pairs["label"].tolist() == [0, 0]
+    assert pairs["input"][:, 0].tolist() == [2.0, 0.0]
+
+
+def test_collate_with_index_leaves_other_batches_alone() -> None:
+    as_tuple = CollateWithIndex(lambda samples: (len(samples),))
+    assert as_tuple(IndexedBatch([{"input": 1}], [5])) == (1,)
+    plain = CollateWithIndex()([{"input": torch.zeros(2)}])  # a plain list: no positions known
+    assert "index" not in plain
+    assert positions_tensor([]).shape == (0,) and positions_tensor([7, 3]).tolist() == [7, 3]
+
+
+def test_the_positions_survive_worker_processes() -> None:
+    indexed = IndexedDataset(BlobDataset(size=24, features=3, seed=2))
+    batches = epoch_batches(24, 8, seed=3, phase=0, epoch=0)
+    got = [b["index"].tolist() for b in indexed.loader(batches, num_workers=2)]
+    assert got == batches

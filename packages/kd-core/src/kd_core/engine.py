@@ -28,7 +28,7 @@ from kd_core.checkpoint import (
     save_weights,
     set_rng_state,
 )
-from kd_core.data import IndexedDataset, epoch_batches, in_order
+from kd_core.data import CollateWithIndex, IndexedDataset, epoch_batches, in_order
 from kd_core.errors import CheckpointError, ConfigError, NonFiniteLossError, TapError
 from kd_core.objective import Objective
 from kd_core.runs import RunDir, environment
@@ -171,6 +171,8 @@ class Distiller:
 
     ``monitor`` (e.g. ``"val/accuracy"``) and ``mode`` pick the best checkpoint; ``checkpoint_every``
     also writes the last checkpoint every that many optimizer steps (besides every epoch end).
+    ``collate`` turns a list of sample dicts into a batch; the engine then adds ``batch["index"]``, the
+    samples' positions in their dataset (when the batch is a dict that has none).
     """
 
     def __init__(self, student: nn.Module, phases: Sequence[Phase], teacher: Signal | None = None,
@@ -247,11 +249,10 @@ class Distiller:
                               hint=f"term {compared[0].name!r} compares teacher and student logits")
 
     # -- helpers ------------------------------------------------------------------------------------
-    def _loader(self, dataset: Dataset, batches: Sequence[list[int]]) -> DataLoader:
+    def _loader(self, dataset: IndexedDataset, batches: Sequence[list[int]]) -> DataLoader:
         # a private generator: iterating must not draw from the global RNG, or a resumed run would diverge
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(dataset, batch_sampler=batches, num_workers=self.num_workers,
-                          collate_fn=self.collate, generator=generator)
+        return dataset.loader(batches, self.collate, num_workers=self.num_workers, generator=generator)
 
     def _batches(self, dataset: Dataset, phase_index: int, epoch: int) -> list[list[int]]:
         return epoch_batches(len(dataset), self.batch_size, self.seed, phase_index, epoch,
@@ -335,7 +336,8 @@ class Distiller:
                         batches = self._loader(train, in_order(len(train), self.eval_batch_size))
                         self.teacher.build(self.backend.to_device(b) for b in batches)
         self.student.to(device)
-        self._probe_shapes(self.backend.to_device(self.collate([train[0], train[min(1, len(train) - 1)]])))
+        probe = CollateWithIndex(self.collate)(train.fetch([0, min(1, len(train) - 1)]))  # as the loader makes them
+        self._probe_shapes(self.backend.to_device(probe))
 
         env = environment(self.seed, {"backend": self.backend.describe()})
         # only the main process writes (the others already checked, and would now see its files)

@@ -120,7 +120,7 @@ class ObjectiveResult:
         names = [f"{prefix}total", *(f"{prefix}{k}" for k in self.terms), *(extra or {})]
         tensors = [self.total, *self.terms.values(), *(extra or {}).values()]
         if self.total.device.type == "cpu":  # no transfer to save: plain reads are the cheapest
-            return {name: float(t.detach()) for name, t in zip(names, tensors, strict=True)}
+            return {name: t.item() for name, t in zip(names, tensors, strict=True)}
         stacked = torch.stack([t.detach().float().reshape(()) for t in tensors])
         return dict(zip(names, stacked.tolist(), strict=True))
 

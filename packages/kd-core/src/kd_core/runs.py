@@ -21,6 +21,7 @@ import yaml
 
 from kd_core.errors import CheckpointError, RunDirError
 
+_METRICS_JSON = json.JSONEncoder(default=float)  # built once: json.dumps(..., default=) builds one per call
 _VERSIONED = ("torch", "torchvision", "torchaudio", "transformers", "diffusers", "accelerate", "numpy",
               "onnxruntime", "kd-core", "kd-vision", "kd-nlu", "kd-speech", "kd-generative", "kd-edge")
 
@@ -131,7 +132,7 @@ class RunDir:
             if self._metrics_file is None:
                 self.path.mkdir(parents=True, exist_ok=True)
                 self._metrics_file = open(self.path / "metrics.jsonl", "a")  # noqa: SIM115 - kept open across calls
-            self._metrics_file.write(json.dumps(record, default=float) + "\n")
+            self._metrics_file.write(_METRICS_JSON.encode(record) + "\n")
             self._metrics_file.flush()
         except OSError as err:
             path = self.path / "metrics.jsonl"
