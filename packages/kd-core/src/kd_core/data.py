@@ -80,7 +80,8 @@ class CollateWithIndex:
 
     def __call__(self, samples: list[Any]) -> Any:
         batch = self.collate(samples)
-        if isinstance(samples, IndexedBatch) and isinstance(batch, MutableMapping) and "index" not in batch:
+        if isinstance(samples, IndexedBatch) and (type(batch) is dict or isinstance(batch, MutableMapping)) \
+                and "index" not in batch:  # (the exact type check first: an ABC check runs Python code each time)
             batch["index"] = positions_tensor(samples.indices)
         return batch
 
