@@ -32,14 +32,12 @@ class IndexedDataset(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        sample = _as_dict(self.dataset[index])
-        return sample if "index" in sample else {**sample, "index": index}
+        return _with_index(_as_dict(self.dataset[index]), index)
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
         """A whole batch of samples, each with its ``"index"`` (a sample's own ``"index"`` is kept)."""
         batch = self.fetch(indices)
-        return [sample if "index" in sample else {**sample, "index": index}
-                for sample, index in zip(batch, batch.indices, strict=True)]
+        return [_with_index(sample, index) for sample, index in zip(batch, batch.indices, strict=True)]
 
     def fetch(self, indices: Sequence[int]) -> IndexedBatch:
         """The samples at ``indices`` as dicts (dicts unchanged, not copied) and their positions: the wrapped
@@ -107,6 +105,11 @@ class _Fetched(Dataset):
 
     def __getitems__(self, indices: Sequence[int]) -> IndexedBatch:
         return self.indexed.fetch(indices)
+
+
+def _with_index(sample: dict[str, Any], index: int) -> dict[str, Any]:
+    """A copy of ``sample`` with its ``"index"``; a sample that carries its own is returned as it is."""
+    return sample if "index" in sample else {**sample, "index": index}
 
 
 def _as_dict(item: Any) -> dict[str, Any]:
