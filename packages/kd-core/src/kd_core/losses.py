@@ -39,13 +39,23 @@ def check_temperature(temperature: float, argument: str = "temperature") -> floa
 
 def check_same_shape(student: torch.Tensor, teacher: torch.Tensor, what: str = "classes") -> None:
     """Raise ``ConfigError`` unless teacher and student outputs have the same shape."""
+    if student.shape == teacher.shape:  # the common case, checked per step
+        return
     if student.shape[-1] != teacher.shape[-1]:
         raise ConfigError("teacher", f"outputs with {student.shape[-1]} {what} like the student's",
                           f"{teacher.shape[-1]} {what}",
                           hint="map the label spaces first, or add a projection")
-    if student.shape != teacher.shape:
-        raise ConfigError("teacher", f"outputs of shape {tuple(student.shape)} like the student's",
-                          tuple(teacher.shape))
+    raise ConfigError("teacher", f"outputs of shape {tuple(student.shape)} like the student's", tuple(teacher.shape))
+
+
+def _f32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 (losses are computed in float32 under any precision); no cast op when it already is."""
+    return x if x.dtype is torch.float32 else x.float()
+
+
+def _i64(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as int64 class labels; no cast op when it already is."""
+    return x if x.dtype is torch.int64 else x.long()
 
 
 def _reduce(per_position: torch.Tensor, reduction: Reduction, mask: torch.Tensor | None) -> torch.Tensor:
@@ -91,8 +101,8 @@ def kl_divergence(
     """
     t = check_temperature(temperature)
     check_same_shape(student, teacher)
-    log_s = F.log_softmax(student.float() / t, dim=-1)
-    log_t = F.log_softmax(teacher.float() / t, dim=-1)
+    log_s = F.log_softmax(_f32(student) / t, dim=-1)
+    log_t = F.log_softmax(_f32(teacher) / t, dim=-1)
     if direction == "forward":
         target, prediction = log_t, log_s
     elif direction == "reverse":
@@ -124,8 +134,8 @@ def balanced_kl(
             or sharpness < 0:
         raise ConfigError("sharpness", "a finite number ≥ 0 (k in b = σ(k·Δ))", sharpness)
     check_same_shape(student, teacher)
-    log_s = F.log_softmax(student.float() / t, dim=-1)
-    log_t = F.log_softmax(teacher.float() / t, dim=-1)
+    log_s = F.log_softmax(_f32(student) / t, dim=-1)
+    log_t = F.log_softmax(_f32(teacher) / t, dim=-1)
     with torch.no_grad():
         gap = -(log_s.exp() * log_s).sum(-1) + (log_t.exp() * log_t).sum(-1)
         b = torch.sigmoid(sharpness * gap)
@@ -144,8 +154,8 @@ def soft_cross_entropy(
     """Cross-entropy against the teacher's tempered distribution: −Σ p_t log p_s (× T²)."""
     t = check_temperature(temperature)
     check_same_shape(student, teacher)
-    log_s = F.log_softmax(student.float() / t, dim=-1)
-    p_t = F.softmax(teacher.float() / t, dim=-1)
+    log_s = F.log_softmax(_f32(student) / t, dim=-1)
+    p_t = F.softmax(_f32(teacher) / t, dim=-1)
     rows = -(p_t * log_s).sum(-1)
     return _scaled(_reduce(rows, reduction, mask), t, t2_scale)
 
@@ -163,8 +173,8 @@ def cross_entropy(
     if reduction not in ("mean", "sum", "none"):
         raise ConfigError("reduction", "'mean', 'sum' or 'none'", reduction)
     flat = student.dim() == 2  # (batch, classes): no reshapes needed
-    loss = F.cross_entropy(student.float() if flat else student.float().reshape(-1, student.shape[-1]),
-                           (target if flat else target.reshape(-1)).long(),
+    loss = F.cross_entropy(_f32(student) if flat else _f32(student).reshape(-1, student.shape[-1]),
+                           _i64(target if flat else target.reshape(-1)),
                            label_smoothing=label_smoothing, ignore_index=ignore_index,
                            reduction="none" if reduction == "none" else reduction)
     return loss.reshape(target.shape) if reduction == "none" else loss
@@ -173,13 +183,13 @@ def cross_entropy(
 def logit_mse(student: torch.Tensor, teacher: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """Mean squared error between student logits and ``scale`` × teacher logits (Annealing-KD)."""
     check_same_shape(student, teacher)
-    return F.mse_loss(student.float(), scale * teacher.float())
+    return F.mse_loss(_f32(student), scale * _f32(teacher))
 
 
 def l1(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Mean absolute error between two tensors of the same shape."""
     check_same_shape(student, teacher, what="features")
-    return F.l1_loss(student.float(), teacher.float())
+    return F.l1_loss(_f32(student), _f32(teacher))
 
 
 def hidden_mse(student: torch.Tensor, teacher: torch.Tensor,
@@ -188,7 +198,7 @@ def hidden_mse(student: torch.Tensor, teacher: torch.Tensor,
     if projection is not None:
         student = projection(student)
     check_same_shape(student, teacher, what="features")
-    return F.mse_loss(student.float(), teacher.float())
+    return F.mse_loss(_f32(student), _f32(teacher))
 
 
 class HiddenMSE(nn.Module):
@@ -224,7 +234,7 @@ def attention_loss(student: torch.Tensor, teacher: torch.Tensor, masked_below: f
     check_same_shape(student, teacher, what="key positions")
     s = torch.where(student <= masked_below, torch.zeros_like(student), student)
     t = torch.where(teacher <= masked_below, torch.zeros_like(teacher), teacher)
-    return F.mse_loss(s.float(), t.float())
+    return F.mse_loss(_f32(s), _f32(t))
 
 
 def info_nce(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
@@ -235,8 +245,8 @@ def info_nce(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 
     """
     t = check_temperature(temperature)
     check_same_shape(student, teacher, what="features")
-    s = F.normalize(student.float().flatten(1), dim=-1)
-    k = F.normalize(teacher.float().flatten(1), dim=-1)
+    s = F.normalize(_f32(student).flatten(1), dim=-1)
+    k = F.normalize(_f32(teacher).flatten(1), dim=-1)
     logits = s @ k.T / t
     return F.cross_entropy(logits, torch.arange(len(s), device=s.device))
 
