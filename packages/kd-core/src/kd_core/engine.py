@@ -297,6 +297,7 @@ class Distiller:
 
     def _save(self, name: str, state: dict[str, Any]) -> None:
         if self.backend.is_main and self.run is not None:
+            self.run.flush()  # metrics.jsonl first: a run killed after this save has every line up to it
             save_state(state, self.run.checkpoints / f"{name}.safetensors")
             self.run.write_json(f"checkpoints/{name}.json", {
                 "position": state["position"], "global_step": state["global_step"], "best": state["best"]})

@@ -71,9 +71,14 @@ class RunDir:
 
     CONFIG = "config.yaml"
 
+    FLUSH_SECONDS = 1.0
+    """Logged records wait in memory at most this long (since the last write) before reaching metrics.jsonl."""
+
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self._metrics_file: Any = None
+        self._pending: list[dict[str, Any]] = []
+        self._written_at = 0.0
 
     @classmethod
     def create(cls, path: str | os.PathLike, config: dict[str, Any], resume: bool = False,
@@ -124,15 +129,55 @@ class RunDir:
         return yaml.safe_load((self.path / self.CONFIG).read_text())
 
     def log(self, record: dict[str, Any]) -> None:
-        """Append one JSON line to metrics.jsonl (flushed at once, so a crash loses at most that line).
+        """Add one record to metrics.jsonl (one JSON line).
 
-        The file stays open between calls; ``close()`` releases it.
+        Records are written in groups: when ``FLUSH_SECONDS`` have passed since the last write, on ``flush()``
+        and on ``close()``. A training step then costs no encoding and no system call; the engine flushes
+        before every checkpoint, so a killed run loses only records newer than its last checkpoint, the
+        steps a resume redoes. A copy of ``record`` is kept: changing the dict later does not change the line.
         """
+        if self._metrics_file is None:
+            self._open_metrics()
+        self._pending.append(dict(record))
+        if time.monotonic() - self._written_at >= self.FLUSH_SECONDS:
+            self.flush()
+
+    def _open_metrics(self) -> None:
+        path = self.path / "metrics.jsonl"
         try:
-            if self._metrics_file is None:
-                self.path.mkdir(parents=True, exist_ok=True)
-                self._metrics_file = open(self.path / "metrics.jsonl", "a")  # noqa: SIM115 - kept open across calls
-            self._metrics_file.write(_METRICS_JSON.encode(record) + "\n")
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._metrics_file = open(path, "a")  # noqa: SIM115 - kept open across calls, closed by close()
+        except OSError as err:
+            raise RunDirError("metrics.jsonl", "a writable run directory with free space", str(path),
+                              hint=f"Opening failed ({err.strerror or err})") from None
+        self._written_at = time.monotonic()
+
+    def flush(self) -> None:
+        """Write the records ``log`` holds to metrics.jsonl now."""
+        pending, self._pending = self._pending, []
+        self._written_at = time.monotonic()
+        if not pending:
+            return
+        if self._metrics_file is None:
+            self._open_metrics()
+        lines, bad = [], []
+        for record in pending:
+            try:
+                lines.append(_METRICS_JSON.encode(record))
+            except (TypeError, ValueError) as err:
+                bad.append((record, err))
+        if lines:
+            self._write_lines(lines)
+        if bad:
+            record, err = bad[0]
+            raise RunDirError(f"metrics record (step {record.get('step', '?')})",
+                              "numbers, strings, lists and dicts (values JSON can hold)",
+                              {k: type(v).__name__ for k, v in record.items()},
+                              hint=f"Encoding failed ({err}); {len(bad)} record(s) not written, the others are")
+
+    def _write_lines(self, lines: list[str]) -> None:
+        try:
+            self._metrics_file.write("\n".join(lines) + "\n")
             self._metrics_file.flush()
         except OSError as err:
             path = self.path / "metrics.jsonl"
@@ -140,10 +185,13 @@ class RunDir:
                               hint=f"Writing failed ({err.strerror or err})") from None
 
     def close(self) -> None:
-        """Close metrics.jsonl if ``log`` opened it."""
+        """Write what ``log`` holds and close metrics.jsonl."""
         if self._metrics_file is not None:
-            self._metrics_file.close()
-            self._metrics_file = None
+            try:
+                self.flush()
+            finally:
+                self._metrics_file.close()
+                self._metrics_file = None
 
     def remove_stale_temp_files(self) -> list[Path]:
         """Delete the temp files (``.<name>.<pid>.tmp``) a process killed mid-write left behind; return them.
@@ -157,7 +205,10 @@ class RunDir:
         return stale
 
     def metrics(self) -> list[dict[str, Any]]:
-        """Every record of metrics.jsonl (a torn last line, from a crash, is skipped)."""
+        """Every record of metrics.jsonl (a torn last line, from a crash, is skipped), records held by ``log``
+        included."""
+        if self._pending:
+            self.flush()
         path = self.path / "metrics.jsonl"
         if not path.is_file():
             return []
