@@ -48,10 +48,15 @@ def child(side: str, steps: int, batch_size: int, seed: int) -> None:
     """Train one epoch of ``steps`` steps on ``side`` (run under valgrind by the parent)."""
     import torch
     from bench_common import mlp
+    from kd_core.runs import RunDir
     from kd_core.testing import BlobDataset
     from vs_torchdistill import run_side
 
     torch.set_num_threads(1)
+    # kd writes metrics.jsonl once a second; valgrind runs ~50x slower, so a timed write would come every few
+    # steps and make the count depend on the machine's speed. Written at fit end instead: every record's
+    # encoding is still counted (the write system calls never are: valgrind counts user-space instructions).
+    RunDir.FLUSH_SECONDS = float("inf")
     train = BlobDataset(size=batch_size * steps, features=128, classes=10, seed=seed)
     teacher = mlp([128, 512, 512, 10], seed=seed + 1).eval()
     student = mlp([128, 256, 256, 10], seed=seed + 2)

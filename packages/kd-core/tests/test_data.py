@@ -102,6 +102,20 @@ def test_the_engines_loader_keeps_a_samples_own_index_and_names_pairs() -> None:
     assert pairs["input"][:, 0].tolist() == [2.0, 0.0]
 
 
+def test_a_batch_mixing_dicts_pairs_and_other_mappings_becomes_dicts() -> None:
+    from types import MappingProxyType
+
+    class Mixed(_Pairs):
+        def __getitem__(self, index: int):
+            pair = super().__getitem__(index)
+            return [dict, MappingProxyType, tuple][index % 3]({"input": pair[0], "label": pair[1]}
+                                                              if index % 3 < 2 else pair)
+
+    fetched = IndexedDataset(Mixed()).fetch([0, 1, 2, 3])
+    assert all(type(sample) is dict for sample in fetched) and fetched.indices == [0, 1, 2, 3]
+    assert [sample["label"] for sample in fetched] == [0, 1, 0, 1]
+
+
 def test_collate_with_index_leaves_other_batches_alone() -> None:
     as_tuple = CollateWithIndex(lambda samples: (len(samples),))
     assert as_tuple(IndexedBatch([{"input": 1}], [5])) == (1,)

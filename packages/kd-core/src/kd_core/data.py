@@ -44,8 +44,12 @@ class IndexedDataset(Dataset):
         dataset's own batched fetch if it has one, and no per-sample method dispatch otherwise."""
         indices = list(indices)
         getitems = getattr(self.dataset, "__getitems__", None)
-        items = getitems(indices) if getitems else [self.dataset[i] for i in indices]
-        return IndexedBatch([item if type(item) is dict else _as_dict(item) for item in items], indices)
+        # map() and set() loop in C: these lines run for every batch, and a Python-level loop over 64 samples
+        # costs as much as the rest of the engine's step bookkeeping
+        items = getitems(indices) if getitems else list(map(self.dataset.__getitem__, indices))
+        if set(map(type, items)) != {dict}:
+            items = [item if type(item) is dict else _as_dict(item) for item in items]
+        return IndexedBatch(items, indices)
 
     def loader(self, batches: Sequence[list[int]], collate: Callable[[list[Any]], Any] = default_collate,
                num_workers: int = 0, generator: torch.Generator | None = None) -> DataLoader:

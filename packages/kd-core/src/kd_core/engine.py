@@ -512,7 +512,7 @@ class Distiller:
                 values.update(t_result.log_values("teacher_loss/"))
             earlier_finite = values.pop("finite", 1.0) == 1.0
             ranks_nonfinite = int(values.pop("ranks_nonfinite", 0.0))
-            if not earlier_finite or not all(math.isfinite(v) for v in values.values()):
+            if not earlier_finite or not all(map(math.isfinite, values.values())):
                 raise self._nonfinite(phase, epoch, index, values)
             if ranks_nonfinite:
                 raise self._nonfinite(phase, epoch, index, values, other_ranks=ranks_nonfinite)

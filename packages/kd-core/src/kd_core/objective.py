@@ -97,7 +97,7 @@ class Term:
             args = (prediction, batch[self.target])
         else:
             args = (prediction,)
-        return self.loss(*args, **self.resolved_options(progress))
+        return self.loss(*args, **(self.resolved_options(progress) if self._scheduled else self.options))
 
 
 def _missing(outputs: Mapping[str, Any], tap: str, argument: str, whose: str) -> TapError:
@@ -105,6 +105,9 @@ def _missing(outputs: Mapping[str, Any], tap: str, argument: str, whose: str) ->
     hint = (f"the {whose}'s forward returned no logits (a bare encoder?): read a tap instead, or give the "
             "model a head") if tap == LOGITS else f"declare {tap!r} among the objective's taps"
     return TapError(argument, f"one of the {whose}'s outputs {sorted(outputs)}", tap, hint=hint)
+
+
+_LOG_NAMES: dict[tuple[str, ...], list[str]] = {}  # (prefix, term names...) -> logged names
 
 
 @dataclass
@@ -117,10 +120,14 @@ class ObjectiveResult:
     def log_values(self, prefix: str = "loss/", extra: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
         """Plain floats for logging: the total and every term (and ``extra`` scalars, under their own names),
         read from the device in one transfer."""
-        names = [f"{prefix}total", *(f"{prefix}{k}" for k in self.terms), *(extra or {})]
-        tensors = [self.total, *self.terms.values(), *(extra or {}).values()]
+        names = _LOG_NAMES.get((prefix, *self.terms))
+        if names is None:  # built once per prefix and set of term names: this runs every step
+            names = _LOG_NAMES[(prefix, *self.terms)] = [f"{prefix}total", *(f"{prefix}{k}" for k in self.terms)]
+        tensors = [self.total, *self.terms.values()]
+        if extra:
+            names, tensors = [*names, *extra], [*tensors, *extra.values()]
         if self.total.device.type == "cpu":  # no transfer to save: plain reads are the cheapest
-            return {name: t.item() for name, t in zip(names, tensors, strict=True)}
+            return dict(zip(names, map(torch.Tensor.item, tensors), strict=True))
         stacked = torch.stack([t.detach().float().reshape(()) for t in tensors])
         return dict(zip(names, stacked.tolist(), strict=True))
 
