@@ -5,8 +5,9 @@ What is measured
     ``BlobDataset``s of ``--base`` × 1, 4 and 16 samples, each against an online ``FrozenTeacher``
     ("cache off") and a ``CachedTeacher`` built beforehand for that dataset ("cache on"). Per run: the
     epoch's wall time (``teacher_cache.EpochClock``: from the phase start to the epoch end) and its peak
-    memory above the start (``bench_common.PeakMemory``: the CUDA allocator's peak, or on the CPU the
-    growth of the peak resident set).
+    memory above the start: on CUDA the allocator's peak in the timed epochs (``bench_common.PeakMemory``);
+    on the CPU the peak of live tensor bytes (``bench_common.PeakTensorMemory``, the torch profiler's memory
+    events) in one extra, untimed epoch per pair after the timed rounds.
 
 How
     Each round runs every (size, cache) pair once, in an order that rotates from round to round, after
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_common import PeakMemory, bench_parser, check_args, mlp, use_clock, versions
+from bench_common import PeakMemory, PeakTensorMemory, bench_parser, check_args, mlp, use_clock, versions
 from kd_core import Backend, CachedTeacher, FrozenTeacher
 from kd_core.data import IndexedDataset, in_order
 from kd_core.signals import Signal, default_forward
@@ -122,6 +123,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     peaks.setdefault(pair, []).append(peak.mib)
             if r:
                 print(f"round {r}/{args.rounds}: " + "  ".join(f"{p} {times[p][-1] * 1e3:.0f} ms" for p in pairs))
+        if device.type != "cuda":  # the RSS reading stays flat at these sizes: count tensor bytes, untimed
+            for pair in pairs:
+                size = data[int(pair.split("x")[0])]
+                with PeakTensorMemory() as peak:
+                    one_epoch(students[pair], signals[pair], size, args, args.seed, work / f"memory-{pair}", device,
+                              counter)
+                peaks[pair] = [peak.mib]
     table = {p: {"samples": len(data[int(p.split('x')[0])]), "epoch_ms": statistics.median(times[p]) * 1e3,
                  "us_per_sample": statistics.median(times[p]) * 1e6 / len(data[int(p.split('x')[0])]),
                  "peak_mib": statistics.median(peaks[p])} for p in pairs}
@@ -137,7 +145,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result = {"benchmark": "scaling", "date": started,
               "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
               "environment": versions(), "load_average": {"start": load_start, "end": os.getloadavg()},
-              "memory_method": "cuda allocator peak" if device.type == "cuda" else "VmHWM growth (CPU RSS)",
+              "memory_method": "cuda allocator peak" if device.type == "cuda" else
+              "tensor bytes (torch profiler memory events, one untimed epoch per setting)",
               "table": table, "per_round_ms": {p: [t * 1e3 for t in v] for p, v in times.items()},
               "per_round_peak_mib": peaks, "checks": checks}
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,9 @@ How
     pooled over ``--rounds`` rounds; each round runs one epoch of each side, in a rotating order, so that
     drift in machine load hits all three; each side starts each round with a fresh optimizer (so each
     peak holds the same AdamW state). Peak memory: on CUDA the allocator's peak above the start of each
-    epoch; on the CPU the growth of the process's peak resident set (``VmHWM``, reset through
-    ``/proc/self/clear_refs`` before each epoch) above its size at the start. A warm-up checks that
+    timed epoch; on the CPU the peak of live tensor bytes above the start, from the torch profiler's memory
+    events, in one extra untimed epoch per side after the timed rounds (the process's resident set does
+    not grow at these sizes: the C allocator reuses what it holds). A warm-up checks that
     the three compute the same losses from the same start. Accuracy: for each of ``--seeds`` seeds, a
     fresh student (initialised from the seed) is trained ``--epochs`` epochs by each side on the same
     batches and scored on a held-out set; the sides must agree within seed noise (the gap between the
@@ -50,6 +51,7 @@ from bench_common import (
     KD_WEIGHT,
     TEMPERATURE,
     PeakMemory,
+    PeakTensorMemory,
     bench_now,
     bench_parser,
     check_args,
@@ -233,6 +235,12 @@ def timed_rounds(teacher: nn.Module, train: BlobDataset, args: argparse.Namespac
                          {"kd/hand": medians["kd"] / medians["hand"],
                           "kd/torchdistill": medians["kd"] / medians["torchdistill"]})
         print(f"round {r + 1:2d}/{args.rounds}: " + "  ".join(f"{s} {medians[s] * 1e3:7.3f} ms" for s in SIDES))
+    if device.type != "cuda":  # the RSS reading stays flat at these sizes: count tensor bytes, in untimed epochs
+        memory = {side: [] for side in SIDES}
+        for side in SIDES:
+            with PeakTensorMemory() as peak:
+                run_side(side, students[side], teacher, train, args, args.seed + 1, 1, device, work)
+            memory[side].append(peak.mib)
     return gaps, memory, per_round
 
 
@@ -338,7 +346,8 @@ def report(args: argparse.Namespace, stats: dict[str, dict[str, float]], peak: d
         "targets": {"kd/hand": TARGET_HAND, "kd/torchdistill": TARGET_TORCHDISTILL},
         "target_holds": {"kd/hand": vs_hand <= TARGET_HAND, "kd/torchdistill": vs_td <= TARGET_TORCHDISTILL},
         "peak_memory_mib": peak, "peak_memory_ratio_kd_torchdistill": mem_ratio,
-        "memory_method": "cuda allocator peak" if args.device.startswith("cuda") else "VmHWM growth (CPU RSS)",
+        "memory_method": "cuda allocator peak" if args.device.startswith("cuda") else
+        "tensor bytes (torch profiler memory events, one untimed epoch per side)",
         "per_round": per_round, "accuracy": study,
     }
 
