@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     peaks.setdefault(pair, []).append(peak.mib)
             if r:
                 print(f"round {r}/{args.rounds}: " + "  ".join(f"{p} {times[p][-1] * 1e3:.0f} ms" for p in pairs))
-        if device.type != "cuda":  # the RSS reading stays flat at these sizes: count tensor bytes, untimed
+        if device.type == "cpu":  # no allocator statistics: count tensor bytes, in untimed epochs
             for pair in pairs:
                 size = data[int(pair.split("x")[0])]
                 with PeakTensorMemory() as peak:

@@ -156,10 +156,8 @@ class RunDir:
         """Write the records ``log`` holds to metrics.jsonl now."""
         pending, self._pending = self._pending, []
         self._written_at = time.monotonic()
-        if not pending:
+        if not pending:  # (records are only held while the file is open: log opens it, close flushes first)
             return
-        if self._metrics_file is None:
-            self._open_metrics()
         lines, bad = [], []
         for record in pending:
             try:
