@@ -236,11 +236,10 @@ def timed_rounds(teacher: nn.Module, train: BlobDataset, args: argparse.Namespac
                           "kd/torchdistill": medians["kd"] / medians["torchdistill"]})
         print(f"round {r + 1:2d}/{args.rounds}: " + "  ".join(f"{s} {medians[s] * 1e3:7.3f} ms" for s in SIDES))
     if device.type == "cpu":  # no allocator statistics: count tensor bytes, in untimed epochs
-        memory = {side: [] for side in SIDES}
         for side in SIDES:
             with PeakTensorMemory() as peak:
                 run_side(side, students[side], teacher, train, args, args.seed + 1, 1, device, work)
-            memory[side].append(peak.mib)
+            memory[side] = [peak.mib]
     return gaps, memory, per_round
 
 

@@ -143,13 +143,11 @@ class RunDir:
             self.flush()
 
     def _open_metrics(self) -> None:
-        path = self.path / "metrics.jsonl"
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._metrics_file = open(path, "a")  # noqa: SIM115 - kept open across calls, closed by close()
+            self._metrics_file = open(self.path / "metrics.jsonl", "a")  # noqa: SIM115 - kept open across calls, closed by close()
         except OSError as err:
-            raise RunDirError("metrics.jsonl", "a writable run directory with free space", str(path),
-                              hint=f"Opening failed ({err.strerror or err})") from None
+            raise self._metrics_error("Opening", err) from None
         self._written_at = time.monotonic()
 
     def flush(self) -> None:
@@ -178,9 +176,12 @@ class RunDir:
             self._metrics_file.write("\n".join(lines) + "\n")
             self._metrics_file.flush()
         except OSError as err:
-            path = self.path / "metrics.jsonl"
-            raise RunDirError("metrics.jsonl", "a writable run directory with free space", str(path),
-                              hint=f"Writing failed ({err.strerror or err})") from None
+            raise self._metrics_error("Writing", err) from None
+
+    def _metrics_error(self, action: str, err: OSError) -> RunDirError:
+        """The error for metrics.jsonl failing to open or to take lines (e.g. a full disk), naming the file."""
+        return RunDirError("metrics.jsonl", "a writable run directory with free space",
+                           str(self.path / "metrics.jsonl"), hint=f"{action} failed ({err.strerror or err})")
 
     def close(self) -> None:
         """Write what ``log`` holds and close metrics.jsonl."""
