@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from kd_core.data import CollateWithIndex, IndexedBatch, IndexedDataset, epoch_batches, positions_tensor
+from kd_core.data import (
+    CollateWithIndex,
+    IndexedBatch,
+    IndexedDataset,
+    InProcessLoader,
+    _Fetched,
+    epoch_batches,
+    positions_tensor,
+)
 from kd_core.errors import ConfigError
 from kd_core.testing import BlobDataset
 from torch.utils.data import DataLoader, Dataset, default_collate
@@ -129,3 +137,17 @@ def test_the_positions_survive_worker_processes() -> None:
     batches = epoch_batches(24, 8, seed=3, phase=0, epoch=0)
     got = [b["index"].tolist() for b in indexed.loader(batches, num_workers=2)]
     assert got == batches
+
+
+def test_the_in_process_loader_gives_a_dataloaders_batches_and_can_run_twice() -> None:
+    indexed = IndexedDataset(BlobDataset(size=20, features=3, seed=4))
+    batches = epoch_batches(20, 6, seed=1, phase=0, epoch=0)
+    loader = indexed.loader(batches)
+    assert isinstance(loader, InProcessLoader) and len(loader) == len(batches) == 4
+    reference = list(DataLoader(_Fetched(indexed), batch_sampler=batches, collate_fn=CollateWithIndex()))
+    for _ in range(2):  # a second pass starts over, like a DataLoader's
+        got = list(loader)
+        assert len(got) == len(reference)
+        for mine, theirs in zip(got, reference, strict=True):
+            assert mine.keys() == theirs.keys()
+            assert all(torch.equal(mine[k], theirs[k]) for k in mine)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import array
 import math
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import torch
@@ -52,14 +52,39 @@ class IndexedDataset(Dataset):
         return IndexedBatch(items, indices)
 
     def loader(self, batches: Sequence[list[int]], collate: Callable[[list[Any]], Any] = default_collate,
-               num_workers: int = 0, generator: torch.Generator | None = None) -> DataLoader:
-        """A ``DataLoader`` over ``batches`` (lists of positions) whose batches carry ``"index"``.
+               num_workers: int = 0, generator: torch.Generator | None = None) -> DataLoader | InProcessLoader:
+        """The batches at ``batches`` (lists of positions), collated, each carrying ``"index"``.
 
         ``collate`` sees the samples without their positions; ``CollateWithIndex`` adds them to the batch as
         one int64 tensor, instead of copying every sample to add its ``"index"`` and collating those one by one.
+        With ``num_workers`` ≥ 1 this is a ``DataLoader`` (``generator`` seeds its workers); with none, an
+        ``InProcessLoader``, which yields the same batches.
         """
+        if num_workers == 0:
+            return InProcessLoader(self, batches, CollateWithIndex(collate))
         return DataLoader(_Fetched(self), batch_sampler=batches, num_workers=num_workers,
                           collate_fn=CollateWithIndex(collate), generator=generator)
+
+
+class InProcessLoader:
+    """``collate(dataset.fetch(positions))`` for each list of positions in ``batches``, in this process.
+
+    The batches a ``DataLoader`` without workers gives, without its per-batch machinery (iterator
+    bookkeeping and a profiler range around every batch), which costs as much as the engine's whole
+    per-step bookkeeping. Iterable more than once, like a ``DataLoader``.
+    """
+
+    def __init__(self, dataset: IndexedDataset, batches: Sequence[list[int]],
+                 collate: Callable[[list[Any]], Any]) -> None:
+        self.dataset, self.batches, self.collate = dataset, batches, collate
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[Any]:
+        fetch, collate = self.dataset.fetch, self.collate
+        for positions in self.batches:
+            yield collate(fetch(positions))
 
 
 class IndexedBatch(list):

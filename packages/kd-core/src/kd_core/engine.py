@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import Dataset, default_collate
 
 from kd_core.backends import Backend
 from kd_core.checkpoint import (
@@ -249,8 +249,9 @@ class Distiller:
                               hint=f"term {compared[0].name!r} compares teacher and student logits")
 
     # -- helpers ------------------------------------------------------------------------------------
-    def _loader(self, dataset: IndexedDataset, batches: Sequence[list[int]]) -> DataLoader:
-        # a private generator: iterating must not draw from the global RNG, or a resumed run would diverge
+    def _loader(self, dataset: IndexedDataset, batches: Sequence[list[int]]) -> Iterable[Any]:
+        # a private generator (for worker seeds): iterating must not draw from the global RNG, or a resumed run
+        # would diverge
         generator = torch.Generator().manual_seed(self.seed)
         return dataset.loader(batches, self.collate, num_workers=self.num_workers, generator=generator)
 
