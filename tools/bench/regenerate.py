@@ -72,6 +72,8 @@ def render_vs_torchdistill(r: dict[str, Any]) -> list[str]:
             f"{'holds' if holds['kd/hand'] else '**missed**'})",
             f"- kd / torchdistill: **{r['ratio_kd_torchdistill']:.3f}** (target ≤ {r['targets']['kd/torchdistill']}: "
             f"{'holds' if holds['kd/torchdistill'] else '**missed**'})",
+            *([f"- A/A control, a second identical hand loop / hand loop: {r['ratio_control_hand']:.3f} (how far "
+               "this lands from 1 is the resolution of the two ratios above)"] if "ratio_control_hand" in r else []),
             f"- peak memory kd / torchdistill: {r['peak_memory_ratio_kd_torchdistill']:.2f} "
             f"(measured as: {r['memory_method']})",
             "- accuracy per seed: " + "; ".join(f"{side} {', '.join(f'{a:.2f}' for a in acc['per_seed'][side])}"

@@ -16,15 +16,19 @@ What is compared
 How
     Step time: the gap between consecutive step ends inside an epoch (first step of each epoch dropped),
     pooled over ``--rounds`` rounds; each round runs one epoch of each side, in a rotating order, so that
-    drift in machine load hits all three; each side starts each round with a fresh optimizer (so each
-    peak holds the same AdamW state). Peak memory: on CUDA the allocator's peak above the start of each
-    timed epoch; on the CPU the peak of live tensor bytes above the start, from the torch profiler's memory
-    events, in one extra untimed epoch per side after the timed rounds (the process's resident set does
-    not grow at these sizes: the C allocator reuses what it holds). A warm-up checks that
-    the three compute the same losses from the same start. Accuracy: for each of ``--seeds`` seeds, a
-    fresh student (initialised from the seed) is trained ``--epochs`` epochs by each side on the same
-    batches and scored on a held-out set; the sides must agree within seed noise (the gap between the
-    means at most twice the larger standard deviation over seeds, plus 0.5 points).
+    drift in machine load hits all of them; each side starts each round with a fresh optimizer (so each
+    peak holds the same AdamW state). A fourth timed side, ``hand-copy``, is the hand loop again on its
+    own copy of the student: the A/A control. Its ratio to ``hand`` would be 1 on a perfect clock; how far
+    it lands from 1 is the resolution of the other ratios on this machine.
+
+    Peak memory: on CUDA the allocator's peak above the start of each timed epoch; on the CPU the peak of
+    live tensor bytes above the start, from the torch profiler's memory events, in one extra untimed epoch
+    per side after the timed rounds (the process's resident set does not grow at these sizes: the C
+    allocator reuses what it holds). A warm-up checks that the three compute the same losses from the same
+    start. Accuracy: for each of ``--seeds`` seeds, a fresh student (initialised from the seed) is trained
+    ``--epochs`` epochs by each side on the same batches and scored on a held-out set; the sides must agree
+    within seed noise (the gap between the means at most twice the larger standard deviation over seeds,
+    plus 0.5 points).
 
 Targets: kd/hand ≤ 1.03 and kd/torchdistill ≤ 1.00 (median step time). Run with ``--help`` for the
 settings; results go to ``--json``.
@@ -71,6 +75,8 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_JSON = HERE / "results" / "vs_torchdistill.json"
 TARGET_HAND, TARGET_TORCHDISTILL = 1.03, 1.00
 SIDES = ("kd", "torchdistill", "hand")
+CONTROL = "hand-copy"  # a second, identical hand loop on its own student: the A/A control of the timing
+TIMED = (*SIDES, CONTROL)
 
 
 class TupleView(Dataset):
@@ -181,7 +187,7 @@ def run_side(side: str, student: nn.Module, teacher: nn.Module, train: BlobDatas
         run_args = argparse.Namespace(**{**vars(args), "epochs": epochs})
         clock = distiller_fit(student, teacher, train, run_args, seed, work / f"kd-{time.monotonic_ns()}", device)
         return clock.gaps, clock.losses
-    if side == "hand":
+    if side in ("hand", CONTROL):
         optimizer = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=0.0)
         return hand_fit(student, teacher, optimizer, train, args.batch_size, seed, epochs, device, record_losses)
     box = box or torchdistill_box(teacher, student, train, args, seed, device)
@@ -216,12 +222,12 @@ def timed_rounds(teacher: nn.Module, train: BlobDataset, args: argparse.Namespac
                  work: Path) -> tuple[dict[str, list[float]], dict[str, list[float]], list[dict[str, float]]]:
     """Interleaved rounds: one epoch per side per round, in rotating order; step gaps and peak memory."""
     initial = mlp(args.student, seed=args.seed + 2)
-    students = {side: copy.deepcopy(initial).to(device) for side in SIDES}
-    gaps: dict[str, list[float]] = {side: [] for side in SIDES}
-    memory: dict[str, list[float]] = {side: [] for side in SIDES}
+    students = {side: copy.deepcopy(initial).to(device) for side in TIMED}
+    gaps: dict[str, list[float]] = {side: [] for side in TIMED}
+    memory: dict[str, list[float]] = {side: [] for side in TIMED}
     per_round: list[dict[str, float]] = []
     for r in range(args.rounds):
-        order = SIDES[r % 3:] + SIDES[:r % 3]
+        order = TIMED[r % len(TIMED):] + TIMED[:r % len(TIMED)]
         medians: dict[str, float] = {}
         for side in order:
             with PeakMemory(device) as peak:
@@ -231,10 +237,11 @@ def timed_rounds(teacher: nn.Module, train: BlobDataset, args: argparse.Namespac
             gaps[side] += g
             memory[side].append(peak.mib)
             medians[side] = statistics.median(g)
-        per_round.append({f"{s}_ms": medians[s] * 1e3 for s in SIDES} |
+        per_round.append({f"{s}_ms": medians[s] * 1e3 for s in TIMED} |
                          {"kd/hand": medians["kd"] / medians["hand"],
-                          "kd/torchdistill": medians["kd"] / medians["torchdistill"]})
-        print(f"round {r + 1:2d}/{args.rounds}: " + "  ".join(f"{s} {medians[s] * 1e3:7.3f} ms" for s in SIDES))
+                          "kd/torchdistill": medians["kd"] / medians["torchdistill"],
+                          f"{CONTROL}/hand": medians[CONTROL] / medians["hand"]})
+        print(f"round {r + 1:2d}/{args.rounds}: " + "  ".join(f"{s} {medians[s] * 1e3:7.3f} ms" for s in TIMED))
     if device.type == "cpu":  # no allocator statistics: count tensor bytes, in untimed epochs
         for side in SIDES:
             with PeakTensorMemory() as peak:
@@ -299,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"warm-up: same losses from the same start (max relative difference {max_rel:.2e})")
         gaps, memory, per_round = timed_rounds(teacher, train, args, device, work)
         study = accuracy_study(teacher, train, test, args, device, work)
-    stats = {side: summary(gaps[side]) for side in SIDES}
+    stats = {side: summary(gaps[side]) for side in TIMED}
     peak = {side: statistics.median(memory[side]) for side in SIDES}
     result = report(args, stats, peak, per_round, study, max_rel, started, load_start)
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -321,6 +328,7 @@ def report(args: argparse.Namespace, stats: dict[str, dict[str, float]], peak: d
            load_start: tuple[float, float, float]) -> dict[str, Any]:
     """Print the summary and build the JSON record."""
     vs_hand, vs_td = _ratio(stats["kd"], stats["hand"]), _ratio(stats["kd"], stats["torchdistill"])
+    control = _ratio(stats[CONTROL], stats["hand"])
     print()
     for side in SIDES:
         s = stats[side]
@@ -330,6 +338,8 @@ def report(args: argparse.Namespace, stats: dict[str, dict[str, float]], peak: d
     print(f"kd/hand {vs_hand:.3f} (target ≤ {TARGET_HAND}: {'holds' if vs_hand <= TARGET_HAND else 'MISSED'}); "
           f"kd/torchdistill {vs_td:.3f} (target ≤ {TARGET_TORCHDISTILL}: "
           f"{'holds' if vs_td <= TARGET_TORCHDISTILL else 'MISSED'}); peak memory kd/torchdistill {mem_ratio:.2f}")
+    print(f"A/A control: {CONTROL}/hand {control:.3f} (two identical loops; how far from 1 this lands is the "
+          "resolution of the ratios above)")
     for side in SIDES:
         print(f"accuracy {side:12s} {study['mean'][side]:.2f} ± {study['std'][side]:.2f} % "
               f"(seeds: {', '.join(f'{a:.2f}' for a in study['per_seed'][side])})")
@@ -341,7 +351,7 @@ def report(args: argparse.Namespace, stats: dict[str, dict[str, float]], peak: d
         "environment": versions() | {"torchdistill": _version("torchdistill")},
         "load_average": {"start": load_start, "end": os.getloadavg()},
         "warmup_max_relative_loss_difference": max_rel,
-        "step": stats, "ratio_kd_hand": vs_hand, "ratio_kd_torchdistill": vs_td,
+        "step": stats, "ratio_kd_hand": vs_hand, "ratio_kd_torchdistill": vs_td, "ratio_control_hand": control,
         "targets": {"kd/hand": TARGET_HAND, "kd/torchdistill": TARGET_TORCHDISTILL},
         "target_holds": {"kd/hand": vs_hand <= TARGET_HAND, "kd/torchdistill": vs_td <= TARGET_TORCHDISTILL},
         "peak_memory_mib": peak, "peak_memory_ratio_kd_torchdistill": mem_ratio,

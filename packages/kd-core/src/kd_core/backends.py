@@ -118,6 +118,8 @@ class Backend:
             return batch.to(self.device, non_blocking=True)
         if isinstance(batch, dict):  # tensors moved inline: this runs for every batch
             device = self.device
+            if device.type == "cpu":  # a CPU tensor is kept (``.to`` would return it, after parsing its arguments)
+                return {k: v if type(v) is torch.Tensor and v.is_cpu else self.to_device(v) for k, v in batch.items()}
             return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else self.to_device(v)
                     for k, v in batch.items()}
         if isinstance(batch, list | tuple):

@@ -61,17 +61,18 @@ class IndexedDataset(Dataset):
         ``InProcessLoader``, which yields the same batches.
         """
         if num_workers == 0:
-            return InProcessLoader(self, batches, CollateWithIndex(collate))
+            return InProcessLoader(self, batches, collate)
         return DataLoader(_Fetched(self), batch_sampler=batches, num_workers=num_workers,
                           collate_fn=CollateWithIndex(collate), generator=generator)
 
 
 class InProcessLoader:
-    """``collate(dataset.fetch(positions))`` for each list of positions in ``batches``, in this process.
+    """``collate(dataset.fetch(positions))`` with ``"index"`` added, for each list of positions in ``batches``.
 
-    The batches a ``DataLoader`` without workers gives, without its per-batch machinery (iterator
-    bookkeeping and a profiler range around every batch), which costs as much as the engine's whole
-    per-step bookkeeping. Iterable more than once, like a ``DataLoader``.
+    The batches a ``DataLoader`` without workers gives (with ``CollateWithIndex``), without its per-batch
+    machinery (iterator bookkeeping and a profiler range around every batch), which costs as much as the
+    engine's whole per-step bookkeeping; the positions of a pass are made as one tensor and split into
+    views, not built batch by batch. Iterable more than once, like a ``DataLoader``.
     """
 
     def __init__(self, dataset: IndexedDataset, batches: Sequence[list[int]],
@@ -83,8 +84,13 @@ class InProcessLoader:
 
     def __iter__(self) -> Iterator[Any]:
         fetch, collate = self.dataset.fetch, self.collate
-        for positions in self.batches:
-            yield collate(fetch(positions))
+        flat = [i for positions in self.batches for i in positions]
+        views = positions_tensor(flat).split([len(positions) for positions in self.batches])
+        for positions, view in zip(self.batches, views, strict=True):
+            batch = collate(fetch(positions))
+            if _takes_positions(batch):
+                batch["index"] = view
+            yield batch
 
 
 class IndexedBatch(list):
@@ -107,10 +113,15 @@ class CollateWithIndex:
 
     def __call__(self, samples: list[Any]) -> Any:
         batch = self.collate(samples)
-        if isinstance(samples, IndexedBatch) and (type(batch) is dict or isinstance(batch, MutableMapping)) \
-                and "index" not in batch:  # (the exact type check first: an ABC check runs Python code each time)
+        if isinstance(samples, IndexedBatch) and _takes_positions(batch):
             batch["index"] = positions_tensor(samples.indices)
         return batch
+
+
+def _takes_positions(batch: Any) -> bool:
+    """Whether a collated batch gets ``"index"``: a mutable mapping that has none of its own."""
+    # (the exact type check first: an ABC check runs Python code each time)
+    return (type(batch) is dict or isinstance(batch, MutableMapping)) and "index" not in batch
 
 
 def positions_tensor(indices: list[int]) -> torch.Tensor:

@@ -479,14 +479,17 @@ class Distiller:
         finite: torch.Tensor | None = None  # whether every loss of the accumulation group is finite
         # looked up once: the loop below runs for every batch
         scaler, distributed, is_main = self.backend.scaler, self.backend.world_size > 1, self.backend.is_main
+        scaling = scaler.is_enabled()  # fp16 only; otherwise the scaler's calls would pass everything through
+        to_device, autocast, callbacks = self.backend.to_device, self.backend.autocast, self.callbacks
+        log = self.run.log
         optimizers = [optimizer] + ([self.teacher.optimizer] if teacher_trainable else [])
         for offset, raw in enumerate(loader):
             index = start_batch + offset
-            batch = self.backend.to_device(raw)
+            batch = to_device(raw)
             progress = (epoch + index / n) / phase.epochs
             group_end = min((index // accum + 1) * accum, n)
             group_size = group_end - (index // accum) * accum
-            with self.backend.autocast():
+            with autocast():
                 # teacher first: a frozen teacher's activations are freed before the student's graph is built
                 t_out = self.teacher(batch, progress) if needs_teacher and self.teacher is not None else None
                 s_out = taps.run(self.forward, model, batch)
@@ -501,18 +504,21 @@ class Distiller:
             if not last_of_group:  # earlier micro-batches are not logged: keep a device-side flag
                 step_finite = torch.isfinite(loss.detach())
                 finite = step_finite if finite is None else finite & step_finite
-            scaler.scale(loss).backward()
+            (scaler.scale(loss) if scaling else loss).backward()
             if not last_of_group:
                 continue
             # the step's one host transfer: every logged value, and the earlier micro-batches' flag with them
-            extra = {"finite": finite} if finite is not None else {}
-            if distributed:  # every process must stop at the same step, or the others hang
-                extra["ranks_nonfinite"] = self._ranks_nonfinite(loss, finite)
-            values = result.log_values(extra=extra or None)
+            if finite is None and not distributed:  # (the common case: no flags to read along)
+                values, earlier_finite, ranks_nonfinite = result.log_values(), True, 0
+            else:
+                extra = {"finite": finite} if finite is not None else {}
+                if distributed:  # every process must stop at the same step, or the others hang
+                    extra["ranks_nonfinite"] = self._ranks_nonfinite(loss, finite)
+                values = result.log_values(extra=extra or None)
+                earlier_finite = values.pop("finite", 1.0) == 1.0
+                ranks_nonfinite = int(values.pop("ranks_nonfinite", 0.0))
             if teacher_trainable:
                 values.update(t_result.log_values("teacher_loss/"))
-            earlier_finite = values.pop("finite", 1.0) == 1.0
-            ranks_nonfinite = int(values.pop("ranks_nonfinite", 0.0))
             if not earlier_finite or not all(map(math.isfinite, values.values())):
                 raise self._nonfinite(phase, epoch, index, values)
             if ranks_nonfinite:
@@ -523,9 +529,13 @@ class Distiller:
                     scaler.unscale_(opt)  # shrink the student's step, nor the reverse
                     torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
                                                    self.clip_grad_norm)
-            for opt in optimizers:
-                scaler.step(opt)
-            scaler.update()
+            if scaling:
+                for opt in optimizers:
+                    scaler.step(opt)
+                scaler.update()
+            else:
+                for opt in optimizers:
+                    opt.step()
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
             if scheduler is not None:
@@ -534,8 +544,8 @@ class Distiller:
             logs = {"step": self.global_step, "phase": phase_index, "epoch": epoch + (index + 1) / n,
                     "lr": optimizer.param_groups[0]["lr"], **values}
             if is_main:
-                self.run.log(logs)
-            for cb in self.callbacks:
+                log(logs)
+            for cb in callbacks:
                 cb.on_step_end(self, logs)
             if self.checkpoint_every and self.global_step % self.checkpoint_every == 0 and group_end < n:
                 self._save("last", self._state({"phase": phase_index, "epoch": epoch, "batch": group_end},

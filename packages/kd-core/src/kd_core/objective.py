@@ -21,7 +21,7 @@ from torch import nn
 
 from kd_core.errors import ConfigError, TapError
 from kd_core.losses import check_temperature
-from kd_core.schedules import Schedule, as_schedule
+from kd_core.schedules import Constant, Schedule, as_schedule
 from kd_core.taps import LOGITS, resolve
 
 _SCHEDULE_PROBES = tuple(i / 100 for i in range(101))
@@ -126,7 +126,7 @@ class ObjectiveResult:
         tensors = [self.total, *self.terms.values()]
         if extra:
             names, tensors = [*names, *extra], [*tensors, *extra.values()]
-        if self.total.device.type == "cpu":  # no transfer to save: plain reads are the cheapest
+        if self.total.is_cpu:  # no transfer to save: plain reads are the cheapest
             return dict(zip(names, map(torch.Tensor.item, tensors), strict=True))
         stacked = torch.stack([t.detach().float().reshape(()) for t in tensors])
         return dict(zip(names, stacked.tolist(), strict=True))
@@ -182,9 +182,9 @@ class Objective(nn.Module):
         values: dict[str, torch.Tensor] = {}
         total: torch.Tensor | None = None
         for term in self.terms:
-            value = term(student_out, teacher_out, batch, progress)
-            values[term.name] = value
-            weight = term.weight(progress)
+            value = values[term.name] = term(student_out, teacher_out, batch, progress)
+            weight = term.weight
+            weight = weight.value if type(weight) is Constant else weight(progress)  # (a constant: no call per step)
             if weight != 0.0:
                 if total is None:
                     total = value * weight
