@@ -203,7 +203,7 @@ def attribution(train: Dataset, teacher: nn.Module, student: nn.Module, args: ar
     objective = hinton_objective()
 
     def engine_loss() -> None:
-        (objective({"logits": s_leaf}, {"logits": t_logits}, batch, 0.5).total / 1).backward()
+        objective({"logits": s_leaf}, {"logits": t_logits}, batch, 0.5).total.backward()
 
     def hand_loss_step() -> None:
         hand_loss(s_leaf, t_logits, y).backward()

@@ -43,13 +43,17 @@ class IndexedDataset(Dataset):
         """The samples at ``indices`` as dicts (dicts unchanged, not copied) and their positions: the wrapped
         dataset's own batched fetch if it has one, and no per-sample method dispatch otherwise."""
         indices = list(indices)
+        return IndexedBatch(self.samples(indices), indices)
+
+    def samples(self, indices: list[int]) -> list[dict[str, Any]]:
+        """The samples at ``indices`` as dicts, without their positions (what ``fetch`` pairs them with)."""
         getitems = getattr(self.dataset, "__getitems__", None)
         # map() and set() loop in C: these lines run for every batch, and a Python-level loop over 64 samples
         # costs as much as the rest of the engine's step bookkeeping
         items = getitems(indices) if getitems else list(map(self.dataset.__getitem__, indices))
         if set(map(type, items)) != {dict}:
             items = [item if type(item) is dict else _as_dict(item) for item in items]
-        return IndexedBatch(items, indices)
+        return items
 
     def loader(self, batches: Sequence[list[int]], collate: Callable[[list[Any]], Any] = default_collate,
                num_workers: int = 0, generator: torch.Generator | None = None) -> DataLoader | InProcessLoader:
@@ -67,7 +71,7 @@ class IndexedDataset(Dataset):
 
 
 class InProcessLoader:
-    """``collate(dataset.fetch(positions))`` with ``"index"`` added, for each list of positions in ``batches``.
+    """``collate(dataset.samples(positions))`` with ``"index"`` added, for each list of positions in ``batches``.
 
     The batches a ``DataLoader`` without workers gives (with ``CollateWithIndex``), without its per-batch
     machinery (iterator bookkeeping and a profiler range around every batch), which costs as much as the
@@ -83,11 +87,11 @@ class InProcessLoader:
         return len(self.batches)
 
     def __iter__(self) -> Iterator[Any]:
-        fetch, collate = self.dataset.fetch, self.collate
+        samples, collate = self.dataset.samples, self.collate
         flat = [i for positions in self.batches for i in positions]
         views = positions_tensor(flat).split([len(positions) for positions in self.batches])
         for positions, view in zip(self.batches, views, strict=True):
-            batch = collate(fetch(positions))
+            batch = collate(samples(positions))
             if _takes_positions(batch):
                 batch["index"] = view
             yield batch
