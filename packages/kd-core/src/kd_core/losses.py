@@ -99,13 +99,10 @@ def kl_divergence(
     ``forward``: KL(p_t^T ‖ p_s^T) (mass-covering, Hinton KD); ``reverse``: KL(p_s^T ‖ p_t^T)
     (mode-seeking). Multiplied by T² when ``t2_scale`` so gradients keep their size as T changes.
     """
-    # (this runs every step: the helpers' work is written out, as a call each costs more than its work)
     t = check_temperature(temperature)
-    shape = student.shape
-    if teacher.shape != shape:
-        check_same_shape(student, teacher)
-    log_s = F.log_softmax((student if student.dtype is torch.float32 else student.float()) / t, dim=-1)
-    log_t = F.log_softmax((teacher if teacher.dtype is torch.float32 else teacher.float()) / t, dim=-1)
+    check_same_shape(student, teacher)
+    log_s = F.log_softmax(_f32(student) / t, dim=-1)
+    log_t = F.log_softmax(_f32(teacher) / t, dim=-1)
     if direction == "forward":
         target, prediction = log_t, log_s
     elif direction == "reverse":
@@ -114,9 +111,8 @@ def kl_divergence(
         raise ConfigError("direction", "'forward' or 'reverse'", direction)
     if mask is None and reduction in ("mean", "sum"):  # one fused op: no per-row tensor
         total = F.kl_div(prediction, target, reduction="sum", log_target=True)
-        rows = shape.numel() // max(shape[-1], 1) if reduction == "mean" else 1
-        factor = (t * t if t2_scale else 1.0) / max(rows, 1)  # the mean and T² as one multiply (none if 1)
-        return total * factor if factor != 1.0 else total
+        rows = target.numel() // max(target.shape[-1], 1) if reduction == "mean" else 1
+        return _scaled(total, t, t2_scale, rows)  # the mean and T² as one multiply
     return _scaled(_reduce(_kl_rows(target, prediction), reduction, mask), t, t2_scale)
 
 
@@ -172,16 +168,15 @@ def cross_entropy(
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """Cross-entropy against hard labels; the class axis is the last one (sequences are flattened)."""
-    shape = student.shape
-    if shape[:-1] != target.shape:
-        raise ConfigError("target", f"labels of shape {tuple(shape[:-1])}", tuple(target.shape))
+    if student.shape[:-1] != target.shape:
+        raise ConfigError("target", f"labels of shape {tuple(student.shape[:-1])}", tuple(target.shape))
     if reduction not in ("mean", "sum", "none"):
         raise ConfigError("reduction", "'mean', 'sum' or 'none'", reduction)
-    if len(shape) == 2 and student.dtype is torch.float32 and target.dtype is torch.int64:  # the common case,
-        return F.cross_entropy(student, target, ignore_index=ignore_index,  # checked per step: no conversions
-                               reduction=reduction, label_smoothing=label_smoothing)
-    loss = F.cross_entropy(_f32(student).reshape(-1, shape[-1]), _i64(target.reshape(-1)),
-                           label_smoothing=label_smoothing, ignore_index=ignore_index, reduction=reduction)
+    flat = student.dim() == 2  # (batch, classes): no reshapes needed
+    loss = F.cross_entropy(_f32(student) if flat else _f32(student).reshape(-1, student.shape[-1]),
+                           _i64(target if flat else target.reshape(-1)),
+                           label_smoothing=label_smoothing, ignore_index=ignore_index,
+                           reduction="none" if reduction == "none" else reduction)
     return loss.reshape(target.shape) if reduction == "none" else loss
 
 
