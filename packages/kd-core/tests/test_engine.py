@@ -146,6 +146,19 @@ def _distiller(student, teacher=None, **kwargs) -> Distiller:
                      **kwargs)
 
 
+def test_fp16_on_cpu_steps_through_the_grad_scaler(tmp_path):
+    backend = Backend("cpu", "fp16")
+    student = tiny_mlp(seed=2)
+    before = [p.detach().clone() for p in student.parameters()]
+    result = _distiller(student, tiny_mlp(hidden=32, seed=1), backend=backend).fit(BlobDataset(64),
+                                                                                    out=tmp_path / "fp16")
+    steps = sum("loss/total" in r for r in result.run.metrics())
+    assert steps == 4  # 64 samples in batches of 16
+    # the scaler counts the finite steps it took since its scale last changed: every step went through it
+    assert backend.scaler.is_enabled() and backend.scaler.state_dict()["_growth_tracker"] == steps
+    assert any(not torch.equal(a, b) for a, b in zip(before, student.parameters(), strict=True))
+
+
 def test_bf16_autocast_runs_on_cpu(tmp_path):
     seen: dict[str, torch.dtype] = {}
     student = tiny_mlp(seed=2)
