@@ -34,15 +34,17 @@ def unet(tmp_path_factory: pytest.TempPathFactory):
     return model, data, exported, quantized
 
 
-def _int8_weight(model: onnx.ModelProto, node: onnx.NodeProto) -> bool:
-    """Whether the node's weight input is DequantizeLinear of an INT8 initializer."""
+def _int8_weight(model: onnx.ModelProto, node: onnx.NodeProto, scheme: str = "u8s8") -> bool:
+    """Whether the node's weight input is DequantizeLinear of an 8-bit initializer of the scheme's weight type
+    (int8 for U8S8, uint8 for U8U8)."""
     producers = {out: n for n in model.graph.node for out in n.output}
     initializers = {init.name: init for init in model.graph.initializer}
     weight = producers.get(node.input[1])
     if weight is None or weight.op_type != "DequantizeLinear":
         return False
     source = initializers.get(weight.input[0])
-    return source is not None and source.data_type == TensorProto.INT8
+    expected = TensorProto.UINT8 if scheme == "u8u8" else TensorProto.INT8
+    return source is not None and source.data_type == expected
 
 
 def test_unet_exports_with_parity(unet, tmp_path: Path) -> None:
@@ -61,7 +63,9 @@ def test_static_int8_quantizes_every_conv_and_conv_transpose(unet) -> None:
     layers = [n for n in graph.graph.node if n.op_type in ("Conv", "ConvTranspose")]
     counts = {op: sum(n.op_type == op for n in layers) for op in ("Conv", "ConvTranspose")}
     assert counts == {"Conv": 3, "ConvTranspose": 3}  # depth 3: one of each per level
-    assert all(_int8_weight(graph, n) for n in layers), [n.name for n in layers if not _int8_weight(graph, n)]
+    scheme = quantized.scheme
+    assert all(_int8_weight(graph, n, scheme) for n in layers), [n.name for n in layers
+                                                                 if not _int8_weight(graph, n, scheme)]
     assert sorted(quantized.quantized_layers) == sorted(n.name for n in layers)
     assert quantized.size_ratio < 0.5  # 8-bit weights (the file also holds scales and graph overhead)
 

@@ -139,6 +139,15 @@ def run_export(args: argparse.Namespace, out: Path) -> Path:
     return run.path
 
 
+def _scheme_sentence(made: Any) -> str:
+    """The report's sentence on the INT8 scheme used and why (empty for a model that is not INT8)."""
+    if not getattr(made, "scheme", ""):
+        return ""
+    error = "" if made.relative_error is None else (f", max output error {100 * made.relative_error:.2f} % of the "
+                                                    "FP32 range on the calibration data")
+    return f"INT8 scheme **{made.scheme}** ({made.scheme_reason}{error}). "
+
+
 def run_quantize(args: argparse.Namespace, out: Path) -> Path:
     from dataclasses import asdict
 
@@ -156,7 +165,7 @@ def run_quantize(args: argparse.Namespace, out: Path) -> Path:
     tables: list[tuple[str, list]] = []
     candidates: dict[str, Any] = {"ort-fp32": src}
     if args.mode == "dynamic":
-        made = quantize_dynamic_int8(src, run.path / "model.int8-dynamic.onnx")
+        made = quantize_dynamic_int8(src, run.path / "model.int8-dynamic.onnx", validation=data.calib_x)
     elif args.mode == "static":
         made = quantize_static_int8(src, run.path / "model.int8-static.onnx", data.calib_x)
     elif args.mode == "fp16":
@@ -185,7 +194,7 @@ def run_quantize(args: argparse.Namespace, out: Path) -> Path:
                f"{', ' + str(len(made.excluded)) + ' kept in ' + args.keep.upper() if made.excluded else ''}. "
                f"Size {made.size_ratio:.3f}× the FP32 ONNX file, accuracy {fp32['accuracy %']:.2f}% → "
                f"{new['accuracy %']:.2f}%, batch-1 p50 {fp32['p50 ms']:.4f} → {new['p50 ms']:.4f} ms "
-               f"(ORT, 1 thread). {_export_summary(student)[0]}")
+               f"(ORT, 1 thread). {_scheme_sentence(made)}{_export_summary(student)[0]}")
     finish_run(run, f"kd-edge quantize ({args.mode}): {args.model or Path(args.onnx).name}", summary,
                [("Models (test split, CPU)", rows), *tables], points, results, notes=" ".join(student.notes))
     return run.path
@@ -204,8 +213,9 @@ def run_bench(args: argparse.Namespace, out: Path) -> Path:
     src, data = student.onnx_path, student.data
     candidates: dict[str, Any] = {"pytorch": student.module} if student.module is not None else {}
     candidates["ort-fp32"] = src
-    candidates["ort-int8-dynamic"] = quantize_dynamic_int8(src, run.path / "model.int8-dynamic.onnx").path
-    candidates["ort-int8"] = quantize_static_int8(src, run.path / "model.int8-static.onnx", data.calib_x).path
+    dynamic = quantize_dynamic_int8(src, run.path / "model.int8-dynamic.onnx", validation=data.calib_x)
+    static = quantize_static_int8(src, run.path / "model.int8-static.onnx", data.calib_x)
+    candidates["ort-int8-dynamic"], candidates["ort-int8"] = dynamic.path, static.path
     report = layer_sensitivity(src, data.calib_x, data.test_x, data.test_y)
     candidates[f"ort-mixed-k{args.k}"] = mixed_precision(src, report, min(args.k, len(report.layers)),
                                                          run.path / f"model.mixed-k{args.k}.onnx", data.calib_x).path
@@ -224,10 +234,13 @@ def run_bench(args: argparse.Namespace, out: Path) -> Path:
                "samples/s": round(r.samples_per_s, 1),
                "peak MB": "" if r.peak_memory_mb is None else round(r.peak_memory_mb, 2)} for r in latency]
     results = {**_export_summary(student)[1], "latency": rows_to_json(latency), "sensitivity": report.to_dict(),
+               "int8_scheme": {name: {"scheme": q.scheme, "reason": q.scheme_reason, "relative_error": q.relative_error,
+                                      "tried": q.schemes_tried} for name, q in (("dynamic", dynamic),
+                                                                                 ("static", static))},
                "accuracy": {row["model"]: row["accuracy %"] for row in rows}}
     summary = (f"{len(candidates)} candidates timed interleaved in one run ({args.iterations} iterations after "
                f"{args.warmup} warm-up, batch sizes {args.batch_sizes}, threads {args.threads}). "
-               f"{_export_summary(student)[0]}")
+               f"{_scheme_sentence(static)}{_export_summary(student)[0]}")
     notes = (" ".join(student.notes) + " Peak MB: rise of the peak resident set (VmHWM, reset before each "
              "candidate) over the resident set before that candidate's warm-up, i.e. a forward pass's working "
              "memory; Linux only.")

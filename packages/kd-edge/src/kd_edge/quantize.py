@@ -11,6 +11,13 @@
   input whenever its producer is not itself a compute layer).
 - ``convert_fp16``: ``onnxruntime.transformers.float16`` with float32 inputs and outputs kept.
 
+Both INT8 paths take a ``scheme`` (``kd_edge.int8_scheme``): ``"auto"`` picks the activation/weight types
+that ONNX Runtime computes accurately on this CPU (U8U8 on x86-64 without VNNI, where the U8S8 kernels
+saturate; U8S8 elsewhere). Given data (the calibration set, or ``validation=`` for the dynamic path), the
+quantized model is checked against FP32 on it; under ``"auto"``, a U8S8 model whose outputs are off by more
+than ``tolerance`` of the FP32 output range is redone in U8U8, and the better of the two kept. The choice,
+its reason and every error measured are recorded in the ``QuantResult``.
+
 Each returns a :class:`QuantResult` with the size on disk next to the source model's.
 """
 
@@ -33,22 +40,26 @@ from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
     QuantFormat,
-    QuantType,
     quant_pre_process,
     quantize_dynamic,
     quantize_static,
 )
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
-from kd_edge.export import check_model_path, file_size, node_module_paths
+from kd_edge.export import check_model_path, file_size, node_module_paths, onnx_session, run_onnx
+from kd_edge.int8_scheme import SCHEMES, Int8Scheme, resolve_scheme
 
-__all__ = ["COMPUTE_OPS", "CalibrationReader", "QuantResult", "compute_layers", "convert_fp16",
-           "gemm_to_matmul", "quantize_dynamic_int8", "quantize_static_int8"]
+__all__ = ["COMPUTE_OPS", "FALLBACK_TOLERANCE", "CalibrationReader", "QuantResult", "compute_layers", "convert_fp16",
+           "gemm_to_matmul", "quantize_dynamic_int8", "quantize_static_int8", "relative_error"]
 
 #: The op types that carry weights and compute: what "a layer" means for quantization and sensitivity.
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 _INTEGER_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QLinearConv", "QLinearMatMul",
                 "MatMulIntegerToFloat"}
+#: Under ``scheme="auto"``: a U8S8 model off by more than this share of the FP32 output range is redone in U8U8.
+FALLBACK_TOLERANCE = 0.05
+#: How many data samples the FP32 check runs on.
+_CHECK_SAMPLES = 256
 _CALIBRATION_METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                         "percentile": CalibrationMethod.Percentile}
 
@@ -60,7 +71,10 @@ class QuantResult:
     """A quantized / converted model: where it is, its size against the source, and what was quantized.
 
     ``quantized_layers``: compute nodes (Conv/Gemm/MatMul...) that now take INT8 weights; ``excluded``: nodes
-    left in float on purpose; ``op_counts``: op type -> count in the written graph.
+    left in float on purpose; ``op_counts``: op type -> count in the written graph. INT8 results also carry
+    the ``scheme`` used (``u8s8``, ``u8u8`` or ``u8s8-reduced``), why (``scheme_reason``), its maximum output
+    error relative to the FP32 output range on the check data (``relative_error``; None without data) and
+    every scheme tried with its error (``schemes_tried``).
     """
 
     mode: str
@@ -71,6 +85,10 @@ class QuantResult:
     quantized_layers: list[str] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
     op_counts: dict[str, int] = field(default_factory=dict)
+    scheme: str = ""
+    scheme_reason: str = ""
+    relative_error: float | None = None
+    schemes_tried: dict[str, float] = field(default_factory=dict)
 
     @property
     def size_ratio(self) -> float:
@@ -186,6 +204,47 @@ def _summarise(mode: str, out: Path, src: Path, excluded: Sequence[str] = ()) ->
                        op_counts=dict(Counter(n.op_type for n in model.graph.node)))
 
 
+def relative_error(reference_path: str | os.PathLike[str], path: str | os.PathLike[str], inputs: np.ndarray) -> float:
+    """Maximum absolute difference between the first outputs of two models over ``inputs``, relative to the
+    reference's largest absolute output."""
+    ref = run_onnx(onnx_session(reference_path), inputs)
+    out = run_onnx(onnx_session(path), inputs)
+    return float(np.abs(ref - out).max() / max(float(np.abs(ref).max()), 1e-12))
+
+
+def _with_scheme(quantize_once: Any, src: Path, out: Path, scheme: str | Int8Scheme, check: np.ndarray | None,
+                 tolerance: float) -> tuple[Int8Scheme, float | None, dict[str, float]]:
+    """Quantize to ``out`` with ``scheme`` (``quantize_once(scheme, path)``); with check data, measure the error
+    against FP32 and, under ``"auto"``, redo a U8S8 model that is off by more than ``tolerance`` in U8U8,
+    keeping the better. Returns the scheme kept, its error and every error measured."""
+    if not (isinstance(tolerance, int | float) and not isinstance(tolerance, bool) and tolerance >= 0):
+        raise ConfigError("tolerance", "a number >= 0 (share of the FP32 output range)", tolerance)
+    chosen = resolve_scheme(scheme)
+    quantize_once(chosen, out)
+    if check is None:
+        return chosen, None, {}
+    tried = {chosen.name: relative_error(src, out, check)}
+    if scheme == "auto" and chosen.name != "u8u8" and tried[chosen.name] > tolerance:
+        fallback = SCHEMES["u8u8"]
+        with tempfile.TemporaryDirectory(prefix="kd-edge-u8u8-") as work:
+            retry = Path(work) / out.name
+            quantize_once(fallback, retry)
+            tried[fallback.name] = relative_error(src, retry, check)
+            if tried[fallback.name] < tried[chosen.name]:
+                os.replace(retry, out)
+                chosen = fallback.because(
+                    f"{chosen.name} was off by {tried[chosen.name]:.1%} of the FP32 output range on the check data "
+                    f"(> {tolerance:.0%}); U8U8 {tried[fallback.name]:.1%}")
+    return chosen, tried[chosen.name], tried
+
+
+def _scheme_fields(result: QuantResult, scheme: Int8Scheme, error: float | None,
+                   tried: dict[str, float]) -> QuantResult:
+    result.scheme, result.scheme_reason, result.relative_error = scheme.name, scheme.reason, error
+    result.schemes_tried = dict(tried)
+    return result
+
+
 def gemm_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
     """Rewrite every ``Gemm`` with a constant weight, ``alpha = beta = 1`` and no transposed input A as
     ``MatMul`` (weight transposed once, if ``transB``) followed by ``Add`` of the bias: the same function in
@@ -226,24 +285,37 @@ def replace_nodes(graph: Any, nodes: list[Any]) -> None:
 
 
 def quantize_dynamic_int8(model_path: str | os.PathLike[str], out_path: str | os.PathLike[str], *,
-                          op_types: Sequence[str] = ("MatMul",), per_channel: bool = False) -> QuantResult:
-    """Dynamic INT8: weights quantized offline, activations at run time; Gemm layers included (see module doc)."""
+                          op_types: Sequence[str] = ("MatMul",), per_channel: bool = False,
+                          scheme: str | Int8Scheme = "auto", validation: Any = None,
+                          tolerance: float = FALLBACK_TOLERANCE) -> QuantResult:
+    """Dynamic INT8: weights quantized offline, activations at run time; Gemm layers included (see module doc).
+
+    ``scheme``: ``"auto"``, ``"u8s8"``, ``"u8u8"`` or ``"u8s8-reduced"`` (ORT's dynamic activations are always
+    uint8; the scheme sets the weights). ``validation``: samples (as for calibration) to check the result against
+    FP32 on, and, under ``"auto"``, to fall back to U8U8 when U8S8 is off by more than ``tolerance``.
+    """
     src = check_model_path(model_path)
     out = _check_out(out_path)
+    check = None if validation is None else _as_array(validation)[:_CHECK_SAMPLES]
     with tempfile.TemporaryDirectory(prefix="kd-edge-quant-") as work:
         prepared = _preprocess(src, work)
         rewritten = Path(work) / "matmul.onnx"
         onnx.save(gemm_to_matmul(onnx.load(str(prepared))), str(rewritten))
-        quantize_dynamic(str(rewritten), str(out), op_types_to_quantize=list(op_types), per_channel=per_channel,
-                         weight_type=QuantType.QInt8)
-    return _summarise("dynamic-int8", out, src)
+
+        def once(chosen: Int8Scheme, path: Path) -> None:
+            quantize_dynamic(str(rewritten), str(path), op_types_to_quantize=list(op_types), per_channel=per_channel,
+                             weight_type=chosen.weight_type, reduce_range=chosen.reduce_range)
+
+        kept = _with_scheme(once, src, out, scheme, check, tolerance)
+    return _scheme_fields(_summarise("dynamic-int8", out, src), *kept)
 
 
 def quantize_static_int8(model_path: str | os.PathLike[str], out_path: str | os.PathLike[str], calibration: Any, *,
                          op_types: Sequence[str] | None = COMPUTE_OPS, nodes_to_quantize: Sequence[str] | None = None,
                          nodes_to_exclude: Sequence[str] = (), per_channel: bool = True,
                          calibrate_method: str = "minmax", calibration_cache: str | os.PathLike[str] | None = None,
-                         preprocess: bool = True, batch_size: int = 32) -> QuantResult:
+                         preprocess: bool = True, batch_size: int = 32, scheme: str | Int8Scheme = "auto",
+                         tolerance: float = FALLBACK_TOLERANCE) -> QuantResult:
     """Static INT8 in QDQ format: per-channel INT8 weights, UINT8 activations whose ranges come from
     ``calibration`` (see :class:`CalibrationReader`; an empty set raises ``ConfigError`` naming ``calibration``).
 
@@ -251,6 +323,7 @@ def quantize_static_int8(model_path: str | os.PathLike[str], out_path: str | os.
     QDQ quantizer supports, which also quantizes the outputs of Add, Relu, pooling...); ``nodes_to_quantize`` /
     ``nodes_to_exclude``: restrict by node name. ``calibration_cache``: a JSON file of activation ranges,
     written on first use and read afterwards (calibration then runs once for many quantizations).
+    ``scheme``/``tolerance``: see the module doc; the calibration samples are the check data.
     """
     src = check_model_path(model_path)
     out = _check_out(out_path)
@@ -264,16 +337,24 @@ def quantize_static_int8(model_path: str | os.PathLike[str], out_path: str | os.
         unknown = sorted(set(given) - names)
         if unknown:
             raise ConfigError(argument, "names of nodes in the model", unknown)
+    check = None if reader is None else np.concatenate(reader.batches)[:_CHECK_SAMPLES]
     with tempfile.TemporaryDirectory(prefix="kd-edge-quant-") as work:
         prepared = _preprocess(src, work) if preprocess else src
-        quantize_static(str(prepared), str(out), reader, quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=list(op_types) if op_types else None, per_channel=per_channel,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize else None,
-                        nodes_to_exclude=list(nodes_to_exclude) or None,
-                        calibrate_method=_CALIBRATION_METHODS[calibrate_method],
-                        calibration_cache_path=str(calibration_cache) if calibration_cache else None)
-    return _summarise("static-int8", out, src, excluded=nodes_to_exclude)
+
+        def once(chosen: Int8Scheme, path: Path) -> None:
+            if reader is not None:
+                reader.rewind()
+            quantize_static(str(prepared), str(path), reader, quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=list(op_types) if op_types else None, per_channel=per_channel,
+                            activation_type=chosen.activation_type, weight_type=chosen.weight_type,
+                            reduce_range=chosen.reduce_range,
+                            nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize else None,
+                            nodes_to_exclude=list(nodes_to_exclude) or None,
+                            calibrate_method=_CALIBRATION_METHODS[calibrate_method],
+                            calibration_cache_path=str(calibration_cache) if calibration_cache else None)
+
+        kept = _with_scheme(once, src, out, scheme, check, tolerance)
+    return _scheme_fields(_summarise("static-int8", out, src, excluded=nodes_to_exclude), *kept)
 
 
 def convert_fp16(model_path: str | os.PathLike[str], out_path: str | os.PathLike[str], *,

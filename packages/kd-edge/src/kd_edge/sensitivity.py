@@ -1,4 +1,8 @@
-"""Per-layer INT8 sensitivity and selective mixed precision (methods-a.md §A3).
+"""Per-layer INT8 sensitivity and selective mixed precision.
+
+After B.-K. Kim et al., "A Unified Compression Framework for Efficient Speech-Driven Talking-Face Generation",
+MLSys 2023 Workshop on On-Device Intelligence, arXiv:2304.00471: FP16 for the layers INT8 hurts most, INT8 for
+the rest.
 
 ``layer_sensitivity`` quantizes one compute layer at a time (static QDQ INT8, every other layer left in FP32),
 runs the evaluation inputs through ONNX Runtime and scores the output against the FP32 model's: SQNR in dB
@@ -223,7 +227,11 @@ def mixed_precision(model_path: str | os.PathLike[str], ranking: SensitivityRepo
     if keep == "fp16" and kept:
         model = _nodes_to_fp16(onnx.load(str(result.path)), kept)
         onnx.save(model, str(result.path))
-        result = _summarise("mixed-int8-fp16", Path(result.path), src, excluded=kept)
+        converted = _summarise("mixed-int8-fp16", Path(result.path), src, excluded=kept)
+        # the scheme carries over; the error measured before the FP16 conversion does not describe this model
+        converted.scheme, converted.scheme_reason = result.scheme, result.scheme_reason
+        converted.schemes_tried = result.schemes_tried
+        result = converted
     else:
         result.mode = "mixed-int8-fp32" if kept else "static-int8"
     result.size_bytes = file_size(result.path)
