@@ -1,4 +1,5 @@
-"""Packaging rules of DESIGN.md §1-§2, checked on every ``packages/*/pyproject.toml`` (fast; runs in CI).
+"""Packaging rules of the layout (docs/architecture.md), checked on every ``packages/*/pyproject.toml``
+(fast; runs in CI).
 
 - PEP 621 ``[project]`` named after its folder, with a version, ``requires-python = ">=3.11"`` and the
   poetry-core build backend.
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ROOT / "packages"
 CORE = "kd-core"
 
-# Every package the layout (DESIGN.md §2) names; each domain package maps to its domain name.
+# Every package the layout names; each domain package maps to its domain name.
 DOMAINS = {
     "kd-vision": "vision",
     "kd-nlu": "nlu",
@@ -134,7 +135,7 @@ def dependencies(package: str) -> dict[str, Req]:
 
 def test_every_package_of_the_layout_exists() -> None:
     missing = sorted({CORE, *DOMAINS} - set(PYPROJECTS))
-    assert not missing, f"packages/ lacks {missing} (DESIGN.md §2)"
+    assert not missing, f"packages/ lacks {missing}"
 
 
 def test_every_domain_package_has_rules() -> None:
@@ -205,7 +206,7 @@ def test_forbidden_requirements(package: str) -> None:
     patterns = FORBIDDEN.get(package)
     assert patterns is not None, f"{package}: no allow-list in FORBIDDEN"
     bad = sorted(name for name in dependencies(package) if any(fnmatch.fnmatchcase(name, p) for p in patterns))
-    assert not bad, f"{package}: must not require {bad} (DESIGN.md §1: those belong to other domains)"
+    assert not bad, f"{package}: must not require {bad} (those belong to other domains)"
 
 
 @pytest.mark.parametrize("package", DOMAIN_PACKAGES)
@@ -257,7 +258,7 @@ def test_domain_packages_never_import_one_another(package: str) -> None:
         for module in sorted(imported_modules(path) & (domain_modules - {own})):
             violations.append(f"{path.relative_to(ROOT)} imports {module}")
     assert not violations, (
-        "domain packages never import one another, and kd-core imports none (DESIGN.md §2); "
+        "domain packages never import one another, and kd-core imports none; "
         "share through a protocol in kd-core:\n" + "\n".join(violations)
     )
 

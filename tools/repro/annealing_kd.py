@@ -1,4 +1,4 @@
-"""Reproduce Annealing-KD's comparison on real digits (research/methods-a.md §B1; Jafari et al., arXiv:2104.07163).
+"""Reproduce Annealing-KD's comparison on real digits (Jafari et al., EACL 2021, arXiv:2104.07163).
 
 Annealing-KD vs its "MSE without annealing" control vs vanilla Hinton KD vs the scratch twin, over several
 seeds, through the ``annealing-kd`` plan: the shipped recipe with the sizes below overridden (the same as
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     page = f"""# Annealing-KD on real MNIST digits: annealing-KD vs MSE-KD vs vanilla KD vs scratch
 
 Jafari, Rezagholizadeh, Sharma and Ghodsi, "Annealing Knowledge Distillation", EACL 2021, arXiv:2104.07163;
-spec: research/methods-a.md §B1; method: `kd_vision.methods.annealing` (phases and Φ(T) schedule in
+method: `kd_vision.methods.annealing` (phases and Φ(T) schedule in
 `kd_core.annealing`).
 
 ## Setting

@@ -1,11 +1,11 @@
-"""Reproduce the BD-KD small experiment (research/methods-b.md §4; Amara et al., arXiv:2212.12965).
+"""Reproduce a small BD-KD experiment (Amara et al., arXiv:2212.12965) on noisy digits.
 
 A (student CE only), B (DML), C (fixed 0.5/0.5 forward+reverse KL) and D (BD-KD) on sklearn 8x8 digits
 with 20% symmetric label noise on train, MLP 64-512-512-10 teacher and 64-12-10 student trained together
 from scratch, over several seeds. It runs the ``bd-kd`` plan with the other three variants as baselines
 (the same as ``kd-vision distill --recipe bd-kd --set 'baselines=[ce,dml,fixed-mix-kd]'``) and writes
 ``docs/results/bd-kd.md``: mean ± std of student accuracy, student ECE and teacher accuracy, the command,
-and whether the spec's expected direction held.
+and whether the expected direction held.
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python tools/repro/bd_kd.py --seeds 0 1 2 --epochs 80
 """
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     legend = ", ".join(f"{label.split(' · ')[0]} = {label.split(' · ')[1]}" for label in LABELS.values())
     page = f"""# BD-KD on noisy digits: A/B/C/D
 
-Amara et al., "BD-KD: Balancing the Divergences for Online Knowledge Distillation", arXiv:2212.12965;
-spec: research/methods-b.md §4 (the "smallest faithful experiment"); method: `kd_vision.methods.bdkd`.
+Amara et al., "BD-KD: Balancing the Divergences for Online Knowledge Distillation", arXiv:2212.12965
+(a small CPU version of its experiment); method: `kd_vision.methods.bdkd`.
 
 ## Setting
 

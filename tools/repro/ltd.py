@@ -1,7 +1,7 @@
 """Reproduce LTD's claims on real digits: A PGD-AT, B defensive distillation, C LTD, with masking checks.
 
 Chen and Lee, "LTD: Low Temperature Distillation for Robust Adversarial Training", arXiv:2111.02331.
-The spec (research/methods-b.md §9) expects C > A in robust accuracy with similar clean accuracy; B fails
+The paper's claims predict C > A in robust accuracy with similar clean accuracy; B fails
 gradient-masking check (i) (attacking it with its logits divided by 100 collapses its robust accuracy)
 and C passes checks (i)–(iii). This runs the ``pgd-at``, ``defensive-distillation`` and ``ltd`` recipes
 in one process over several seeds (the clean teacher is trained once and cached) and writes
@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def verdicts(results: dict[str, dict]) -> list[tuple[str, bool, str]]:
-    """The spec's expectations, each with whether it held and the numbers behind it."""
+    """The expectations, each with whether it held and the numbers behind it."""
     mean = {v: {k: results[v]["summary"][k]["mean"] for k in COLUMNS} for _, v, _ in VARIANTS}
     a, b, c = mean["pgd-at"], mean["defensive-distillation"], mean["ltd"]
     checks = {v: results[v]["checks"] for _, v, _ in VARIANTS}
@@ -111,7 +111,7 @@ def write_doc(doc: Path, results: dict[str, dict], configs: dict[str, dict], com
     text = [
         "# LTD: low temperature distillation for adversarial training (digits)\n",
         "Chen and Lee, \"LTD: Low Temperature Distillation for Robust Adversarial Training\", arXiv:2111.02331. "
-        "Spec: `research/methods-b.md` §9. Code: `kd_vision.methods.ltd`, `kd_vision.attacks`, "
+        "Code: `kd_vision.methods.ltd`, `kd_vision.attacks`, "
         "`kd_core.adversarial`.\n",
         "## Setting\n",
         f"- Data: `{c['data']['source']}` (real digits), {c['data']['train_size']} train / "

@@ -2,7 +2,7 @@
 
 Kim et al., "NaturalInversion: Data-Free Image Synthesis Improving Real-World Consistency", AAAI 2022,
 arXiv:2306.16661 (baseline: Yin et al., "Dreaming to Distill" / DeepInversion, CVPR 2020,
-arXiv:1912.08795). The spec (research/methods-b.md §11) expects, for a student distilled on the
+arXiv:1912.08795). The paper's claims predict, for a student distilled on the
 synthetic images only, test accuracy C > B > A and a feature Fréchet distance (synthetic vs real, in the
 teacher's penultimate space) C < A. Each variant runs its recipe (``deep-inversion``, then
 ``natural-inversion`` with FTP and ACS off, then on) over the same seeds and the same cached teacher;
@@ -81,8 +81,8 @@ def write_doc(doc: Path, results: dict[str, dict], overrides: dict[str, list[str
         "# NaturalInversion vs DeepInversion: data-free KD on real digits",
         "",
         "Kim et al., \"NaturalInversion: Data-Free Image Synthesis Improving Real-World Consistency\", AAAI 2022, "
-        "arXiv:2306.16661; baseline DeepInversion (Yin et al., CVPR 2020, arXiv:1912.08795). Spec: "
-        "`research/methods-b.md` §11. A BatchNorm CNN teacher (`teacher-cnn`) learns from real digits; each "
+        "arXiv:2306.16661; baseline DeepInversion (Yin et al., CVPR 2020, arXiv:1912.08795). "
+        "A BatchNorm CNN teacher (`teacher-cnn`) learns from real digits; each "
         "variant synthesises images by inverting it, a small CNN student (`student-cnn`) is distilled on the "
         "synthetic images **only** (T = 4), and is tested on real digits. FD is the Fréchet distance between "
         "Gaussian fits of the teacher's penultimate features (`in:fc`) of the synthetic images and of the "

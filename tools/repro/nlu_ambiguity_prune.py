@@ -1,4 +1,4 @@
-"""Reproduce S2, layer pruning for label ambiguity, on VADER's human ratings (methods-a.md §A2).
+"""Reproduce S2, layer pruning for label ambiguity, on VADER's human ratings (Park and Park, ACL 2023).
 
 The shipped ``ambiguity-prune`` recipe over 3 seeds: fine-tune MiniLM-L6 (the full model, CE), probe every
 layer, find where validation accuracy plateaus, drop the layers above it, distil the lower layer's
@@ -34,11 +34,11 @@ def main(argv: list[str] | None = None) -> int:
                f"{c.finetune.epochs} epochs; linear probes on frozen features of every layer ({c.probes.pooling} "
                f"pooling, {c.probes.epochs} epochs), plateau tolerance {c.probes.tolerance}; KD from layer "
                f"ℓ* − {c.distill.offset}, λ = {c.distill.lam}, τ = {c.distill.temperature}, "
-               f"{c.distill.train.epochs} epochs. Paper: A2; no table numbers were retrieved, so only directions "
-               f"are checked. Chosen plateau layers per seed: {results.get('layers')}.")
+               f"{c.distill.train.epochs} epochs. Paper: Park and Park, ACL 2023; no table numbers were retrieved, "
+               f"so only directions are checked. Chosen plateau layers per seed: {results.get('layers')}.")
     write_page(args, title="S2: layer pruning for label ambiguity (VADER, MiniLM-L6)",
-               citation=("Deep Model Compression Also Helps Models Capture Ambiguity (spec: research/methods-a.md "
-                         "§A2); method: `kd_nlu.methods.ambiguity` (S2), probes in `kd_nlu.ambiguity`."),
+               citation=("Park and Park, \"Deep Model Compression Also Helps Models Capture Ambiguity\", ACL 2023, "
+                         "arXiv:2306.07061; method: `kd_nlu.methods.ambiguity` (S2), probes in `kd_nlu.ambiguity`."),
                setting=setting, run=run, claims=claims,
                per_seed=per_seed_rows(arms, [("accuracy", 100), ("jsd", 1), ("kl", 1), ("confidence_wrong", 1),
                                              ("params", 1)]),

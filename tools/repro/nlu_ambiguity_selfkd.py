@@ -1,4 +1,4 @@
-"""Reproduce S1, lower-layer self-distillation for label ambiguity, on VADER's human ratings (methods-a.md §A1).
+"""Reproduce S1, lower-layer self-distillation for label ambiguity, on VADER's human ratings (Park et al., 2024).
 
 The shipped ``ambiguity-selfkd`` recipe (MiniLM-L6 fine-tuned on VADER tokens, majority label as gold, scored
 against the 10 raters' negative/neutral/positive distribution) over 3 seeds: CE fine-tuning vs self-KD from
@@ -36,11 +36,12 @@ def main(argv: list[str] | None = None) -> int:
                f"MiniLM-L6 ({c.model.name}), {c.train.epochs} epochs at lr {c.train.lr}. Self-KD from layer "
                f"{c.selfkd.layer} ({c.selfkd.pooling} pooling), λ = {c.selfkd.lam}, τ = {c.selfkd.temperature}; "
                f"re-calibration: rule {c.recalibration.rule}, top {c.recalibration.quantile:.0%}, "
-               f"{c.recalibration.train.epochs} epochs. Paper: Kim et al. (A1); no table numbers were retrieved, so "
-               f"only directions are checked.")
+               f"{c.recalibration.train.epochs} epochs. Paper: Park, Jeong, Cho and Park, arXiv:2406.09719; "
+               f"no table numbers were retrieved, so only directions are checked.")
     write_page(args, title="S1: lower-layer self-distillation for label ambiguity (VADER, MiniLM-L6)",
-               citation=("Self-Knowledge Distillation for Learning Ambiguity (spec: research/methods-a.md §A1); "
-                         "method: `kd_nlu.methods.ambiguity` (S1), metrics `kd_core.ambiguity_metrics`."),
+               citation=("Park, Jeong, Cho and Park, \"Self-Knowledge Distillation for Learning Ambiguity\", "
+                         "arXiv:2406.09719 (2024); method: `kd_nlu.methods.ambiguity` (S1), metrics "
+                         "`kd_core.ambiguity_metrics`."),
                setting=setting, run=run, claims=claims,
                per_seed=per_seed_rows(arms, [("accuracy", 100), ("jsd", 1), ("kl", 1), ("confidence_wrong", 1)]),
                script="nlu_ambiguity_selfkd.py", argv=argv, minutes=minutes)

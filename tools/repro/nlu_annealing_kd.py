@@ -1,4 +1,4 @@
-"""Reproduce Annealing-KD for text classification on the WordNet gloss task (methods-a.md §B1).
+"""Reproduce Annealing-KD for text classification on the WordNet gloss task (Jafari et al., EACL 2021).
 
 The shipped kd-nlu ``annealing-kd`` recipe over 3 seeds: a small BERT student from the fine-tuned MiniLM-L6
 teacher by annealing-KD (annealed logit MSE, then CE), by the same two phases without annealing, by vanilla
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
                f"{c.student.train.epochs} epochs. Paper: Jafari et al., arXiv:2104.07163 (GLUE with BERT students).")
     write_page(args, title="Annealing-KD for text classification (WordNet glosses)",
                citation=("Jafari, Rezagholizadeh, Sharma and Ghodsi, \"Annealing Knowledge Distillation\", EACL "
-                         "2021, arXiv:2104.07163 (spec: research/methods-a.md §B1); method: "
+                         "2021, arXiv:2104.07163; method: "
                          "`kd_nlu.methods.annealing`, schedule `kd_core.annealing`."),
                setting=setting, run=run, claims=claims,
                per_seed=per_seed_rows(arms, [("accuracy", 100), ("ece", 100), ("nll", 1)]),

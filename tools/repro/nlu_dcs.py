@@ -1,4 +1,4 @@
-"""Reproduce DCS, dynamic corrective self-distillation, on the WordNet gloss task (methods-b.md §2).
+"""Reproduce DCS, dynamic corrective self-distillation, on the WordNet gloss task (Amara et al., arXiv:2312.07028).
 
 The shipped ``dcs`` recipe over 3 seeds: MiniLM-L6 fine-tuned by CE (which is also the teacher) vs a student
 self-distilled with uniform weights vs DCS (per-sample weights boosted where teacher and student disagree,
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
                f"Paper: Amara, Jain and Chadha, arXiv:2312.07028 (GLUE gains over fine-tuning).")
     write_page(args, title="DCS: dynamic corrective self-distillation (WordNet glosses, MiniLM-L6)",
                citation=("Amara, Jain and Chadha, \"Dynamic Corrective Self-Distillation for Better Fine-Tuning of "
-                         "Pretrained Models\", arXiv:2312.07028 (spec: research/methods-b.md §2); method: "
+                         "Pretrained Models\", arXiv:2312.07028; method: "
                          "`kd_nlu.methods.dcs`, weights in `kd_core.sample_weights`."),
                setting=setting, run=run, claims=claims,
                per_seed=per_seed_rows(arms, [("accuracy", 100), ("ece", 100), ("nll", 1)]),

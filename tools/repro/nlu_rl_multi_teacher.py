@@ -1,4 +1,4 @@
-"""Reproduce reinforced multi-teacher selection on the WordNet gloss task (methods-a.md §B3).
+"""Reproduce reinforced multi-teacher selection on the WordNet gloss task (Yuan et al., AAAI 2021).
 
 The shipped ``rl-multi-teacher`` recipe over 3 seeds: the fine-tuned MiniLM-L6 and two small teachers each
 trained with heavy label noise on one third of the classes; a small BERT student learns by CE only, from the
@@ -30,12 +30,12 @@ def main(argv: list[str] | None = None) -> int:
                f"{c.teacher.data.test_size} test. Teachers: MiniLM-L6 fine-tuned, plus "
                f"{', '.join(t.name for t in c.extra_teachers)} (label noise on one class group each). Student: "
                f"{c.student.layers} × {c.student.hidden} BERT ({c.student.init} init), {c.student.train.epochs} "
-               f"epochs. Arms: {c.arms}. Paper: Yuan et al. (B3), GLUE students from BERT/RoBERTa teachers; no "
+               f"epochs. Arms: {c.arms}. Paper: Yuan et al., AAAI 2021, GLUE students from BERT/RoBERTa teachers; no "
                f"per-task numbers retrieved, so only directions are checked.")
     write_page(args, title="Reinforced multi-teacher selection (WordNet glosses)",
-               citation=("Reinforced Multi-Teacher Selection for Knowledge Distillation, AAAI 2021, arXiv:2012.06048 "
-                         "(spec: research/methods-a.md §B3); method: `kd_nlu.methods.rl_multi_teacher`, policy "
-                         "and REINFORCE in `kd_core.reinforced`."),
+               citation=("Yuan, Shou, Pei, Lin, Gong, Fu and Jiang, \"Reinforced Multi-Teacher Selection for Knowledge "
+                         "Distillation\", AAAI 2021, arXiv:2012.06048; method: `kd_nlu.methods.rl_multi_teacher`, "
+                         "policy and REINFORCE in `kd_core.reinforced`."),
                setting=setting, run=run, claims=claims,
                per_seed=per_seed_rows(arms, [("accuracy", 100), ("ece", 100), ("nll", 1)]),
                script="nlu_rl_multi_teacher.py", argv=argv, minutes=minutes, notes=notes)

@@ -1,4 +1,4 @@
-"""Reproduce TinyBERT task distillation against a same-size student trained without a teacher (methods-b.md §16).
+"""Reproduce TinyBERT task distillation against a same-size student trained without a teacher (Jiao et al., 2020).
 
 For each seed: the shipped ``tinybert-task`` recipe (the fine-tuned MiniLM-L6 teacher, word-replacement
 augmentation, intermediate-layer then prediction-layer distillation) with the student size given here, and
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                f"`tools/bench/tinybert_vs_minilm.py` (docs/benchmarks.md).")
     write_page(args, title=f"TinyBERT task distillation vs a scratch twin (WordNet glosses, student {args.student})",
                citation=("Jiao et al., \"TinyBERT: Distilling BERT for Natural Language Understanding\", Findings of "
-                         "EMNLP 2020, arXiv:1909.10351 (spec: research/methods-b.md §16); method: "
+                         "EMNLP 2020, arXiv:1909.10351; method: "
                          "`kd_nlu.methods.tinybert`, losses in `kd_nlu.tinybert.objectives`."),
                setting=setting, run=run, claims=claims,
                per_seed=per_seed_rows(arms, [("accuracy", 100), ("ece", 100), ("params", 1)]),

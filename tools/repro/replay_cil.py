@@ -3,7 +3,7 @@
 Variants (see ``kd_vision.cil.training``): (A) fine-tune; (B) 5 exemplars per class + old-class logit KD
 from the frozen previous model; (C) B + generated old-class images in KD only; (D) B + generated images in
 both KD and CE replay (the paper). The generator is a per-class Gaussian mixture fitted once on a split
-disjoint from the stream and frozen (spec §8's stand-in for Stable Diffusion). The spec's expected order is
+disjoint from the stream and frozen (an offline stand-in for Stable Diffusion). The expected order is
 D > C > B > A in average incremental accuracy.
 
 It runs the ``replay-cil`` recipe (with ``variant=D``, ``compare=[A, B, C]`` and the seeds given) through
@@ -71,8 +71,8 @@ def page(results: dict, command: str, minutes: float, config: dict) -> str:
     return (
         "# replay-cil: generative replay + distillation for class-incremental digits\n\n"
         "Paper: Q. Jodelet, X. Liu, Y. J. Phua, T. Murata, \"Class-Incremental Learning using Diffusion Model "
-        "for Distillation and Replay\", arXiv:2306.17560. Spec: `research/methods-b.md` §8 (smallest faithful "
-        "experiment).\n\n"
+        "for Distillation and Replay\", arXiv:2306.17560 (a small CPU "
+        "version of its experiment).\n\n"
         "## Setting\n\n"
         f"scikit-learn 8x8 digits ({c['data']['source']}), three disjoint stratified splits: "
         f"{c['data']['generator_size']} images fit the generator, {c['data']['train_size']} form the stream, "

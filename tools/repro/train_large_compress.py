@@ -2,7 +2,7 @@
 then channel-pruned (Torch-Pruning) and INT8-quantized (ONNX Runtime), accuracy against bytes on disk.
 
 Li, Wallace, Shen, Lin, Keutzer, Klein and Gonzalez, "Train Large, Then Compress: Rethinking Model Size for
-Efficient Training and Inference of Transformers", ICML 2020 (arXiv:2002.11794). Spec: research/methods-b.md §14.
+Efficient Training and Inference of Transformers", ICML 2020 (arXiv:2002.11794).
 The paper's two claims, checked here at a small scale on CNNs (not Transformers):
 (i) under a fixed training budget, larger models converge faster (per step, and on GPUs per second), so train
 large and stop early; (ii) large models are more robust to compression, so at equal compressed size a heavily
@@ -199,7 +199,7 @@ def dominated_share(rows: Sequence[dict[str, Any]], larger: str, smaller: str) -
 
 
 def verdicts(seeds: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]) -> list[tuple[str, bool, str]]:
-    """The spec's expectations (research/methods-b.md §14), each with whether it held and the numbers."""
+    """The expectations drawn from the paper's claims, each with whether it held and the numbers."""
     names = list(seeds[0]["training"])
     largest, smallest = names[0], names[-1]
     out = []
@@ -320,7 +320,7 @@ def write_doc(doc: Path, result: dict[str, Any], command: str, minutes: float) -
     text = [
         "# Train large, then compress (S24) on real digits\n",
         "Li et al., \"Train Large, Then Compress: Rethinking Model Size for Efficient Training and Inference of "
-        "Transformers\", ICML 2020 (arXiv:2002.11794). Spec: `research/methods-b.md` §14. Code: "
+        "Transformers\", ICML 2020 (arXiv:2002.11794). Code: "
         "`tools/repro/train_large_compress.py` (kd-edge's pruning, export and ORT quantization); CI test: "
         "`tests/test_train_large_then_compress.py`.\n",
         "## Setting\n",
@@ -350,7 +350,7 @@ def write_doc(doc: Path, result: dict[str, Any], command: str, minutes: float) -
         result["reading"],
         f"{held} of {len(lines)} expectations held. The paper's wall-clock advantage of large models relies on GPU "
         "parallelism; on a CPU the cost of a step grows almost linearly with FLOPs, so it is judged per step and "
-        "per FLOP here, not per second (the spec's CPU caveat). These are CNNs on 8×8 digits, not Transformers "
+        "per FLOP here, not per second (a CPU caveat). These are CNNs on 8×8 digits, not Transformers "
         "on text: a small-scale check of the direction, not of the paper's numbers.\n",
         "## Reproduce\n",
         f"```\n{command}\n```\n",

@@ -1,7 +1,8 @@
 """``balanced_kl`` against BD-KD's per-sample rule on a hand-computed 2-sample batch (arXiv:2212.12965).
 
-Spec (research/methods-b.md §4): Δᵢ = H(p_S) − H(p_T) (detached), bᵢ = σ(k·Δᵢ) on KL(p_S ‖ p_T), aᵢ = 1 − bᵢ
-on KL(p_T ‖ p_S), averaged over the batch, times τ².
+Rule (Amara et al., "BD-KD: Balancing the Divergences for Online Knowledge Distillation", arXiv v1; the
+sigmoid weights are our reading of its entropy-gap balancing): Δᵢ = H(p_S) − H(p_T) (detached),
+bᵢ = σ(k·Δᵢ) on KL(p_S ‖ p_T), aᵢ = 1 − bᵢ on KL(p_T ‖ p_S), averaged over the batch, times τ².
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from kd_core.errors import ConfigError, DataError
 from kd_vision.data import emoji
 from kd_vision.data.emoji import EMOJI_FONT, EMOJI_TEST, load_emoji, make_emoji_splits, parse_emoji_test
 
-# Emoji 15.0 as Debian's unicode-data ships it (see research/offline-data.md section 2.6).
+# Emoji 15.0 as Debian's unicode-data package ships it (its emoji-test.txt; counts per group).
 GROUPS = {"Smileys & Emotion": 166, "People & Body": 2148, "Animals & Nature": 152, "Food & Drink": 133,
           "Travel & Places": 218, "Activities": 85, "Objects": 261, "Symbols": 223, "Flags": 269}
 # a small selection over three groups: 14 + 9 + 19 + 8 = 50 emoji, rendered in a fraction of a second

@@ -1,7 +1,7 @@
 """Annealing-KD: the per-epoch annealed teacher-logit target of phase I, and the method's two phases.
 
 Jafari, Rezagholizadeh, Sharma and Ghodsi, "Annealing Knowledge Distillation", EACL 2021
-(arXiv:2104.07163); spec in ``research/methods-a.md`` §B1.
+(arXiv:2104.07163); reference code in huawei-noah/Efficient-NLP, folder ``Annealing_KD/``.
 
 - Phase I (``E₁`` epochs): ``MSE(z_s, Φ(T)·z_t)`` (PyTorch's mean over batch × classes), no student
   temperature, no KL, no label term. ``Φ(T) = 1 − (T−1)/τ_max``, with the integer "temperature" T stepping

@@ -3,9 +3,9 @@
 Generative replay for class-incremental learning (Jodelet, Liu, Phua and Murata, "Class-Incremental
 Learning using Diffusion Model for Distillation and Replay", arXiv:2306.17560) feeds images of old
 classes, drawn from a frozen pretrained generator, to the distillation and classification losses. The
-generator is a domain-neutral piece: kd-generative implements it (a diffusers pipeline), kd-vision
-consumes it (and ships an offline stand-in), and neither imports the other. This module is the contract
-between them::
+generator is a domain-neutral piece: kd-vision consumes it (and ships an offline stand-in, the only
+implementation so far; a diffusers pipeline in kd-generative is planned), and no domain imports another.
+This module is the contract between producer and consumer::
 
     class MyGenerator:
         image_shape = (1, 28, 28)

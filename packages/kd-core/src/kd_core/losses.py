@@ -1,6 +1,6 @@
 """Loss terms for distillation: pure functions over raw logits or features, never probabilities.
 
-Conventions (research/methods-a.md §2):
+Conventions:
 - tempered distributions are always computed with ``log_softmax``; a temperature must be > 0;
 - ``kl_divergence(..., direction="forward")`` is KL(p_teacher ‖ p_student), Hinton et al. (2015),
   "Distilling the Knowledge in a Neural Network", arXiv:1503.02531, scaled by T² by default;

@@ -1,7 +1,7 @@
 """Evaluation metrics: accuracy, NLL, Brier, calibration (ECE), divergence to soft labels, model size,
 MACs, latency, and mean ± std over seeds.
 
-Conventions (DESIGN.md §3 "metrics"):
+Conventions:
 - classification metrics take raw logits, never probabilities; the class axis is the last one and
   every leading axis is a sample (``logits [..., C]`` pairs with ``labels [...]``);
 - every metric returns a Python ``float`` (or a small dataclass of floats), computed without

@@ -1,7 +1,7 @@
 """Cut Inner Layers (B.-K. Kim, S. Choi, H. Park, "Cut Inner Layers: A Structured Pruning Strategy
 for Efficient U-Net GANs", arXiv 2206.14658, 2022), for ``kd_edge.models.unet.UNetGenerator``.
 
-The paper's three steps (shared/research/methods-a.md §A4):
+The paper's three steps (as its abstract and introduction describe them; no code is public):
 
 1. ``layer_sensitivity``: prune a fraction r of one conv/deconv layer's filters at a time (L1 norm,
    structured, no fine-tuning) and score the damage; in U-Nets the layers near the bottleneck

@@ -1,1 +1,1 @@
-"""Offline datasets and builders for generative models (nothing downloads from a hub)."""
+"""Offline datasets and builders for generative models (nothing downloads from a hub). None yet."""

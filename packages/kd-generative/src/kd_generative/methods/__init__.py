@@ -1,1 +1,1 @@
-"""Distillation methods for generative models: one module per paper, each registered under ``kd.methods``."""
+"""Distillation methods for generative models: one module per paper, registered under ``kd.methods`` (none yet)."""

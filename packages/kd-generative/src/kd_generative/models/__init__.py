@@ -1,1 +1,1 @@
-"""Generator architectures: GAN generators and diffusion U-Nets built from diffusers configs."""
+"""Generator architectures. None yet; planned: GAN generators and diffusion U-Nets built from diffusers configs."""

@@ -1,6 +1,7 @@
 """The plateau layer: where per-layer validation accuracy stops improving (Park & Park, arXiv:2306.07061).
 
-Rule (methods-a.md §A2, step 3): ``ℓ* = min { ℓ : acc_ℓ ≥ max_ℓ' acc_ℓ' − ε }``, the lowest layer whose
+Rule (our reading of the paper's step 3, which prunes above the layer where validation accuracy converges
+and gives no formula): ``ℓ* = min { ℓ : acc_ℓ ≥ max_ℓ' acc_ℓ' − ε }``, the lowest layer whose
 validation accuracy is within ``tolerance`` (ε, a fraction: 0.005 is half an accuracy point) of the best
 layer's. It needs no gold label distributions. The distillation source is ``ℓ_d = max(1, ℓ* − offset)``:
 when ``ℓ*`` is layer 1 there is nothing below it and the plateau layer distils itself.

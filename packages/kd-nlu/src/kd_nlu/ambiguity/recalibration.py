@@ -2,7 +2,7 @@
 
 After self-distillation, the lower head's distribution ``p_ℓ`` marks training samples as extremely
 ambiguous; the classifier then continues on those samples only, toward ``p_ℓ`` (KL, no CE by default),
-undoing the confidence that CE built on them. Flag rules (methods-a.md §A1):
+undoing the confidence that CE built on them. Flag rules (ours; the paper's abstract fixes none):
 
 - ``entropy``: the ``ceil(q · N)`` samples with the highest entropy ``H(p_ℓ)``;
 - ``margin``: the same count by ``1 − max p_ℓ``;

@@ -13,8 +13,8 @@
 
 Both report accuracy (against majority labels), ECE, JSD (distance, base 2) and KL (nats) to the human
 distributions, and the mean confidence of wrong predictions; default data: the VADER lexicon's human
-rating distributions. The exact λ, τ, ℓ, q of the papers are not published in what we could read
-(methods-a.md marks them [infer]); the defaults follow the spec's pilot.
+rating distributions. The exact λ, τ, ℓ, q of the papers are not published in what we could read (their
+abstracts), so they are our inferences; the defaults follow a small CPU pilot on synthetic 3-class data.
 """
 
 from __future__ import annotations

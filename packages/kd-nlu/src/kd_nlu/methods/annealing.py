@@ -1,9 +1,10 @@
 """Annealing-KD for text classification: fine-tuned MiniLM -> small BERT on the WordNet gloss task.
 
 Jafari, Rezagholizadeh, Sharma and Ghodsi, "Annealing Knowledge Distillation", EACL 2021 (arXiv:2104.07163);
-spec in ``research/methods-a.md`` §B1. Phase I regresses the student's logits onto Φ(T)·z_t with T stepping
-from τ_max down to 1 (``kd_core.annealing``: ``AnnealedScale``, ``annealing_phases``); the best phase-I student
-by validation accuracy is restored; phase II is cross-entropy on the labels with a fresh optimizer.
+reference code in huawei-noah/Efficient-NLP, ``Annealing_KD/``. Phase I regresses the student's logits onto
+Φ(T)·z_t with T stepping from τ_max down to 1 (``kd_core.annealing``: ``AnnealedScale``, ``annealing_phases``);
+the best phase-I student by validation accuracy is restored; phase II is cross-entropy on the labels with a
+fresh optimizer.
 
 Arms, each from the same student initialisation per seed and with the same epoch budget E₁ + E₂:
 ``annealing-kd``; ``mse-kd`` (Φ ≡ 1, the control a third-party replication asks for); ``hinton-kd``

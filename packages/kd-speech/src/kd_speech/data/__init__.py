@@ -1,1 +1,1 @@
-"""Offline datasets and builders for speech (nothing downloads from a hub)."""
+"""Offline datasets and builders for speech (nothing downloads from a hub). None yet."""

@@ -1,1 +1,1 @@
-"""Distillation methods for speech: one module per paper, each registered under ``kd.methods``."""
+"""Distillation methods for speech: one module per paper, each registered under ``kd.methods`` (none yet)."""

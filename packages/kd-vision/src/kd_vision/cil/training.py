@@ -6,7 +6,7 @@ memory 𝓜 ∪ generated old-class images S_{<t} is
 
     L = CE(labelled samples) + λ · T² · KL(p_{t−1}^T ‖ p_t^T) over the old classes' logits,
 
-with p_{t−1} from the frozen previous model f_{t−1} (a ``FrozenTeacher``). Variants (spec §8):
+with p_{t−1} from the frozen previous model f_{t−1} (a ``FrozenTeacher``). Variants:
 
 - **A** fine-tune: CE on D_t alone;
 - **B** exemplars + logit KD (LwF/iCaRL-like): CE and KD on D_t ∪ 𝓜;

@@ -4,7 +4,7 @@
 without replacement; each flipped label moves to one of the *other* ``num_classes - 1`` classes, uniformly
 (never to itself). The same dataset, rate and seed always give the same noisy labels. Inputs are untouched;
 the clean label stays available as ``"clean_label"``. Used by the BD-KD experiment (Amara et al.,
-arXiv:2212.12965; research/methods-b.md §4: digits with 20% symmetric noise on train).
+arXiv:2212.12965; digits with 20% symmetric noise on train).
 """
 
 from __future__ import annotations

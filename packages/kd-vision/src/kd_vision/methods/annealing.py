@@ -1,7 +1,7 @@
 """Annealing-KD on real digits, with the "MSE without annealing" control, vanilla KD and a scratch twin.
 
-Jafari, Rezagholizadeh, Sharma and Ghodsi, "Annealing Knowledge Distillation", EACL 2021 (arXiv:2104.07163);
-spec in ``research/methods-a.md`` §B1. The losses, the per-epoch Φ(T) schedule and the two phases live in
+Jafari, Rezagholizadeh, Sharma and Ghodsi, "Annealing Knowledge Distillation", EACL 2021 (arXiv:2104.07163).
+The losses, the per-epoch Φ(T) schedule and the two phases live in
 ``kd_core.annealing``; this module wires them to the digits, a CNN teacher and a small CNN student.
 
 Arms, each from the same student initialisation per seed and with the same epoch budget E₁ + E₂:

@@ -1,19 +1,20 @@
 """BD-KD: online distillation that balances forward and reverse KL per sample, with DML and a fixed mix.
 
 Amara, Sepahvand, Meyer, Gross and Clark, "BD-KD: Balancing the Divergences for Online Knowledge
-Distillation", arXiv:2212.12965 (v1, 2022). Teacher and student are trained together from scratch
-(research/methods-b.md §4):
+Distillation", arXiv:2212.12965 (v1, 2022). Teacher and student are trained together from scratch. The
+paper fixes the structure; the sigmoid weights and their sharpness k are our reading of its entropy-gap rule:
 
 - student: CE(y, p_S) + λ_S·τ²·(1/B)·Σᵢ [aᵢ·KL(p_Tⁱ ‖ p_Sⁱ) + bᵢ·KL(p_Sⁱ ‖ p_Tⁱ)], with the detached entropy
   gap Δᵢ = H(p_Sⁱ) − H(p_Tⁱ), bᵢ = σ(k·Δᵢ), aᵢ = 1 − bᵢ (``kd_core.losses.balanced_kl``): an unsure student
   leans on the mode-seeking reverse KL, an over-confident one on the mass-covering forward KL;
-- teacher (v1, as the spec settles): DML's CE(y, p_T) + λ_T·τ²·KL(p_S ‖ p_T) against the detached student.
+- teacher (v1's loss; v2 of the paper also changes it): DML's CE(y, p_T) + λ_T·τ²·KL(p_S ‖ p_T) against the
+  detached student.
 
-The controls of the spec's small experiment are recipes of this module: ``dml`` (the student's term is
+The controls of the small experiment are recipes of this module: ``dml`` (the student's term is
 forward KL alone; Zhang et al., "Deep Mutual Learning", arXiv:1706.00384) and ``fixed-mix-kd`` (forward and
 reverse KL at a fixed 0.5/0.5). Every plan also trains the same student from the same initialisation
 with CE alone. Training runs through ``Distiller`` with a ``TrainableTeacher``; the data are digits whose
-train labels carry symmetric noise (``kd_vision.data.noise``). The MLPs the spec asks for (64-512-512-10
+train labels carry symmetric noise (``kd_vision.data.noise``). The experiment's MLPs (64-512-512-10
 teacher, 64-12-10 student) are not in ``kd_vision.models``; ``build_net`` builds ``mlp-<w1>-<w2>...`` here
 and any other name through ``kd_vision.models.build_model``.
 """
@@ -50,7 +51,7 @@ from kd_vision.methods.common import Strict, calibration, fit, open_run
 
 Variant = Literal["ce", "dml", "fixed-mix-kd", "bd-kd"]
 VARIANTS: tuple[str, ...] = ("ce", "dml", "fixed-mix-kd", "bd-kd")
-#: How reports name each variant (the letters of the spec's experiment).
+#: How reports name each variant (the letters of the small experiment).
 LABELS: dict[str, str] = {"ce": "A · student CE only", "dml": "B · DML", "fixed-mix-kd": "C · fixed 0.5/0.5 mix",
                           "bd-kd": "D · BD-KD"}
 _MLP = re.compile(r"mlp-([1-9]\d*(?:-[1-9]\d*)*)")
@@ -243,7 +244,7 @@ def summary_rows(results: Mapping[str, Any]) -> list[dict[str, str]]:
 
 
 def expected_direction(summary: Mapping[str, Mapping[str, Any]]) -> str:
-    """A plain sentence on the spec's expected direction: D lowest student ECE, accuracy ≥ B, teacher ≥ B."""
+    """A plain sentence on the expected direction: D lowest student ECE, accuracy ≥ B, teacher ≥ B."""
     if "bd-kd" not in summary or "dml" not in summary:
         return "The spec's expected direction compares BD-KD (D) with DML (B); run both to check it."
     d, b = summary["bd-kd"], summary["dml"]

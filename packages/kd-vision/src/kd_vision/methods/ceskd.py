@@ -16,7 +16,7 @@ augmentation), so the ``Ensemble`` reads K cached rows per batch instead of runn
 TAKD distils along the chain E_K → E_{K−1} → ... → E_1 → student, each step Hinton KD from the previous
 model (the assistants are trained once, seed 0, and cached). Each plan compares its student with the
 same student trained by plain KD from the teacher and from scratch, mean ± std over seeds; the
-``anti-curriculum`` variant (hard samples to small experts) is the spec's sanity ablation.
+``anti-curriculum`` variant (hard samples to small experts) is a sanity ablation (it should do worse).
 
 Besides ``kd_vision.models.build_model`` names, experts and students accept ``digit-cnn-w<N>``: a
 ``DigitCNN`` of width N without dropout, so a pool of decreasing width needs no registry entries.
@@ -393,7 +393,7 @@ def routing_summary(selection: CurriculumSelection, difficulty: dict[int, float]
 
 
 def direction(summary: dict[str, dict[str, float]]) -> dict[str, bool | None]:
-    """The spec's expected ordering on mean accuracy: D ≥ C, C > B, E < D (None where a variant is missing)."""
+    """The expected ordering on mean accuracy: D ≥ C, C > B, E < D (None where a variant is missing)."""
     acc = {v: s["accuracy_mean"] for v, s in summary.items()}
 
     def check(a: str, b: str, strict: bool) -> bool | None:

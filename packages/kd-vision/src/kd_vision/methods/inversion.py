@@ -66,7 +66,7 @@ class SynthesisConfig(Strict):
     """What both inversions share: how many images, iterations, the prior weights and the jitter.
 
     Defaults: NaturalInversion's CIFAR-10 weights (w_bn 10, w_tv 6e-3, w_l2 1.5e-5), jitter ±2 px with
-    flips; 20 images per class in one batch of 200 and 400 iterations (the CPU-sized setting of the spec;
+    flips; 20 images per class in one batch of 200 and 400 iterations (a CPU-sized setting;
     the paper uses batches of 256 and 2000 iterations).
     """
 

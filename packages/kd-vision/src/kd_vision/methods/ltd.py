@@ -7,7 +7,7 @@ fixed τ_T; the student's logits are divided by a fixed τ_S that is kept at tes
 is ``LogitScale(student, 1/τ_S)``). Per batch: ``x_adv = PGD_{ε,α,K}`` maximising ``CE(q(x), p(x+δ))``,
 then ``min_θ CE(q(x), p(x_adv))`` with ``p = softmax(f_S/τ_S)``; the teacher always sees the clean x.
 
-Baselines (research/methods-b.md §9): ``pgd-at`` (Madry et al., arXiv:1706.06083), the same training
+Baselines: ``pgd-at`` (Madry et al., arXiv:1706.06083), the same training
 with one-hot labels; ``defensive-distillation`` (Papernot et al., arXiv:1511.04508), a teacher and a
 student both trained at T = 100 without adversarial examples and deployed at T = 1, the gradient-masking
 foil. Every plan trains through ``Distiller``; adversarial inputs come from its ``forward`` hook

@@ -6,13 +6,14 @@ classes seen in earlier tasks; they enter **both** the distillation loss (logit 
 model f_{t−1}) and the classification loss (labelled replay), next to the current task's data and a small
 exemplar memory.
 
-Offline stand-in (spec §8): digits split into 5 tasks of 2 classes; the generator is a per-class Gaussian
-mixture (5 components, diagonal covariance) fitted once, before the stream, on a split of all classes
-disjoint from the stream's data and test set, then frozen. The classifier keeps a fixed 10-way head
-whose unseen classes are masked out. The plan runs the chosen variant (default D, the paper) and, for
-reference, the variants in ``compare`` (default A, fine-tuning) over every seed, and reports average
-incremental accuracy, final accuracy and forgetting (definitions in :mod:`kd_vision.cil.metrics`), the
-accuracy matrix and an accuracy-per-task plot. Variants are described in :mod:`kd_vision.cil.training`.
+Offline stand-in for the paper's Stable Diffusion and image data: digits split into 5 tasks of 2 classes;
+the generator is a per-class Gaussian mixture (5 components, diagonal covariance) fitted once, before the
+stream, on a split of all classes disjoint from the stream's data and test set, then frozen. The classifier
+keeps a fixed 10-way head whose unseen classes are masked out. The plan runs the chosen variant (default D,
+the paper) and, for reference, the variants in ``compare`` (default A, fine-tuning) over every seed, and
+reports average incremental accuracy, final accuracy and forgetting (definitions in
+:mod:`kd_vision.cil.metrics`), the accuracy matrix and an accuracy-per-task plot. Variants are described in
+:mod:`kd_vision.cil.training`.
 """
 
 from __future__ import annotations
