@@ -1,0 +1,309 @@
+"""Arms and studies: a method is a few arms; a ``Study`` runs arms × seeds and reports paired comparisons.
+
+An ``Arm`` is one way to train a student: its phases (each with its objective), the teacher signal it
+distils from, and its student builder. The from-scratch twin and every baseline are arms too. A method
+module holds only its config, its paper citation and ``arms(config, task) -> {name: Arm}``.
+
+``Study(task, arms, seeds).run(out)``:
+
+1. gets the teacher: given with weights (checked on val and reported), or trained here on the task's
+   teacher pool and cached under ``$KD_DATA_HOME/teachers`` keyed by what determines it;
+2. trains every arm on every seed through ``Distiller``, paired: the same seed gives every arm the same
+   student initialisation and the same data order; each arm × seed is its own resumable run directory;
+3. evaluates every student through the task on the test split and writes ``results.json``;
+4. writes ``report.md`` with plots: the teacher's own quality first, then whether plain KD beats
+   scratch, then every other comparison, each a paired per-seed difference with a 95 % t-interval and a
+   verdict (``kd_core.stats``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from kd_core.backends import Backend
+from kd_core.checkpoint import load_weights
+from kd_core.datacache import cached_model
+from kd_core.engine import Callback, Distiller, Phase, adamw, cosine_lr
+from kd_core.errors import ConfigError
+from kd_core.losses import cross_entropy
+from kd_core.objective import Objective, Term
+from kd_core.runs import RunDir, environment
+from kd_core.signals import FrozenTeacher, Signal
+from kd_core.stats import PairedComparison, paired_difference
+from kd_core.task import Task, classification_outputs
+
+Role = Literal["scratch", "kd", "variant", "baseline"]
+
+__all__ = ["Arm", "Role", "Study", "StudyResult", "TrainSpec", "model_cost", "supervised_phases"]
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How a model is trained when a study trains it (a teacher, or an arm's single phase): epochs, AdamW
+    learning rate with cosine decay, batch size, weight decay."""
+
+    epochs: int
+    lr: float
+    batch_size: int = 64
+    weight_decay: float = 0.0
+
+    def phases(self, objective: Objective, name: str = "train") -> list[Phase]:
+        """One phase of ``epochs`` over ``objective``."""
+        return [Phase(name, objective, epochs=self.epochs, optimizer=adamw(self.lr, self.weight_decay),
+                      scheduler=cosine_lr)]
+
+
+def supervised_phases(train: TrainSpec, label: str = "label") -> list[Phase]:
+    """Cross-entropy on the labels alone, one phase: how a scratch twin or a teacher learns."""
+    return train.phases(Objective(Term("ce", cross_entropy, student="logits", target=label)))
+
+
+@dataclass
+class Arm:
+    """One way to train a student.
+
+    - ``phases()``: fresh phases for one run (objectives may hold trainable parts, so one set per run);
+    - ``signal(teacher)``: the teacher signal built from the study's teacher; None means a frozen teacher
+      when a phase reads the teacher, and no teacher otherwise;
+    - ``student(seed)``: the student builder (default: the task's);
+    - ``role``: ``scratch`` (no teacher), ``kd`` (plain KD, the baseline every variant must beat),
+      ``variant`` (the method under test) or ``baseline`` (any other);
+    - ``callbacks()``: fresh callbacks per run; ``distiller``: extra ``Distiller`` options.
+    """
+
+    phases: Callable[[], list[Phase]]
+    role: Role = "variant"
+    signal: Callable[[nn.Module], Signal] | None = None
+    student: Callable[[int], nn.Module] | None = None
+    batch_size: int = 64
+    callbacks: Callable[[], list[Callback]] = list
+    distiller: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass
+class StudyResult:
+    """What ``Study.run`` returns: the run directory, the results dict (as in ``results.json``) and the
+    comparisons."""
+
+    run: RunDir
+    results: dict[str, Any]
+    comparisons: list[PairedComparison]
+
+    @property
+    def report(self) -> Path:
+        """The report's path."""
+        return self.run.report
+
+
+def model_cost(model: nn.Module, example: Any, latency_iterations: int = 50) -> dict[str, float]:
+    """Parameters, MACs and CPU latency (p50 ms, one example) of a CPU copy of ``model``."""
+    from kd_core.metrics import count_macs, count_parameters, measure_latency
+
+    cpu_model = copy.deepcopy(model).cpu().eval()
+    example = example.cpu() if isinstance(example, torch.Tensor) else example
+    cost: dict[str, float] = {"params": count_parameters(cpu_model)}
+    try:
+        cost["macs"] = count_macs(cpu_model, example)
+    except Exception:  # a model the flop counter cannot trace still gets its other costs
+        cost["macs"] = float("nan")
+    if latency_iterations > 0:
+        cost["latency_ms_p50"] = measure_latency(cpu_model, example, warmup=5,
+                                                 iterations=latency_iterations).p50_ms
+    return cost
+
+
+def _check_arms(arms: Mapping[str, Arm], seeds: Sequence[int]) -> None:
+    if not isinstance(arms, Mapping) or not arms:
+        raise ConfigError("arms", "a non-empty dict of name -> Arm", arms)
+    for name, arm in arms.items():
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ConfigError("arms", "arm names that are non-empty and hold no '/'", name)
+        if not isinstance(arm, Arm):
+            raise ConfigError(f"arms[{name!r}]", "an Arm", type(arm).__name__)
+        if arm.role not in ("scratch", "kd", "variant", "baseline"):
+            raise ConfigError(f"arms[{name!r}].role", "scratch, kd, variant or baseline", arm.role)
+    if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError("seeds", "a non-empty list of distinct integers", list(seeds))
+
+
+class Study:
+    """Arms × seeds on one task, paired, with a report (see the module doc).
+
+    ``teacher_training``: how to train the teacher when the task's comes without weights; ``reuse_teacher``
+    reads a cached teacher when one with the same key exists. ``compare``: (a, b) arm pairs to compare on
+    the headline metric; by default every ``kd`` arm against the ``scratch`` arm and every ``variant``
+    against the ``kd`` arm and against ``scratch``.
+    """
+
+    def __init__(self, task: Task, arms: Mapping[str, Arm], seeds: Sequence[int], *, title: str,
+                 teacher_training: TrainSpec | None = None, backend: Backend | None = None,
+                 reuse_teacher: bool = True, compare: Sequence[tuple[str, str]] | None = None,
+                 latency_iterations: int = 50, config: dict[str, Any] | None = None, notes: str = "",
+                 progress: Any = None) -> None:
+        _check_arms(arms, seeds)
+        self.task, self.arms, self.seeds, self.title = task, dict(arms), list(seeds), title
+        self.teacher_training, self.reuse_teacher = teacher_training, reuse_teacher
+        self.backend = backend or Backend()
+        self.latency_iterations, self.config, self.notes, self.progress = latency_iterations, config or {}, notes, \
+            progress
+        self.compare = list(compare) if compare is not None else self._default_pairs()
+        for a, b in self.compare:
+            for arm in (a, b):
+                if arm not in self.arms:
+                    raise ConfigError("compare", f"pairs of arm names among {sorted(self.arms)}", arm)
+        if self._needs_teacher() and not task.teacher_trained and teacher_training is None:
+            raise ConfigError("teacher_training", "how to train the teacher (the task's comes without weights)",
+                              None)
+
+    def _default_pairs(self) -> list[tuple[str, str]]:
+        by_role: dict[str, list[str]] = {}
+        for name, arm in self.arms.items():
+            by_role.setdefault(arm.role, []).append(name)
+        scratch, kd = by_role.get("scratch", [])[:1], by_role.get("kd", [])[:1]
+        pairs = [(k, s) for k in by_role.get("kd", []) for s in scratch]
+        for variant in by_role.get("variant", []):
+            pairs += [(variant, k) for k in kd] + [(variant, s) for s in scratch]
+        return pairs
+
+    def _needs_teacher(self) -> bool:
+        return any(arm.role != "scratch" for arm in self.arms.values())
+
+    # -- the teacher ------------------------------------------------------------------------------
+    def _teacher(self, out: Path, resume: bool) -> tuple[nn.Module, str]:
+        task = self.task
+        if task.teacher_trained:
+            return task.teacher().to(self.backend.device), "given with its weights, used as it is"
+        spec = self.teacher_training
+        assert spec is not None  # checked in __init__
+
+        def build() -> nn.Module:
+            torch.manual_seed(0)
+            return task.teacher()
+
+        def train(model: nn.Module) -> nn.Module:
+            distiller = Distiller(model, supervised_phases(spec), backend=self.backend, batch_size=spec.batch_size,
+                                  seed=0, forward=task.forward, collate=task.collate,
+                                  evaluator=task.evaluator, callbacks=self._progress("teacher"))
+            run = out / "teacher"
+            distiller.fit(task.data.teacher_pool, task.data.val, out=run, config={"role": "teacher", **self.config},
+                          resume=resume and (run / "config.yaml").is_file())
+            return distiller.student
+
+        model, note = cached_model(build, train, task.name, self.reuse_teacher, data=task.key,
+                                   training=spec.__dict__)
+        return model.to(self.backend.device), note
+
+    def _progress(self, label: str) -> list[Callback]:
+        if self.progress is None:
+            return []
+        from kd_core.progress import ProgressCallback
+
+        return [ProgressCallback(label, self.progress)]
+
+    # -- the arms ---------------------------------------------------------------------------------
+    def _signal(self, arm: Arm, phases: list[Phase], teacher: nn.Module | None) -> Signal | None:
+        if arm.signal is not None:
+            if teacher is None:
+                raise ConfigError("arms", "a teacher for an arm with a teacher signal", None)
+            return arm.signal(teacher)
+        if any(p.objective.needs_teacher for p in phases):
+            return FrozenTeacher(teacher) if teacher is not None else None
+        return None
+
+    def _train_arm(self, name: str, arm: Arm, seed: int, teacher: nn.Module | None, out: Path,
+                   resume: bool) -> nn.Module:
+        task = self.task
+        student = (arm.student or task.student)(seed)
+        phases = arm.phases()
+        distiller = Distiller(student, phases, teacher=self._signal(arm, phases, teacher), backend=self.backend,
+                              batch_size=arm.batch_size, seed=seed, forward=task.forward, collate=task.collate,
+                              evaluator=task.evaluator, callbacks=[*arm.callbacks(), *self._progress(
+                                  f"{name} s{seed}")], **arm.distiller)
+        run = out / f"{name}-seed{seed}"
+        distiller.fit(task.data.train, task.data.val, out=run,
+                      config={"arm": name, "seed": seed, "role": arm.role, **self.config},
+                      resume=resume and (run / "config.yaml").is_file())
+        return distiller.student
+
+    def _batches(self, dataset: Any) -> list[Any]:
+        loader = DataLoader(dataset, batch_size=256, collate_fn=self.task.collate)
+        return [self.backend.to_device(b) for b in loader]
+
+    def _score(self, model: nn.Module, batches: list[Any]) -> dict[str, float]:
+        model.eval()
+        with self.backend.autocast():
+            return {k: float(v) for k, v in self.task.evaluator(model, batches, self.task.forward).items()}
+
+    # -- the whole study --------------------------------------------------------------------------
+    def run(self, out: str | Path, resume: bool = False) -> StudyResult:
+        """Run every arm on every seed under ``out`` and write ``results.json`` and ``report.md``."""
+        task = self.task
+        top = RunDir.create(out, {"study": self.title, "arms": sorted(self.arms), "seeds": self.seeds,
+                                  **self.config}, resume=resume,
+                            env=environment(self.seeds[0], {"backend": self.backend.describe()}),
+                            write=self.backend.is_main)
+        test = self._batches(task.data.test)
+        teacher, teacher_note = (self._teacher(top.path, resume) if self._needs_teacher() else (None, "none"))
+        results: dict[str, Any] = {"task": {"name": task.name, "description": task.description,
+                                            "sizes": task.data.sizes(), "headline": task.headline,
+                                            "higher_is_better": task.higher_is_better},
+                                   "seeds": self.seeds, "arms": {}}
+        example = task.example_input()
+        calibration: dict[str, Any] = {}
+        if teacher is not None:
+            results["teacher"] = {"test": self._score(teacher, test), "val": self._score(teacher,
+                                                                                         self._batches(task.data.val)),
+                                  "source": teacher_note,
+                                  "cost": model_cost(teacher, example, self.latency_iterations)}
+            if task.classification:
+                calibration["teacher"] = classification_outputs(teacher, test, task.forward)
+        for name, arm in self.arms.items():
+            per_seed: dict[str, dict[str, float]] = {}
+            for seed in self.seeds:
+                student = self._train_arm(name, arm, seed, teacher, top.path, resume)
+                per_seed[str(seed)] = self._score(student, test)
+                if seed == self.seeds[0]:
+                    cost = model_cost(student, example, self.latency_iterations)
+                    if task.classification:
+                        calibration[name] = classification_outputs(student, test, task.forward)
+            results["arms"][name] = {"role": arm.role, "description": arm.description, "seeds": per_seed,
+                                     "cost": cost}
+        comparisons = self.comparisons(results)
+        results["comparisons"] = [c.as_dict() for c in comparisons]
+        if self.backend.is_main:
+            top.write_json("results.json", results)
+            from kd_core.study_report import write_study_report
+
+            write_study_report(self, top, results, comparisons, calibration)
+        return StudyResult(run=top, results=results, comparisons=comparisons)
+
+    def comparisons(self, results: Mapping[str, Any]) -> list[PairedComparison]:
+        """The paired comparisons of ``results`` on the headline metric, in ``compare`` order."""
+        task, arms = self.task, results["arms"]
+        scale = 100.0 if task.headline in task.percent else 1.0
+        out = []
+        for a, b in self.compare:
+            seeds = [s for s in arms[a]["seeds"] if s in arms[b]["seeds"]]
+            values = [[scale * arms[x]["seeds"][s][task.headline] for s in seeds] for x in (a, b)]
+            if any(not math.isfinite(v) for v in values[0] + values[1]):
+                continue
+            out.append(paired_difference(values[0], values[1], a_name=a, b_name=b, metric=task.headline,
+                                         higher_is_better=task.higher_is_better))
+        return out
+
+    def load_student(self, run: str | Path, arm: str, seed: int) -> nn.Module:
+        """The final student of ``arm`` on ``seed`` from a finished study's run directory."""
+        if arm not in self.arms:
+            raise ConfigError("arm", f"one of {sorted(self.arms)}", arm)
+        model = (self.arms[arm].student or self.task.student)(seed)
+        return load_weights(model, Path(run) / f"{arm}-seed{seed}" / "checkpoints" / "final.safetensors")

@@ -1,0 +1,131 @@
+"""Study: arms × seeds through Distiller, paired comparisons with intervals and verdicts, results and report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from kd_core import Backend
+from kd_core.errors import ConfigError
+from kd_core.losses import cross_entropy, kl_divergence
+from kd_core.objective import Objective, Term
+from kd_core.stats import paired_difference
+from kd_core.study import Arm, Study, TrainSpec, supervised_phases
+from kd_core.study_report import comparison_sentence
+from kd_core.task import Splits, Task
+from torch import nn
+from torch.utils.data import Dataset
+
+
+class Blobs(Dataset):
+    """Three Gaussian blobs in 8 dimensions, items as dicts."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.y = torch.randint(0, 3, (n,), generator=g)
+        centres = torch.tensor([[2.0] * 4 + [0.0] * 4, [0.0] * 4 + [2.0] * 4, [-2.0] * 8])
+        self.x = centres[self.y] + 1.5 * torch.randn(n, 8, generator=g)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"input": self.x[i], "label": self.y[i]}
+
+
+def _mlp(width: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, 3))
+
+
+def blob_task(name: str = "blobs") -> Task:
+    def student(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return _mlp(4)
+
+    return Task(name=name, splits=lambda: Splits(Blobs(96, 0), Blobs(48, 1), Blobs(64, 2), Blobs(192, 3)),
+                teacher=lambda: _mlp(32), student=student, key={"blobs": 1}, description="three Gaussian blobs")
+
+
+def hinton_arms(train: TrainSpec) -> dict[str, Arm]:
+    def kd() -> list:
+        return train.phases(Objective(
+            Term("kd", kl_divergence, teacher="logits", weight=0.9, temperature=4.0),
+            Term("ce", cross_entropy, target="label", weight=0.1)))
+
+    return {"scratch": Arm(lambda: supervised_phases(train), role="scratch", batch_size=32),
+            "kd": Arm(kd, role="kd", batch_size=32)}
+
+
+def test_study_runs_every_arm_and_seed_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KD_DATA_HOME", str(tmp_path / "cache"))
+    train = TrainSpec(epochs=2, lr=1e-2, batch_size=32)
+    study = Study(blob_task(), hinton_arms(train), seeds=[0, 1], title="Blobs", teacher_training=TrainSpec(3, 1e-2),
+                  backend=Backend(device="cpu"), latency_iterations=2)
+    result = study.run(tmp_path / "run")
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert set(results["arms"]) == {"scratch", "kd"} and set(results["arms"]["kd"]["seeds"]) == {"0", "1"}
+    assert results["teacher"]["test"]["accuracy"] > 0.5  # the blobs are learnable: the teacher is sound
+    # the one comparison by default: kd against scratch, on paired seeds, as kd_core.stats computes it
+    (cmp,) = result.comparisons
+    acc = {arm: [100 * results["arms"][arm]["seeds"][s]["accuracy"] for s in ("0", "1")] for arm in ("kd", "scratch")}
+    expected = paired_difference(acc["kd"], acc["scratch"], a_name="kd", b_name="scratch", metric="accuracy")
+    assert (cmp.a, cmp.b, cmp.differences, cmp.verdict) == ("kd", "scratch", expected.differences, expected.verdict)
+    assert results["comparisons"][0]["low"] == pytest.approx(expected.low)
+    report = result.report.read_text()
+    assert "**Teacher**" in report and "**Plain KD against scratch**" in report
+    assert report.index("**Teacher**") < report.index("**Plain KD against scratch**")
+    assert "95 % CI" in report
+    for plot in ("val_curves.png", "headline.png", "reliability.png"):
+        assert (tmp_path / "run" / "plots" / plot).is_file()
+    # the same seed gives every arm the same initial student: both arms start from one set of weights
+    first = study.task.student(1).state_dict()
+    again = study.task.student(1).state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    # the teacher was cached: a second study reuses it
+    cached = list((tmp_path / "cache" / "teachers").glob("blobs-*.safetensors"))
+    assert len(cached) == 1
+    assert "reused" in study._teacher(tmp_path / "again", resume=False)[1]
+
+
+def test_resumed_study_equals_the_uninterrupted_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KD_DATA_HOME", str(tmp_path / "cache"))
+    train = TrainSpec(epochs=1, lr=1e-2, batch_size=32)
+
+    def study() -> Study:
+        return Study(blob_task(), hinton_arms(train), seeds=[0], title="Blobs", teacher_training=TrainSpec(2, 1e-2),
+                     backend=Backend(device="cpu"), latency_iterations=0)
+
+    full = study().run(tmp_path / "full").results
+    again = study().run(tmp_path / "full", resume=True).results  # every arm finished: resume redoes nothing
+    assert again["arms"]["kd"]["seeds"] == full["arms"]["kd"]["seeds"]
+
+
+def test_comparison_sentences() -> None:
+    win = paired_difference([12.0, 12.1, 11.9], [10.0, 10.0, 10.0], a_name="kd", b_name="scratch", metric="accuracy")
+    assert comparison_sentence(win).startswith("**kd** beats **scratch** by 2.00 points")
+    assert comparison_sentence(win).endswith("**held**.")
+    loss = paired_difference([10.0, 10.0, 10.0], [11.0, 11.2, 11.1], a_name="kd", b_name="scratch",
+                             metric="accuracy")
+    assert "**kd** loses to **scratch** by 1.10 points" in comparison_sentence(loss)
+    assert "-1.10" not in comparison_sentence(loss).split("(")[0]
+    single = paired_difference([11.0], [10.0], a_name="kd", b_name="scratch", metric="accuracy")
+    text = comparison_sentence(single)
+    assert "n = 1" in text and "±" not in text and text.endswith("**inconclusive**.")
+    ece = paired_difference([1.0, 1.1], [3.0, 3.2], a_name="kd", b_name="scratch", metric="ece",
+                            higher_is_better=False)
+    assert comparison_sentence(ece).startswith("**kd** beats **scratch**")
+
+
+def test_bad_arms_and_pairs_are_named() -> None:
+    task = blob_task()
+    with pytest.raises(ConfigError, match="arms"):
+        Study(task, {}, seeds=[0], title="x")
+    with pytest.raises(ConfigError, match="seeds"):
+        Study(task, hinton_arms(TrainSpec(1, 1e-2)), seeds=[0, 0], title="x", teacher_training=TrainSpec(1, 1e-2))
+    with pytest.raises(ConfigError, match="compare"):
+        Study(task, hinton_arms(TrainSpec(1, 1e-2)), seeds=[0], title="x", teacher_training=TrainSpec(1, 1e-2),
+              compare=[("kd", "nope")])
+    with pytest.raises(ConfigError, match="teacher_training"):
+        Study(task, hinton_arms(TrainSpec(1, 1e-2)), seeds=[0], title="x")
