@@ -33,13 +33,15 @@ def test_tiny_run_writes_report_plots_results_and_reuses_its_teacher(tmp_path: P
     out = tmp_path / "run"
     assert main(["distill", "--recipe", "hinton-kd", "--out", str(out), *TINY]) == 0
     report = (out / "report.md").read_text()
-    for needle in ("teacher", "distilled student", "scratch student", "ECE", "MACs", "latency"):
+    for needle in ("**Teacher**", "**Plain KD against scratch**", "95 %", "ece %", "MACs", "CPU p50 ms"):
         assert needle in report
-    for png in ("loss_curves.png", "reliability.png", "accuracy.png"):
+    for png in ("val_curves.png", "reliability.png", "headline.png"):
         assert (out / "plots" / png).read_bytes()[:4] == b"\x89PNG"
     results = json.loads((out / "results.json").read_text())
-    assert results["teacher"]["params"] > 10 * results["distilled"]["params"]
-    assert 0.0 <= results["seeds"]["distilled"]["0"]["accuracy"] <= 1.0
+    assert results["teacher"]["cost"]["params"] > 10 * results["arms"]["kd"]["cost"]["params"]
+    assert set(results["arms"]) == {"kd", "scratch"} and set(results["arms"]["kd"]["seeds"]) == {"0"}
+    assert results["comparisons"][0]["a"] == "kd" and results["comparisons"][0]["b"] == "scratch"
+    assert results["comparisons"][0]["verdict"] == "inconclusive"  # one seed: no interval, no verdict
     assert (out / "teacher" / "checkpoints" / "final.safetensors").is_file()
     assert len(list((data_home / "teachers").glob("*.safetensors"))) == 1
 
@@ -53,6 +55,7 @@ def test_tiny_run_writes_report_plots_results_and_reuses_its_teacher(tmp_path: P
     assert main(["distill", "--recipe", "hinton-kd", "--out", str(fewer), *TINY, "--set", "data.train_size=40"]) == 0
     assert not (fewer / "teacher").exists()
     assert len(list((data_home / "teachers").glob("*.safetensors"))) == 1
+    assert main(["eval", str(fewer), "--device", "cpu"]) == 0
 
 
 def test_an_existing_run_is_not_overwritten(tmp_path: Path, data_home: Path,
@@ -86,10 +89,8 @@ def test_distilled_student_beats_its_scratch_twin_over_three_seeds(tmp_path: Pat
     out = tmp_path / "demo"
     assert main(["distill", "--recipe", "hinton-kd", "--out", str(out), "--device", "cpu"]) == 0
     results = json.loads((out / "results.json").read_text())
-    distilled = [r["accuracy"] for r in results["seeds"]["distilled"].values()]
-    scratch = [r["accuracy"] for r in results["seeds"]["scratch"].values()]
-    assert len(distilled) == len(scratch) == 3
-    assert sum(distilled) / 3 > sum(scratch) / 3
+    (plain,) = results["comparisons"]
+    assert plain["n"] == 3 and plain["verdict"] == "held"
 
 
 def test_a_teacher_pool_smaller_than_the_students_is_refused(tmp_path: Path, data_home: Path,
@@ -103,12 +104,10 @@ def test_a_teacher_pool_smaller_than_the_students_is_refused(tmp_path: Path, dat
 
 
 def test_students_train_on_the_head_of_the_teachers_pool() -> None:
-    from kd_vision.methods.hinton import DataConfig, HintonPlan
+    from kd_vision.tasks import VisionData, vision_splits
 
-    plan = HintonPlan(HintonConfig(name="x", data=DataConfig(train_size=50, teacher_train_size=120,
-                                                             val_size=20, test_size=30)))
-    splits = plan._splits()
-    assert len(splits["teacher_train"]) == 120 and len(splits["train"]) == 50
-    assert splits["train"].indices.tolist() == splits["teacher_train"].indices[:50].tolist()
-    held_out = set(splits["val"].indices.tolist()) | set(splits["test"].indices.tolist())
-    assert not held_out & set(splits["teacher_train"].indices.tolist())
+    splits = vision_splits(VisionData(train_size=50, teacher_train_size=120, val_size=20, test_size=30))[0]
+    assert len(splits.teacher_train) == 120 and len(splits.train) == 50
+    assert splits.train.indices.tolist() == splits.teacher_train.indices[:50].tolist()
+    held_out = set(splits.val.indices.tolist()) | set(splits.test.indices.tolist())
+    assert not held_out & set(splits.teacher_train.indices.tolist())

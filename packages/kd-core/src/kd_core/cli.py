@@ -55,7 +55,8 @@ def _distill(domain: str, args: argparse.Namespace) -> int:
     method, config = load_recipe(args.recipe, overrides, domain=domain)
     out = Path(args.out) if args.out else default_out(config.name or method.name, args.resume)
     plan = method.build(config)
-    run_dir = plan.run(RunContext(out=out, device=args.device, precision=args.precision, resume=args.resume))
+    run_dir = plan.run(RunContext(out=out, device=args.device, precision=args.precision, resume=args.resume,
+                                  trust=tuple(args.trust or ())))
     report = Path(run_dir) / "report.md"
     print(f"run directory: {run_dir}")
     if report.is_file():
@@ -96,6 +97,8 @@ def domain_parser(domain: str) -> argparse.ArgumentParser:
     distill.add_argument("--out", default=None,
                          help="run directory (default runs/<recipe name>, or -2, -3, ... if taken)")
     distill.add_argument("--resume", action="store_true", help="continue the run in --out (default: the newest)")
+    distill.add_argument("--trust", action="append", metavar="PREFIX",
+                         help="a package whose 'module:function' model builders may be imported (runs its code)")
     sub.add_parser("recipes", help="list the recipes of this domain")
     evaluate = sub.add_parser("eval", help="evaluate a finished run's student")
     evaluate.add_argument("run", help="the run directory")

@@ -49,6 +49,8 @@ class RunContext:
     precision: str = "fp32"
     resume: bool = False
     progress: bool = True
+    trust: tuple[str, ...] = ()
+    """Package prefixes whose ``module:function`` builders may be imported (``--trust``)."""
 
 
 @dataclass(frozen=True)

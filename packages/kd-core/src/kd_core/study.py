@@ -157,6 +157,7 @@ class Study:
         self.latency_iterations, self.config, self.notes, self.progress = latency_iterations, config or {}, notes, \
             progress
         self.compare = list(compare) if compare is not None else self._default_pairs()
+        self._given_teacher: nn.Module | None = None
         for a, b in self.compare:
             for arm in (a, b):
                 if arm not in self.arms:
@@ -182,7 +183,8 @@ class Study:
     def _teacher(self, out: Path, resume: bool) -> tuple[nn.Module, str]:
         task = self.task
         if task.teacher_trained:
-            return task.teacher().to(self.backend.device), "given with its weights, used as it is"
+            teacher = self._given_teacher if self._given_teacher is not None else task.teacher()
+            return teacher.to(self.backend.device), "given with its weights, used as it is"
         spec = self.teacher_training
         assert spec is not None  # checked in __init__
 
@@ -239,6 +241,53 @@ class Study:
         loader = DataLoader(dataset, batch_size=256, collate_fn=self.task.collate)
         return [self.backend.to_device(b) for b in loader]
 
+    def test_batches(self) -> list[Any]:
+        """The test split, collated and on the study's device."""
+        return self._batches(self.task.data.test)
+
+    def score(self, model: nn.Module, batches: list[Any]) -> dict[str, float]:
+        """The task's metrics of ``model`` over ``batches``."""
+        return self._score(model, batches)
+
+    def _probe(self, model: nn.Module, role: str, argument: str) -> None:
+        """One eval-mode forward of an example batch: a model that cannot take the task's inputs, or whose logits
+        do not cover the task's classes, is refused before any training or run directory."""
+        from kd_core.taps import select_logits
+
+        task = self.task
+        batch = task.example_batch(2)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                logits = select_logits(task.forward(model, batch))
+        except Exception as err:  # any failure here is the model not fitting the data: say so in one line
+            shape = tuple(task.example_input().shape) if isinstance(task.example_input(), torch.Tensor) else "?"
+            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConfigError(argument, f"a {role} that accepts this task's inputs (one item: shape {shape})",
+                              f"{type(err).__name__}: {message[:300]}") from None
+        finally:
+            model.train(was_training)
+        classes = len(task.class_names) if task.class_names else None
+        if classes is not None and task.classification and logits.shape[-1] != classes:
+            names = ", ".join(task.class_names[:6]) + (", ..." if classes > 6 else "")
+            raise ConfigError(argument, f"logits over the data's {classes} classes ({names})",
+                              f"{logits.shape[-1]} outputs")
+
+    def preflight(self) -> None:
+        """Check data and models before anything runs: the splits build, every arm's student and the teacher
+        take the task's inputs and give one logit per class. Errors name the recipe field at fault."""
+        task = self.task
+        task.data  # noqa: B018 - builds the splits (their errors come first)
+        for name, arm in self.arms.items():
+            self._probe((arm.student or task.student)(self.seeds[0]), "student",
+                        "student.model" if arm.student is None else f"arms[{name!r}].student")
+        if self._needs_teacher():
+            teacher = task.teacher()
+            if task.teacher_trained:
+                self._given_teacher = teacher
+            self._probe(teacher, "teacher", "teacher.weights" if task.teacher_trained else "teacher.model")
+
     def _score(self, model: nn.Module, batches: list[Any]) -> dict[str, float]:
         model.eval()
         with self.backend.autocast():
@@ -248,11 +297,12 @@ class Study:
     def run(self, out: str | Path, resume: bool = False) -> StudyResult:
         """Run every arm on every seed under ``out`` and write ``results.json`` and ``report.md``."""
         task = self.task
+        self.preflight()
         top = RunDir.create(out, {"study": self.title, "arms": sorted(self.arms), "seeds": self.seeds,
                                   **self.config}, resume=resume,
                             env=environment(self.seeds[0], {"backend": self.backend.describe()}),
                             write=self.backend.is_main)
-        test = self._batches(task.data.test)
+        test = self.test_batches()
         teacher, teacher_note = (self._teacher(top.path, resume) if self._needs_teacher() else (None, "none"))
         results: dict[str, Any] = {"task": {"name": task.name, "description": task.description,
                                             "sizes": task.data.sizes(), "headline": task.headline,

@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader
 
 from kd_vision.data.digits import DigitsDataset
 from kd_vision.methods.common import (
+    DataConfig,
     Strict,
     TrainConfig,
     cached_model,
@@ -48,9 +49,10 @@ from kd_vision.methods.common import (
     model_cost,
     open_run,
     single_phase,
+    supervised_objective,
     teacher_pool_splits,
 )
-from kd_vision.methods.hinton import DataConfig, KDConfig, distill_objective, supervised_objective
+from kd_vision.methods.hinton import KDConfig, distill_objective
 from kd_vision.models import build_model
 
 Arm = Literal["annealing-kd", "mse-kd", "hinton-kd", "scratch"]

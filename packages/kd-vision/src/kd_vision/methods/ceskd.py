@@ -50,6 +50,7 @@ from torch.utils.data import DataLoader, default_collate
 
 from kd_vision.data.digits import DigitsDataset
 from kd_vision.methods.common import (
+    DataConfig,
     Strict,
     TrainConfig,
     cached_model,
@@ -57,9 +58,10 @@ from kd_vision.methods.common import (
     model_cost,
     open_run,
     single_phase,
+    supervised_objective,
     teacher_pool_splits,
 )
-from kd_vision.methods.hinton import DataConfig, KDConfig, distill_objective, supervised_objective
+from kd_vision.methods.hinton import KDConfig, distill_objective
 from kd_vision.models import DigitCNN, build_model
 
 Variant = Literal["ces-kd", "anti-curriculum", "takd", "kd", "scratch"]

@@ -10,18 +10,21 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import torch
 from kd_core import Backend, Distiller, FrozenTeacher, Objective, Phase, adamw, cosine_lr
 from kd_core.datacache import cached_model, data_home  # noqa: F401 - re-exported
+from kd_core.losses import cross_entropy
 from kd_core.metrics import CalibrationResult, count_macs, count_parameters, expected_calibration_error, measure_latency
+from kd_core.objective import Term
 from kd_core.progress import ProgressCallback
 from kd_core.recipes import (
     open_run,  # noqa: F401 - re-exported
 )
 from kd_core.signals import Signal
-from pydantic import BaseModel, ConfigDict, Field
+from kd_core.study import TrainSpec
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -35,13 +38,20 @@ class Strict(BaseModel):
 
 
 class TrainConfig(Strict):
-    """How one model is trained: architecture name, epochs, AdamW learning rate, batch size."""
+    """One model and how it is trained: a model spec (a kd-vision name, ``tv:NAME`` or
+    ``package.module:function``), optional safetensors ``weights``, epochs, AdamW learning rate, batch size."""
 
     model: str
     epochs: Annotated[int, Field(gt=0)]
     lr: Annotated[float, Field(gt=0)]
     batch_size: Annotated[int, Field(gt=0)] = 64
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    weights: str | None = None
+
+    def train_spec(self) -> TrainSpec:
+        """Epochs, learning rate, batch size and weight decay as a ``kd_core.study.TrainSpec``."""
+        return TrainSpec(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
+                         weight_decay=self.weight_decay)
 
 
 
@@ -102,3 +112,37 @@ def teacher_pool_splits(source: str, *, train_size: int, teacher_train_size: int
     splits["teacher_train"] = teacher_train
     splits["train"] = DigitsDataset(teacher_train.images, teacher_train.labels, teacher_train.indices[:train_size])
     return splits
+
+
+class DataConfig(Strict):
+    """Which digits, and how many for each split (methods not yet ported to ``kd_vision.tasks``).
+
+    ``teacher_train_size`` (default: ``train_size``) lets the teacher learn from a larger labelled pool,
+    as a pretrained teacher would have; the students (distilled and scratch alike) get the first
+    ``train_size`` samples of that pool.
+    """
+
+    source: Literal["mnist5k", "sklearn8x8"] = "mnist5k"
+    train_size: Annotated[int, Field(gt=0)] = 1000
+    teacher_train_size: Annotated[int, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _pool_holds_the_students_samples(self) -> DataConfig:
+        if self.teacher_train_size is not None and self.teacher_train_size < self.train_size:
+            raise ValueError(f"data.teacher_train_size must be at least data.train_size ({self.train_size}), "
+                             f"received {self.teacher_train_size}")
+        return self
+
+    val_size: Annotated[int, Field(gt=0)] = 500
+    test_size: Annotated[int, Field(gt=0)] = 2000
+
+    def teacher_key(self) -> dict[str, Any]:
+        """What the teacher's data depends on (its cache key): not the students' ``train_size`` once the
+        teacher has its own pool, so that a sweep over student data sizes reuses one teacher."""
+        return {"source": self.source, "teacher_pool": self.teacher_train_size or self.train_size,
+                "val_size": self.val_size, "test_size": self.test_size}
+
+
+def supervised_objective() -> Objective:
+    """Cross-entropy on the labels alone."""
+    return Objective(Term("ce", cross_entropy, student="logits", target="label"))
