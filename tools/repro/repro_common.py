@@ -34,3 +34,28 @@ def shown(path: Path) -> str:
     """``path`` relative to the repository root when it lies inside it (for results pages)."""
     resolved = Path(path).resolve()
     return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(resolved)
+
+
+def run_recipe_study(recipe: str, domain: str, overrides: Sequence[str], out: Path, device: str) -> tuple[Path, float]:
+    """Run a study recipe (the shipped ``recipe`` of ``domain`` with ``overrides``, validated as ``--set`` would be)
+    in ``out``; return the run directory and the wall time in minutes."""
+    import time
+
+    from kd_core.recipes import RunContext, load_recipe
+
+    method, config = load_recipe(recipe, overrides, domain=domain)
+    start = time.perf_counter()
+    run = method.build(config).run(RunContext(out=out, device=device))
+    return Path(run), (time.perf_counter() - start) / 60
+
+
+def study_page(run: Path, title: str, intro: str, command: str, minutes: float, out: Path) -> str:
+    """A results page: ``title``, ``intro`` (paper, setting), the run's report from its summary to its per-seed
+    table (teacher quality, plain KD vs scratch, paired comparisons with 95 % intervals and verdicts), then how
+    to reproduce it."""
+    report = (Path(run) / "report.md").read_text()
+    start = report.index("## Summary")
+    end = report.index("## Reproduce")
+    return (f"# {title}\n\n{intro.strip()}\n\n{report[start:end].rstrip()}\n\n## Reproduce\n\n```\n{command}\n```\n\n"
+            f"Wall time: {minutes:.1f} min on a shared 2-core CPU. The run directory (`{shown(out)}`) holds "
+            "`report.md` with plots, `results.json` and one sub-run per arm and seed.\n")

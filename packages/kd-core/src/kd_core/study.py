@@ -72,8 +72,9 @@ class Arm:
     """One way to train a student.
 
     - ``phases()``: fresh phases for one run (objectives may hold trainable parts, so one set per run);
-    - ``signal(teacher)``: the teacher signal built from the study's teacher; None means a frozen teacher
-      when a phase reads the teacher, and no teacher otherwise;
+    - ``signal(teacher, workdir)``: the teacher signal built from the study's teacher (``workdir``: the study's
+      run directory, shared by every arm and seed, e.g. for a cache of teacher outputs); None means a frozen
+      teacher when a phase reads the teacher, and no teacher otherwise;
     - ``student(seed)``: the student builder (default: the task's);
     - ``role``: ``scratch`` (no teacher), ``kd`` (plain KD, the baseline every variant must beat),
       ``variant`` (the method under test) or ``baseline`` (any other);
@@ -82,7 +83,7 @@ class Arm:
 
     phases: Callable[[], list[Phase]]
     role: Role = "variant"
-    signal: Callable[[nn.Module], Signal] | None = None
+    signal: Callable[[nn.Module, Path], Signal] | None = None
     student: Callable[[int], nn.Module] | None = None
     batch_size: int = 64
     callbacks: Callable[[], list[Callback]] = list
@@ -213,11 +214,11 @@ class Study:
         return [ProgressCallback(label, self.progress)]
 
     # -- the arms ---------------------------------------------------------------------------------
-    def _signal(self, arm: Arm, phases: list[Phase], teacher: nn.Module | None) -> Signal | None:
+    def _signal(self, arm: Arm, phases: list[Phase], teacher: nn.Module | None, workdir: Path) -> Signal | None:
         if arm.signal is not None:
             if teacher is None:
                 raise ConfigError("arms", "a teacher for an arm with a teacher signal", None)
-            return arm.signal(teacher)
+            return arm.signal(teacher, workdir)
         if any(p.objective.needs_teacher for p in phases):
             return FrozenTeacher(teacher) if teacher is not None else None
         return None
@@ -227,7 +228,7 @@ class Study:
         task = self.task
         student = (arm.student or task.student)(seed)
         phases = arm.phases()
-        distiller = Distiller(student, phases, teacher=self._signal(arm, phases, teacher), backend=self.backend,
+        distiller = Distiller(student, phases, teacher=self._signal(arm, phases, teacher, out), backend=self.backend,
                               batch_size=arm.batch_size, seed=seed, forward=task.forward, collate=task.collate,
                               evaluator=task.evaluator, callbacks=[*arm.callbacks(), *self._progress(
                                   f"{name} s{seed}")], **arm.distiller)

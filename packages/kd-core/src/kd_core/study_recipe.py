@@ -40,13 +40,16 @@ class StudyPlan:
     title: Callable[[Any, Task], str]
     teacher_training: Callable[[Any], TrainSpec | None]
     notes: Callable[[Any, Task], str] | None = None
+    compare: Callable[[Any, dict[str, Arm]], list[tuple[str, str]] | None] | None = None
 
     def study(self, context: RunContext, progress: Any = None) -> Study:
         """The study this recipe describes, with ``context``'s device and precision."""
         from kd_core.backends import Backend
 
         task = self.task(self.config, context)
-        return Study(task, self.arms(self.config, task), self.config.seeds, title=self.title(self.config, task),
+        arms = self.arms(self.config, task)
+        return Study(task, arms, self.config.seeds, title=self.title(self.config, task),
+                     compare=self.compare(self.config, arms) if self.compare else None,
                      teacher_training=self.teacher_training(self.config),
                      backend=Backend(device=context.device, precision=context.precision),
                      reuse_teacher=self.config.reuse_teacher, latency_iterations=self.config.latency_iterations,
@@ -76,7 +79,10 @@ class StudyPlan:
 def study_method(name: str, config_model: type[StudyRecipe], *, task: TaskBuilder, arms: ArmsBuilder,
                  title: Callable[[Any, Task], str], teacher_training: Callable[[Any], TrainSpec | None],
                  domain: str, recipes: Path | None = None, summary: str = "",
-                 notes: Callable[[Any, Task], str] | None = None) -> Method:
-    """A registered ``Method`` whose recipes run as a ``Study`` of ``arms(config, task(config, context))``."""
+                 notes: Callable[[Any, Task], str] | None = None,
+                 compare: Callable[[Any, dict[str, Arm]], list[tuple[str, str]] | None] | None = None) -> Method:
+    """A registered ``Method`` whose recipes run as a ``Study`` of ``arms(config, task(config, context))``.
+
+    ``compare(config, arms)`` may name the arm pairs to compare (None: the study's default pairs)."""
     return Method(name=name, config_model=config_model, domain=domain, recipes=recipes, summary=summary,
-                  build=lambda config: StudyPlan(config, task, arms, title, teacher_training, notes))
+                  build=lambda config: StudyPlan(config, task, arms, title, teacher_training, notes, compare))
