@@ -338,15 +338,19 @@ def test_resume_with_a_cotrained_teacher_and_schedule_equals_an_uninterrupted_ru
                 raise RuntimeError("simulated crash")
 
     def run(out, callbacks=(), resume=False):
+        from kd_core import HiddenMSE
+
         torch.manual_seed(0)
-        teacher, student = tiny_mlp(hidden=32, seed=1), tiny_mlp(seed=2)
-        signal_ = TrainableTeacher(teacher, Objective(Term("ce", cross_entropy, target="label")),
+        teacher, student, projection = tiny_mlp(hidden=32, seed=1), tiny_mlp(seed=2), HiddenMSE(3, 3)
+        # the teacher's objective has a trainable part of its own: it is checkpointed with the teacher
+        signal_ = TrainableTeacher(teacher, Objective(Term("ce", cross_entropy, target="label"),
+                                                      Term("proj", projection, teacher="logits", weight=0.1)),
                                    optimizer=lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9))
         Distiller(student, phases=[Phase("online", kd_objective(), epochs=3, optimizer=sgd(lr=0.1),
                                          scheduler=cosine_lr)],
                   teacher=signal_, backend=Backend("cpu"), batch_size=16, callbacks=callbacks).fit(
             BlobDataset(64), out=tmp_path / out, resume=resume)
-        return student, teacher
+        return student, teacher, projection
 
     whole = run("whole")
     with pytest.raises(RuntimeError, match="simulated"):

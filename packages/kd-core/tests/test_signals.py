@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from kd_core.errors import CacheError, ConfigError
+from kd_core.errors import CacheError, CheckpointError, ConfigError
 from kd_core.losses import HiddenMSE, kl_divergence, logit_mse
 from kd_core.objective import Objective, Term
 from kd_core.signals import (
@@ -14,6 +14,7 @@ from kd_core.signals import (
     Ensemble,
     FixedWeighting,
     FrozenTeacher,
+    Signal,
     TrainableTeacher,
     UniformWeighting,
     default_forward,
@@ -233,9 +234,7 @@ def test_cached_teacher_caches_feature_taps(tmp_path):
 
 # -- Ensemble and weightings -----------------------------------------------------------------------
 
-class _Const:
-    trainable = False
-
+class _Const(Signal):
     def __init__(self, value: torch.Tensor) -> None:
         self.value = value
         self.bound = None
@@ -253,7 +252,7 @@ def test_ensemble_uniform_and_fixed_weightings():
     uniform = Ensemble([_Const(a), _Const(b)], UniformWeighting())
     assert_close(uniform({})["logits"], (a + b) / 2)
     assert_close(uniform.last_weights, torch.tensor([0.5, 0.5]))
-    assert not uniform.trainable
+    assert uniform.trainable() == {} and uniform.optimizers() == [] and uniform.modules() == {}
     fixed = Ensemble([_Const(a), _Const(b)], FixedWeighting([3, 1]))
     # weighted mean: (3a + 1b) / 4; e.g. first entry (3·1 + 5) / 4 = 2
     out = fixed({})["logits"]
@@ -302,7 +301,8 @@ def test_trainable_teacher_bind_builds_an_optimizer():
     objective = Objective(Term("kd", kl_divergence, student="logits", teacher="logits"),
                           Term("hid", projection, student="1", teacher="1"))
     teacher = TrainableTeacher(model, objective, optimizer=lambda params: torch.optim.SGD(params, lr=0.1))
-    assert teacher.trainable and teacher.optimizer is None
+    assert teacher.optimizers() == [] and teacher.optimizer is None
+    assert teacher.trainable() == {"model": model, "objective": objective} and teacher.modules() == {"model": model}
     teacher.bind(["logits"], default_forward)
     assert isinstance(teacher.optimizer, torch.optim.SGD)
     optimized = {id(p) for group in teacher.optimizer.param_groups for p in group["params"]}
@@ -316,5 +316,50 @@ def test_trainable_teacher_bind_builds_an_optimizer():
     default = TrainableTeacher(_model(2), Objective(Term("ce", kl_divergence, teacher="logits")))
     default.bind(["logits"], default_forward)
     assert isinstance(default.optimizer, torch.optim.AdamW)
-    assert Ensemble([_Const(torch.zeros(1, 2)), default]).trainable
+    assert teacher.optimizers() == [teacher.optimizer]
+    ensemble = Ensemble([_Const(torch.zeros(1, 2)), default])
+    assert ensemble.trainable() == {"1.model": default.model, "1.objective": default.objective}
+    assert ensemble.optimizers() == [default.optimizer] and ensemble.evaluated() == {"teacher1": default.model}
     assert math.isclose(default.optimizer.param_groups[0]["lr"], 1e-3)
+
+
+def test_a_signal_state_round_trips_its_modules_and_optimizers_and_rejects_another_layout():
+    def teacher(seed: int) -> TrainableTeacher:
+        signal = TrainableTeacher(_model(seed), Objective(Term("kd", kl_divergence, teacher="logits"),
+                                                          Term("hid", HiddenMSE(8, 8), student="1", teacher="1")))
+        signal.bind(["logits", "1"], default_forward)
+        return signal
+
+    trained = teacher(0)
+    batch = _batches()[0]
+    out = trained(batch)
+    result = trained.loss(out, {k: v.detach() + 1 for k, v in out.items()}, batch, 0.0)
+    assert set(result.terms) == {"kd", "hid"}
+    result.total.backward()
+    trained.optimizer.step()
+    fresh = teacher(1)
+    fresh.load_state_dict(trained.state_dict())
+    for a, b in zip([*trained.model.parameters(), *trained.objective.parameters()],
+                    [*fresh.model.parameters(), *fresh.objective.parameters()], strict=True):
+        assert torch.equal(a, b)
+    assert fresh.optimizer.state_dict()["state"].keys() == trained.optimizer.state_dict()["state"].keys() != set()
+    frozen = FrozenTeacher(_model(0))
+    assert frozen.state_dict() == {"modules": {}, "optimizers": []}
+    with pytest.raises(CheckpointError, match="signal state"):
+        frozen.load_state_dict(trained.state_dict())
+
+
+def test_an_ensemble_sums_its_members_own_losses_each_on_its_own_outputs():
+    members = [TrainableTeacher(_model(s), Objective(Term("mse", logit_mse, teacher="logits"))) for s in (0, 1)]
+    ensemble = Ensemble([*members, _Const(torch.zeros(4, CLASSES))])
+    ensemble.bind(["logits"], default_forward)
+    batch = _batches()[0]
+    ensemble(batch)
+    target = {"logits": torch.zeros(4, CLASSES)}
+    result = ensemble.loss({}, target, batch, 0.0)
+    by_hand = [logit_mse(m.model(batch["input"]), target["logits"]) for m in members]
+    assert set(result.terms) == {"0.mse", "1.mse"}
+    assert_close(result.total, by_hand[0] + by_hand[1])
+    frozen = Ensemble([FrozenTeacher(_model(0))])
+    frozen.bind(["logits"], default_forward)
+    assert frozen.loss(frozen(batch), target, batch, 0.0) is None

@@ -90,12 +90,17 @@ class Backend:
         if self._state is not None:
             self._state.wait_for_everyone()
 
-    def wrap(self, model: nn.Module) -> nn.Module:
-        """Move ``model`` to the device, and wrap it in DDP when several processes run."""
+    def wrap(self, model: nn.Module, find_unused_parameters: bool = False) -> nn.Module:
+        """Move ``model`` to the device, and wrap it in DDP when several processes run.
+
+        Under DDP every process starts from the main process's parameters and buffers, and the gradients of
+        every parameter of ``model`` are averaged over processes in each backward pass through its forward.
+        ``find_unused_parameters``: some parameters may get no gradient in a step (DDP then looks for them)."""
         model.to(self.device)
         if self.world_size > 1 and any(p.requires_grad for p in model.parameters()):
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+            return nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
+                                                       find_unused_parameters=find_unused_parameters)
         return model
 
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from kd_core.data import CollateWithIndex, IndexedDataset, epoch_batches, in_ord
 from kd_core.errors import CheckpointError, ConfigError, NonFiniteLossError, TapError
 from kd_core.objective import Objective
 from kd_core.runs import RunDir, environment
-from kd_core.signals import CachedTeacher, Forward, Signal, default_forward
+from kd_core.signals import Forward, Signal, default_forward
 from kd_core.taps import LOGITS, TapSet, select_logits, unwrap
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -54,25 +54,41 @@ def cosine_lr(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
 
 
-class _SchedulerPair:
-    """A phase's LR schedule driving the student's optimizer and a co-trained teacher's together."""
+class _Schedules:
+    """A phase's LR schedule, one per optimizer: the phase's, then the signal's (none without a scheduler)."""
 
-    def __init__(self, student: Any, teacher: Any) -> None:
-        self.student, self.teacher = student, teacher
+    def __init__(self, schedules: Sequence[Any]) -> None:
+        self.schedules = list(schedules)
 
     def step(self) -> None:
-        """Advance both schedules one optimizer step."""
-        self.student.step()
-        self.teacher.step()
+        """Advance every schedule one optimizer step."""
+        for schedule in self.schedules:
+            schedule.step()
 
-    def state_dict(self) -> dict[str, Any]:
-        """Both schedules' states."""
-        return {"student": self.student.state_dict(), "teacher": self.teacher.state_dict()}
+    def state_dict(self) -> list[dict[str, Any]]:
+        """Every schedule's state."""
+        return [schedule.state_dict() for schedule in self.schedules]
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore both schedules."""
-        self.student.load_state_dict(state["student"])
-        self.teacher.load_state_dict(state["teacher"])
+    def load_state_dict(self, state: Sequence[dict[str, Any]]) -> None:
+        """Restore every schedule (a ``ValueError`` when the count differs)."""
+        for schedule, saved in zip(self.schedules, state, strict=True):
+            schedule.load_state_dict(saved)
+
+
+class _Trained(nn.Module):
+    """Every module a phase trains, held together so that several processes wrap them once (``Backend.wrap``)
+    and average all their gradients: the student, the phase's objective (its trainable losses, e.g. a
+    projection) and the signal's trainable modules (a co-trained teacher, ...). Its forward runs the step
+    it is given, so that the wrapper sees the whole step's computation."""
+
+    def __init__(self, student: nn.Module, objective: nn.Module, signal: Mapping[str, nn.Module]) -> None:
+        super().__init__()
+        self.student, self.objective = student, objective
+        self.signal = nn.ModuleDict({name.replace(".", "/"): module for name, module in signal.items()})
+
+    def forward(self, step: Callable[[], Any]) -> Any:
+        """Run ``step`` (the step's forward passes and losses) and return what it returns."""
+        return step()
 
 
 @dataclass
@@ -152,18 +168,10 @@ def _detach(out: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach() for k, v in out.items()}
 
 
-def _modules_of(signal: Any) -> list[nn.Module]:
-    found = []
-    for attr in ("model", "teacher", "teachers"):
-        value = getattr(signal, attr, None)
-        if isinstance(value, nn.Module):
-            found.append(value)
-        elif isinstance(value, list):
-            for v in value:
-                found += _modules_of(v)
-        elif value is not None and not isinstance(value, nn.Module):
-            found += _modules_of(value)
-    return found
+def _host(values: Mapping[str, torch.Tensor], finite: torch.Tensor) -> dict[str, float]:
+    """Every value as a float, and ``finite`` as 1.0 or 0.0, read from the device in one transfer."""
+    stacked = torch.stack([v.detach().float().reshape(()) for v in [*values.values(), finite]])
+    return dict(zip([*values, "finite"], stacked.tolist(), strict=True))
 
 
 class Distiller:
@@ -214,7 +222,7 @@ class Distiller:
     def _validate_objectives(self) -> None:
         teacher_model = None
         if self.teacher is not None:
-            modules = _modules_of(self.teacher)
+            modules = list(self.teacher.modules().values())
             teacher_model = modules[0] if len(modules) == 1 else None
         for phase in self.phases:
             if phase.objective.needs_teacher and self.teacher is None:
@@ -235,12 +243,7 @@ class Distiller:
                 raise TapError(f"{compared[0].name}.student", "a student whose forward returns logits", err.received,
                                hint="the term compares logits; for a bare encoder, read a tap instead or give the "
                                     "model a head") from None
-            if isinstance(self.teacher, CachedTeacher):
-                t_classes = self.teacher.classes()  # from the manifest: the teacher itself need not run
-            elif getattr(self.teacher, "trainable", False):
-                t_classes = None
-            else:
-                t_classes = self.teacher(sample)[LOGITS].shape[-1]
+            t_classes = self.teacher.classes(sample)
         self.student.train(was_training)
         if t_classes is None:
             return
@@ -264,24 +267,26 @@ class Distiller:
             return not math.isnan(value)
         return value > best if self.mode == "max" else value < best
 
+    def in_order(self, dataset: Dataset) -> Iterator[Any]:
+        """``dataset`` in order, in batches of ``eval_batch_size`` carrying ``"index"``, on the run's device."""
+        indexed = dataset if isinstance(dataset, IndexedDataset) else IndexedDataset(dataset)
+        for batch in self._loader(indexed, in_order(len(indexed), self.eval_batch_size)):
+            yield self.backend.to_device(batch)
+
     def evaluate(self, dataset: Dataset, model: nn.Module | None = None) -> dict[str, float]:
         """The evaluator's metrics of the student (or ``model``) over ``dataset`` (in order, unshuffled)."""
-        indexed = dataset if isinstance(dataset, IndexedDataset) else IndexedDataset(dataset)
-        if model is None:
-            model = unwrap(self._model) if hasattr(self, "_model") else self.student
-        batches = (self.backend.to_device(b) for b in self._loader(indexed, in_order(len(indexed),
-                                                                                    self.eval_batch_size)))
         with self.backend.autocast():
-            return self.evaluator(model, batches, self.forward)
+            return self.evaluator(self.student if model is None else model, self.in_order(dataset), self.forward)
 
     # -- the state a checkpoint holds ---------------------------------------------------------------
-    def _state(self, position: dict[str, int], optimizer, scheduler, best: dict[str, float],
-               history: list[dict[str, float]]) -> dict[str, Any]:
+    def _state(self, position: dict[str, int], optimizer: torch.optim.Optimizer, schedules: _Schedules,
+               best: dict[str, float], history: list[dict[str, float]]) -> dict[str, Any]:
         state: dict[str, Any] = {
             "student": unwrap(self.student).state_dict(),
             "objectives": {p.name: p.objective.state_dict() for p in self.phases},
+            "signal": self.teacher.state_dict() if self.teacher is not None else None,
             "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "scheduler": schedules.state_dict(),
             "scaler": self.backend.scaler.state_dict() if self.backend.scaler.is_enabled() else None,
             "rng": rng_state(),
             "position": dict(position),
@@ -289,9 +294,6 @@ class Distiller:
             "best": dict(best),
             "history": list(history),
         }
-        if getattr(self.teacher, "trainable", False):
-            state["teacher"] = unwrap(self.teacher.model).state_dict()
-            state["teacher_optimizer"] = self.teacher.optimizer.state_dict()
         callbacks = {str(i): cb.state_dict() for i, cb in enumerate(self.callbacks) if hasattr(cb, "state_dict")}
         state["callbacks"] = {k: v for k, v in callbacks.items() if v is not None}
         return state
@@ -322,22 +324,11 @@ class Distiller:
             if last.is_file():
                 resume_state = load_state(last)
 
-        device = self.backend.device
-        cached = isinstance(self.teacher, CachedTeacher)
-        if not cached:  # a cached teacher stays where it is unless its cache must be built
-            for module in _modules_of(self.teacher):
-                module.to(device)
         taps = list(dict.fromkeys(t for p in self.phases for t in p.objective.teacher_taps))
         if self.teacher is not None:
             self.teacher.bind(taps or [LOGITS], self.forward)
-            if cached and not self.teacher.exists():
-                with self.backend.main_first():
-                    if self.backend.is_main:
-                        for module in _modules_of(self.teacher):
-                            module.to(device)
-                        batches = self._loader(train, in_order(len(train), self.eval_batch_size))
-                        self.teacher.build(self.backend.to_device(b) for b in batches)
-        self.student.to(device)
+            self.teacher.prepare(self, train)  # to the device; a cached teacher builds its cache
+        self.student.to(self.backend.device)
         probe = CollateWithIndex(self.collate)(train.fetch([0, min(1, len(train) - 1)]))  # as the loader makes them
         self._probe_shapes(self.backend.to_device(probe))
 
@@ -354,7 +345,6 @@ class Distiller:
     def _fit(self, train: IndexedDataset, val: IndexedDataset | None, resume_state: dict[str, Any] | None,
              resume: bool) -> FitResult:
         assert self.run is not None
-        self._model = self.backend.wrap(self.student)
         history: list[dict[str, float]] = []
         best: dict[str, float] = {}
         position = {"phase": 0, "epoch": 0, "batch": 0}
@@ -363,8 +353,6 @@ class Distiller:
             unwrap(self.student).load_state_dict(resume_state["student"])
             for phase in self.phases:
                 phase.objective.load_state_dict(resume_state["objectives"][phase.name])
-            if "teacher" in resume_state:
-                unwrap(self.teacher.model).load_state_dict(resume_state["teacher"])
             for key, cb_state in resume_state.get("callbacks", {}).items():
                 self.callbacks[int(key)].load_state_dict(cb_state)
             history, best = resume_state["history"], resume_state["best"]
@@ -389,6 +377,7 @@ class Distiller:
                 self._restore_optimizers(resume_state, optimizer, scheduler)
                 set_rng_state(resume_state["rng"])
                 resume_state = None
+            self._wrap(phase)
             for cb in self.callbacks:
                 cb.on_phase_start(self, phase, total)
             for epoch in range(start_epoch, phase.epochs):
@@ -399,9 +388,8 @@ class Distiller:
                 logs: dict[str, float] = {"phase": phase_index, "epoch": epoch + 1}
                 if val is not None:
                     logs.update({f"val/{k}": v for k, v in self.evaluate(val).items()})
-                    if getattr(self.teacher, "trainable", False):  # a co-trained teacher's progress is logged too
-                        teacher_model = unwrap(self.teacher.model)
-                        logs.update({f"val_teacher/{k}": v for k, v in self.evaluate(val, teacher_model).items()})
+                    for name, model in (self.teacher.evaluated() if self.teacher is not None else {}).items():
+                        logs.update({f"val_{name}/{k}": v for k, v in self.evaluate(val, model).items()})
                 history.append(logs)
                 if self.backend.is_main:
                     self.run.log({"step": self.global_step, "phase_name": phase.name, **logs})
@@ -435,128 +423,124 @@ class Distiller:
             cb.on_fit_end(self, result)
         return result
 
-    def _start_phase(self, phase: Phase, phase_index: int, size: int):
+    def _start_phase(self, phase: Phase, phase_index: int,
+                     size: int) -> tuple[torch.optim.Optimizer, _Schedules, int]:
+        """The phase's fresh optimizer (student and objective), its LR schedules and its optimizer steps.
+
+        The signal's optimizers carry on across phases; they follow the phase's LR schedule too."""
         params = [p for p in self.student.parameters() if p.requires_grad]
         params += [p for p in phase.objective.parameters() if p.requires_grad]
         phase.objective.to(self.backend.device)
         optimizer = phase.optimizer(params)
         per_epoch = math.ceil(len(self._batches_count(size)) / self.grad_accum_steps)
         total = per_epoch * phase.epochs
-        scheduler = phase.scheduler(optimizer, total) if phase.scheduler is not None else None
-        teacher_optimizer = getattr(self.teacher, "optimizer", None) if getattr(self.teacher, "trainable", False) \
-            else None
-        if scheduler is not None and teacher_optimizer is not None:  # the co-trained teacher follows the schedule
-            scheduler = _SchedulerPair(scheduler, phase.scheduler(teacher_optimizer, total))
-        return optimizer, scheduler, total
+        optimizers = [optimizer, *(self.teacher.optimizers() if self.teacher is not None else [])]
+        schedules = _Schedules([phase.scheduler(o, total) for o in optimizers] if phase.scheduler is not None else [])
+        return optimizer, schedules, total
+
+    def _wrap(self, phase: Phase) -> None:
+        """Wrap everything the phase trains once (``Backend.wrap``): with several processes, one DDP over the
+        student, the phase's objective and the signal's trainable modules, so that all their gradients are
+        averaged. (Objective and signal modules may sit out a step, e.g. a term weighted 0 at that progress.)"""
+        self._trained = None  # the previous phase's wrapper first: its hooks must not outlive it
+        signal = self.teacher.trainable() if self.teacher is not None else {}
+        extra = bool(signal) or any(p.requires_grad for p in phase.objective.parameters())
+        self._trained = self.backend.wrap(_Trained(self.student, phase.objective, signal),
+                                          find_unused_parameters=extra)
 
     def _batches_count(self, size: int) -> list[int]:
         per_rank = math.ceil(size / self.backend.world_size)
         return list(range(math.ceil(per_rank / self.batch_size)))
 
-    def _restore_optimizers(self, state: dict[str, Any], optimizer, scheduler) -> None:
+    def _restore_optimizers(self, state: dict[str, Any], optimizer: torch.optim.Optimizer,
+                            schedules: _Schedules) -> None:
+        """Restore the phase's optimizer, the signal (its modules and optimizers), the LR schedules and the scaler
+        (after the phase's schedules were made: making one resets its optimizer's learning rate)."""
         try:
             optimizer.load_state_dict(state["optimizer"])
-            if scheduler is not None and state["scheduler"] is not None:
-                scheduler.load_state_dict(state["scheduler"])
+            if self.teacher is not None:
+                self.teacher.load_state_dict(state["signal"])
+            schedules.load_state_dict(state["scheduler"])
             if state["scaler"] is not None:
                 self.backend.scaler.load_state_dict(state["scaler"])
-            if "teacher_optimizer" in state:
-                self.teacher.optimizer.load_state_dict(state["teacher_optimizer"])
-        except (ValueError, KeyError, RuntimeError) as err:
+        except (ValueError, KeyError, RuntimeError, TypeError) as err:
             raise CheckpointError("checkpoint", "optimizer state matching this run's phases", "another layout",
                                   hint=str(err)) from None
 
     def _train_epoch(self, phase: Phase, phase_index: int, epoch: int, batches: list[list[int]],
-                     start_batch: int, train: Dataset, optimizer, scheduler, best, history) -> None:
-        model = self._model
-        model.train()
-        taps = TapSet(model, phase.objective.student_taps)
-        teacher_trainable = getattr(self.teacher, "trainable", False)
-        needs_teacher = phase.objective.needs_teacher or teacher_trainable
-        n = len(batches)
-        accum = self.grad_accum_steps
-        loader = self._loader(train, batches[start_batch:])
-        finite: torch.Tensor | None = None  # whether every loss of the accumulation group is finite
-        # looked up once: the loop below runs for every batch
-        scaler, distributed, is_main = self.backend.scaler, self.backend.world_size > 1, self.backend.is_main
-        scaling = scaler.is_enabled()  # fp16 only; otherwise the scaler's calls would pass everything through
-        to_device, autocast, callbacks = self.backend.to_device, self.backend.autocast, self.callbacks
-        log = self.run.log
-        optimizers = [optimizer] + ([self.teacher.optimizer] if teacher_trainable else [])
-        for offset, raw in enumerate(loader):
+                     start_batch: int, train: Dataset, optimizer: torch.optim.Optimizer, schedules: _Schedules,
+                     best: dict[str, float], history: list[dict[str, float]]) -> None:
+        student, signal, objective = self.student, self.teacher, phase.objective
+        student.train()
+        taps = TapSet(student, objective.student_taps)
+        signal_trains = signal is not None and bool(signal.trainable())
+        needs_teacher = signal is not None and (objective.needs_teacher or signal_trains)
+        optimizers = [optimizer, *(signal.optimizers() if signal is not None else [])]
+        scaler, distributed = self.backend.scaler, self.backend.world_size > 1
+        n, accum = len(batches), self.grad_accum_steps
+
+        def step(batch: Mapping[str, Any], progress: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            """The step's forward passes and losses: the total and every logged value (device tensors)."""
+            # teacher first: a frozen teacher's activations are freed before the student's graph is built
+            t_out = signal(batch, progress) if needs_teacher else None
+            s_out = taps.run(self.forward, student, batch)
+            # the student's objective never trains the signal, nor the signal's loss the student
+            result = objective(s_out, _detach(t_out) if t_out is not None else None, batch, progress)
+            own = signal.loss(t_out, _detach(s_out), batch, progress) if signal_trains else None
+            logged = {"loss/total": result.total, **{f"loss/{k}": v for k, v in result.terms.items()}}
+            if own is None:
+                return result.total, logged
+            logged.update({"teacher_loss/total": own.total, **{f"teacher_loss/{k}": v for k, v in own.terms.items()}})
+            return result.total + own.total, logged
+
+        finite: torch.Tensor | None = None  # whether every loss of the accumulation group so far is finite
+        for offset, raw in enumerate(self._loader(train, batches[start_batch:])):
             index = start_batch + offset
-            batch = to_device(raw)
+            batch = self.backend.to_device(raw)
             progress = (epoch + index / n) / phase.epochs
             group_end = min((index // accum + 1) * accum, n)
             group_size = group_end - (index // accum) * accum
-            with autocast():
-                # teacher first: a frozen teacher's activations are freed before the student's graph is built
-                t_out = self.teacher(batch, progress) if needs_teacher and self.teacher is not None else None
-                s_out = taps.run(self.forward, model, batch)
-                result = phase.objective(s_out, _detach(t_out) if teacher_trainable else t_out, batch, progress)
-                loss = result.total
-                if teacher_trainable:
-                    t_result = self.teacher.objective(t_out, _detach(s_out), batch, progress)
-                    loss = loss + t_result.total
+            with self.backend.autocast():
+                loss, logged = self._trained(lambda: step(batch, progress))  # noqa: B023 (called right here)
                 if group_size > 1:
                     loss = loss / group_size
             last_of_group = index + 1 == group_end
-            if not last_of_group:  # earlier micro-batches are not logged: keep a device-side flag
-                step_finite = torch.isfinite(loss.detach())
-                finite = step_finite if finite is None else finite & step_finite
-            (scaler.scale(loss) if scaling else loss).backward()
+            ok = torch.isfinite(loss.detach())
+            finite = ok if finite is None else finite & ok
+            scaler.scale(loss).backward()
             if not last_of_group:
                 continue
-            # the step's one host transfer: every logged value, and the earlier micro-batches' flag with them
-            if finite is None and not distributed:  # (the common case: no flags to read along)
-                values, earlier_finite, ranks_nonfinite = result.log_values(), True, 0
-            else:
-                extra = {"finite": finite} if finite is not None else {}
-                if distributed:  # every process must stop at the same step, or the others hang
-                    extra["ranks_nonfinite"] = self._ranks_nonfinite(loss, finite)
-                values = result.log_values(extra=extra or None)
-                earlier_finite = values.pop("finite", 1.0) == 1.0
-                ranks_nonfinite = int(values.pop("ranks_nonfinite", 0.0))
-            if teacher_trainable:
-                values.update(t_result.log_values("teacher_loss/"))
-            if not earlier_finite or not all(map(math.isfinite, values.values())):
+            if distributed:  # every process must stop at the same step, or the others hang
+                logged["ranks_nonfinite"] = self.backend.all_reduce_sum((~finite).float())
+            # the step's one host transfer: every logged value and the group's finite flag
+            values = _host(logged, finite)
+            group_finite = values.pop("finite") == 1.0
+            ranks_nonfinite = int(values.pop("ranks_nonfinite", 0.0))
+            finite = None
+            if not group_finite or not all(map(math.isfinite, values.values())):
                 raise self._nonfinite(phase, epoch, index, values)
             if ranks_nonfinite:
                 raise self._nonfinite(phase, epoch, index, values, other_ranks=ranks_nonfinite)
-            finite = None
-            if self.clip_grad_norm is not None:
-                for opt in optimizers:  # each network's norm on its own: a co-trained teacher must not
-                    scaler.unscale_(opt)  # shrink the student's step, nor the reverse
+            for opt in optimizers:
+                if self.clip_grad_norm is not None:  # each network's norm on its own: a co-trained teacher must
+                    scaler.unscale_(opt)  # not shrink the student's step, nor the reverse
                     torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
                                                    self.clip_grad_norm)
-            if scaling:
-                for opt in optimizers:
-                    scaler.step(opt)
-                scaler.update()
-            else:
-                for opt in optimizers:
-                    opt.step()
+                scaler.step(opt)
+            scaler.update()
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
-            if scheduler is not None:
-                scheduler.step()
+            schedules.step()
             self.global_step += 1
             logs = {"step": self.global_step, "phase": phase_index, "epoch": epoch + (index + 1) / n,
                     "lr": optimizer.param_groups[0]["lr"], **values}
-            if is_main:
-                log(logs)
-            for cb in callbacks:
+            if self.backend.is_main:
+                self.run.log(logs)
+            for cb in self.callbacks:
                 cb.on_step_end(self, logs)
             if self.checkpoint_every and self.global_step % self.checkpoint_every == 0 and group_end < n:
                 self._save("last", self._state({"phase": phase_index, "epoch": epoch, "batch": group_end},
-                                               optimizer, scheduler, best, history))
-
-    def _ranks_nonfinite(self, loss: torch.Tensor, finite: torch.Tensor | None) -> torch.Tensor:
-        """How many processes hold a non-finite loss in this accumulation group (a device tensor, summed)."""
-        ok = torch.isfinite(loss.detach()).reshape(())
-        if finite is not None:
-            ok = ok & finite.reshape(())
-        return self.backend.all_reduce_sum((~ok).float())
+                                               optimizer, schedules, best, history))
 
     def _nonfinite(self, phase: Phase, epoch: int, index: int, values: dict[str, float],
                    other_ranks: int = 0) -> NonFiniteLossError:

@@ -2,6 +2,9 @@
 
 Every signal is called as ``signal(batch, progress)`` and returns ``{tap: tensor}`` with at least
 ``"logits"``. The engine tells a signal which taps its objective reads with ``bind(taps, forward)``.
+Everything else the engine needs it asks the signal through ``Signal``'s methods (what it holds, what
+trains, how it prepares, its own loss and optimizers, its checkpoint state); it never checks a
+signal's type.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from safetensors import SafetensorError
@@ -19,8 +22,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from kd_core.errors import CacheError, CheckpointError, ConfigError
-from kd_core.objective import Objective
-from kd_core.taps import LOGITS, TapSet
+from kd_core.objective import Objective, ObjectiveResult
+from kd_core.taps import LOGITS, TapSet, select_logits
+
+if TYPE_CHECKING:
+    from kd_core.engine import Distiller
 
 Batch = Mapping[str, Any]
 Forward = Callable[[nn.Module, Batch], Any]
@@ -32,23 +38,81 @@ def default_forward(model: nn.Module, batch: Batch) -> Any:
     return model(batch["input"])
 
 
-@runtime_checkable
-class Signal(Protocol):
-    """A source of teacher outputs."""
+class Signal:
+    """A source of teacher outputs, and everything the engine asks of one.
 
-    trainable: bool
+    A subclass implements ``bind`` and ``__call__``; the other methods have defaults for a signal that
+    holds nothing that trains. The engine:
+
+    - resolves the objective's teacher taps on ``modules()`` (when there is exactly one);
+    - calls ``prepare`` once before training (move to the device, build a cache);
+    - asks ``classes`` for the logits' width before training (a mismatch with the student is an error);
+    - trains ``trainable()`` with the step's loss: the student's objective plus the signal's own ``loss``
+      (which sees the student's outputs detached), steps ``optimizers()`` with the phase's optimizer
+      (same clipping, precision and LR schedule), and wraps these modules with the student for several
+      processes (so their gradients are averaged);
+    - logs validation metrics of ``evaluated()`` every epoch, and keeps ``state_dict()`` in every checkpoint.
+    """
 
     def bind(self, taps: Sequence[str], forward: Forward) -> None:
         """Declare the taps the objective needs and how to feed a batch to a model."""
+        raise NotImplementedError
 
     def __call__(self, batch: Batch, progress: float = 0.0) -> TeacherOutput:
         """Teacher outputs for this batch."""
+        raise NotImplementedError
+
+    def modules(self) -> dict[str, nn.Module]:
+        """The networks whose outputs the signal serves, by name (the teacher taps resolve on them)."""
+        return {}
+
+    def trainable(self) -> dict[str, nn.Module]:
+        """The modules the step's loss trains, by name (none for a fixed teacher)."""
+        return {}
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """The signal's own optimizers, which the engine steps with the student's."""
+        return []
+
+    def loss(self, outputs: TeacherOutput, student_outputs: TeacherOutput, batch: Batch,
+             progress: float) -> ObjectiveResult | None:
+        """The signal's own loss for this step (added to the student's), or None; ``student_outputs`` are detached."""
+        return None
+
+    def evaluated(self) -> dict[str, nn.Module]:
+        """Models whose validation metrics the engine logs every epoch, as ``val_<name>/<metric>``."""
+        return {}
+
+    def prepare(self, distiller: Distiller, train: Any) -> None:
+        """Get ready before the first step; by default, move every module to the run's device."""
+        for module in self.modules().values():
+            module.to(distiller.backend.device)
+
+    def classes(self, sample: Batch) -> int | None:
+        """The width of the logits for ``sample`` (a small batch), or None when it cannot be known beforehand."""
+        return self(sample)[LOGITS].shape[-1]
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps: the trainable modules' and the optimizers' states."""
+        return {"modules": {name: module.state_dict() for name, module in self.trainable().items()},
+                "optimizers": [optimizer.state_dict() for optimizer in self.optimizers()]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+        modules, optimizers = self.trainable(), self.optimizers()
+        saved_modules, saved_optimizers = dict(state.get("modules", {})), list(state.get("optimizers", []))
+        if sorted(saved_modules) != sorted(modules) or len(saved_optimizers) != len(optimizers):
+            raise CheckpointError("checkpoint", f"a signal state with modules {sorted(modules)} and "
+                                  f"{len(optimizers)} optimizer(s)",
+                                  f"modules {sorted(saved_modules)} and {len(saved_optimizers)} optimizer(s)")
+        for name, module in modules.items():
+            module.load_state_dict(saved_modules[name])
+        for optimizer, saved in zip(optimizers, saved_optimizers, strict=True):
+            optimizer.load_state_dict(saved)
 
 
-class FrozenTeacher:
+class FrozenTeacher(Signal):
     """A fixed, pretrained teacher: eval mode, no gradients (run under ``torch.no_grad``)."""
-
-    trainable = False
 
     def __init__(self, model: nn.Module, forward: Forward | None = None) -> None:
         if not isinstance(model, nn.Module):
@@ -64,6 +128,10 @@ class FrozenTeacher:
         self.forward = self.forward or forward
         self._taps = TapSet(self.model, taps)
 
+    def modules(self) -> dict[str, nn.Module]:
+        """The teacher network."""
+        return {"model": self.model}
+
     def to(self, device: torch.device | str) -> FrozenTeacher:
         """Move the teacher to ``device``."""
         self.model.to(device)
@@ -77,18 +145,19 @@ class FrozenTeacher:
             return self._taps.run(self.forward or default_forward, self.model, batch)
 
 
-class TrainableTeacher:
+class TrainableTeacher(Signal):
     """A teacher trained alongside the student (online KD, e.g. DML and BD-KD).
 
     ``objective`` is the teacher's own loss; it sees the teacher's outputs as "student" and the
-    (detached) student outputs as "teacher". The engine steps ``optimizer`` with the student's.
+    (detached) student outputs as "teacher". The engine steps ``optimizer`` with the student's; the
+    teacher network and the objective's trainable losses (e.g. a projection) are what trains.
     """
-
-    trainable = True
 
     def __init__(self, model: nn.Module, objective: Objective,
                  optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None = None,
                  forward: Forward | None = None) -> None:
+        if not isinstance(model, nn.Module):
+            raise ConfigError("teacher", "a torch.nn.Module", type(model).__name__)
         self.model = model
         self.objective = objective
         self.forward = forward
@@ -103,6 +172,42 @@ class TrainableTeacher:
         params = [*self.model.parameters(), *self.objective.parameters()]
         self.optimizer = self.make_optimizer(params)
 
+    def modules(self) -> dict[str, nn.Module]:
+        """The teacher network."""
+        return {"model": self.model}
+
+    def trainable(self) -> dict[str, nn.Module]:
+        """The teacher network and its objective (whose trainable losses, if any, train with it)."""
+        return {"model": self.model, "objective": self.objective}
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """The teacher's optimizer (built by ``bind``)."""
+        return [self.optimizer] if self.optimizer is not None else []
+
+    def loss(self, outputs: TeacherOutput, student_outputs: TeacherOutput, batch: Batch,
+             progress: float) -> ObjectiveResult:
+        """The teacher's objective: its outputs as "student", the detached student's as "teacher"."""
+        return self.objective(outputs, student_outputs, batch, progress)
+
+    def evaluated(self) -> dict[str, nn.Module]:
+        """The co-trained teacher, logged as ``val_teacher/...``."""
+        return {"teacher": self.model}
+
+    def prepare(self, distiller: Distiller, train: Any) -> None:
+        """Move the teacher and its objective to the run's device."""
+        self.model.to(distiller.backend.device)
+        self.objective.to(distiller.backend.device)
+
+    def classes(self, sample: Batch) -> int | None:
+        """The teacher's logits width, from one eval-mode forward without gradients (no state changes)."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                return select_logits((self.forward or default_forward)(self.model, sample)).shape[-1]
+        finally:
+            self.model.train(was_training)
+
     def __call__(self, batch: Batch, progress: float = 0.0) -> TeacherOutput:
         if not self.model.training:
             self.model.train()
@@ -113,7 +218,7 @@ def _fingerprint(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-class CachedTeacher:
+class CachedTeacher(Signal):
     """Teacher outputs computed once, stored on disk, and served by sample id and augmentation seed.
 
     Batches must carry ``id_key`` (default ``"index"``: the sample's position in its dataset) and,
@@ -124,7 +229,6 @@ class CachedTeacher:
     probabilities at temperature 1.
     """
 
-    trainable = False
     FORMAT = 1
 
     def __init__(self, teacher: FrozenTeacher, directory: str | os.PathLike, augmentation: Any = "none",
@@ -146,6 +250,21 @@ class CachedTeacher:
         """Record the taps to cache and hook them on the teacher."""
         self.taps = list(dict.fromkeys([LOGITS, *taps]))
         self.teacher.bind(self.taps, forward)
+
+    def modules(self) -> dict[str, nn.Module]:
+        """The teacher whose outputs are cached."""
+        return self.teacher.modules()
+
+    def prepare(self, distiller: Distiller, train: Any) -> None:
+        """Build the cache over ``train`` (in order) when there is none: the main process builds it, the others
+        wait. The teacher moves to the run's device only then; a built cache leaves it where it is."""
+        if self.exists():
+            return
+        backend = distiller.backend
+        with backend.main_first():
+            if backend.is_main and not self.exists():
+                self.teacher.prepare(distiller, train)
+                self.build(distiller.in_order(train))
 
     @property
     def meta_path(self) -> Path:
@@ -208,7 +327,7 @@ class CachedTeacher:
         self._rows = None
 
     # -- serving ------------------------------------------------------------------------------
-    def classes(self) -> int:
+    def classes(self, sample: Batch | None = None) -> int:
         """The width of the cached logits (read from the manifest: no teacher forward, no tensor load)."""
         if not self.exists():
             raise CacheError("directory", "a built teacher cache (call build() first)", str(self.directory))
@@ -319,24 +438,73 @@ class FixedWeighting:
         """Static: nothing to learn."""
 
 
-class Ensemble:
-    """Several teacher signals combined tap by tap as a weighted mean of their outputs."""
+class Ensemble(Signal):
+    """Several teacher signals combined tap by tap as a weighted mean of their outputs.
+
+    What the members hold, train and optimize is the ensemble's, named ``"<i>.<name>"`` by member; a
+    weighting that trains through the step's loss declares its modules with a ``trainable()`` method of its own.
+    """
 
     def __init__(self, teachers: Sequence[Signal], weighting: Weighting | None = None) -> None:
         if len(teachers) < 1:
             raise ConfigError("teachers", "at least one teacher signal", len(teachers))
         self.teachers = list(teachers)
         self.weighting = weighting or UniformWeighting()
-        self.trainable = any(t.trainable for t in self.teachers)
         self.last_weights: torch.Tensor | None = None
+        self._outputs: list[TeacherOutput] = []
 
     def bind(self, taps: Sequence[str], forward: Forward) -> None:
         """Bind every member."""
         for teacher in self.teachers:
             teacher.bind(taps, forward)
 
+    def _members(self, what: Callable[[Signal], Mapping[str, nn.Module]]) -> dict[str, nn.Module]:
+        return {f"{i}.{name}": module for i, teacher in enumerate(self.teachers)
+                for name, module in what(teacher).items()}
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Every member's networks."""
+        return self._members(lambda t: t.modules())
+
+    def trainable(self) -> dict[str, nn.Module]:
+        """Every member's trainable modules, and the weighting's when it declares some."""
+        found = self._members(lambda t: t.trainable())
+        declared = getattr(self.weighting, "trainable", None)  # optional in the Weighting protocol
+        if callable(declared):
+            found.update({f"weighting.{name}": module for name, module in declared().items()})
+        return found
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """Every member's optimizers."""
+        return [optimizer for teacher in self.teachers for optimizer in teacher.optimizers()]
+
+    def loss(self, outputs: TeacherOutput, student_outputs: TeacherOutput, batch: Batch,
+             progress: float) -> ObjectiveResult | None:
+        """The sum of the members' own losses, each on that member's outputs of this step (terms ``"<i>.<term>"``)."""
+        results = [(i, teacher.loss(own, student_outputs, batch, progress))
+                   for i, (teacher, own) in enumerate(zip(self.teachers, self._outputs, strict=True))]
+        results = [(i, r) for i, r in results if r is not None]
+        if not results:
+            return None
+        total = sum((r.total for _, r in results[1:]), results[0][1].total)
+        return ObjectiveResult(total=total, terms={f"{i}.{k}": v for i, r in results for k, v in r.terms.items()})
+
+    def evaluated(self) -> dict[str, nn.Module]:
+        """Every member's evaluated models, named ``"<name><i>"``."""
+        return {f"{name}{i}": module for i, teacher in enumerate(self.teachers)
+                for name, module in teacher.evaluated().items()}
+
+    def prepare(self, distiller: Distiller, train: Any) -> None:
+        """Prepare every member."""
+        for teacher in self.teachers:
+            teacher.prepare(distiller, train)
+
+    def classes(self, sample: Batch) -> int | None:
+        """The members' logits width (the first member that knows it)."""
+        return next((c for c in (t.classes(sample) for t in self.teachers) if c is not None), None)
+
     def __call__(self, batch: Batch, progress: float = 0.0) -> TeacherOutput:
-        outputs = [teacher(batch, progress) for teacher in self.teachers]
+        outputs = self._outputs = [teacher(batch, progress) for teacher in self.teachers]
         weights = self.weighting(outputs, batch, progress)
         self.last_weights = weights
         combined: TeacherOutput = {}
