@@ -129,3 +129,25 @@ def test_bad_arms_and_pairs_are_named() -> None:
               compare=[("kd", "nope")])
     with pytest.raises(ConfigError, match="teacher_training"):
         Study(task, hinton_arms(TrainSpec(1, 1e-2)), seeds=[0], title="x")
+
+
+def test_an_arm_with_its_own_fit_runs_through_the_studys_distiller(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A custom fit (e.g. a stream of tasks) gets the seeded student, the teacher and its run directory."""
+    monkeypatch.setenv("KD_DATA_HOME", str(tmp_path / "cache"))
+    train = TrainSpec(epochs=1, lr=1e-2, batch_size=32)
+    seen = []
+
+    def two_stages(run) -> nn.Module:
+        seen.append((run.seed, run.teacher is not None, run.out.name))
+        first = run.distiller(supervised_phases(train))
+        first.fit(run.study.task.data.train, None, out=run.out / "stage1", config=run.config())
+        return run.distiller(supervised_phases(train), seed=run.seed + 100).fit(
+            run.study.task.data.train, run.study.task.data.val, out=run.out / "stage2", config=run.config()).student
+
+    arms = {**hinton_arms(train), "staged": Arm(list, role="baseline", fit=two_stages)}
+    result = Study(blob_task(), arms, seeds=[3], title="Blobs", teacher_training=TrainSpec(1, 1e-2),
+                   backend=Backend(device="cpu"), latency_iterations=0).run(tmp_path / "run")
+    assert seen == [(3, True, "staged-seed3")]
+    assert (tmp_path / "run" / "staged-seed3" / "stage2" / "checkpoints" / "final.safetensors").is_file()
+    assert set(result.results["arms"]["staged"]["seeds"]) == {"3"}

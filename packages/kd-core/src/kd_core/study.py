@@ -43,7 +43,7 @@ from kd_core.task import Task, classification_outputs
 
 Role = Literal["scratch", "kd", "variant", "baseline"]
 
-__all__ = ["Arm", "Role", "Study", "StudyResult", "TrainSpec", "model_cost", "supervised_phases"]
+__all__ = ["Arm", "ArmRun", "Role", "Study", "StudyResult", "TrainSpec", "model_cost", "supervised_phases"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,11 @@ class Arm:
     - ``student(seed)``: the student builder (default: the task's);
     - ``role``: ``scratch`` (no teacher), ``kd`` (plain KD, the baseline every variant must beat),
       ``variant`` (the method under test) or ``baseline`` (any other);
-    - ``callbacks()``: fresh callbacks per run; ``distiller``: extra ``Distiller`` options.
+    - ``callbacks()``: fresh callbacks per run; ``distiller``: extra ``Distiller`` options;
+    - ``fit(run)``: for arms that are not one ``Distiller.fit`` over the task's train split (a stream of
+      class-incremental tasks, data-free synthesis followed by distillation): trains ``run.student`` in
+      ``run.out`` and returns it, through ``Distiller`` (``run.distiller(...)`` builds one with the study's
+      backend, forward, collate, evaluator, callbacks and seed). ``phases`` may then be unused.
     """
 
     phases: Callable[[], list[Phase]]
@@ -89,6 +93,35 @@ class Arm:
     callbacks: Callable[[], list[Callback]] = list
     distiller: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    fit: Callable[[ArmRun], nn.Module] | None = None
+
+
+@dataclass
+class ArmRun:
+    """One arm on one seed, as a custom ``Arm.fit`` receives it."""
+
+    name: str
+    arm: Arm
+    seed: int
+    student: nn.Module
+    teacher: nn.Module | None
+    out: Path
+    resume: bool
+    study: Study
+
+    def distiller(self, phases: Sequence[Phase], signal: Signal | None = None, **options: Any) -> Distiller:
+        """A ``Distiller`` for ``self.student`` with the study's backend, the task's forward, collate and
+        evaluator, the arm's batch size, callbacks and options, and this seed (``options`` override them)."""
+        task, study = self.study.task, self.study
+        settings: dict[str, Any] = {"backend": study.backend, "batch_size": self.arm.batch_size, "seed": self.seed,
+                                    "forward": task.forward, "collate": task.collate, "evaluator": task.evaluator,
+                                    "callbacks": [*self.arm.callbacks(), *study._progress(f"{self.name} s{self.seed}")],
+                                    **self.arm.distiller, **options}
+        return Distiller(self.student, phases, teacher=signal, **settings)
+
+    def config(self) -> dict[str, Any]:
+        """What a sub-run's ``config.yaml`` records (resume checks it)."""
+        return {"arm": self.name, "seed": self.seed, "role": self.arm.role, **self.study.config}
 
 
 @dataclass
@@ -226,16 +259,14 @@ class Study:
     def _train_arm(self, name: str, arm: Arm, seed: int, teacher: nn.Module | None, out: Path,
                    resume: bool) -> nn.Module:
         task = self.task
-        student = (arm.student or task.student)(seed)
+        run = ArmRun(name, arm, seed, (arm.student or task.student)(seed), teacher, out / f"{name}-seed{seed}",
+                     resume, self)
+        if arm.fit is not None:
+            return arm.fit(run)
         phases = arm.phases()
-        distiller = Distiller(student, phases, teacher=self._signal(arm, phases, teacher, out), backend=self.backend,
-                              batch_size=arm.batch_size, seed=seed, forward=task.forward, collate=task.collate,
-                              evaluator=task.evaluator, callbacks=[*arm.callbacks(), *self._progress(
-                                  f"{name} s{seed}")], **arm.distiller)
-        run = out / f"{name}-seed{seed}"
-        distiller.fit(task.data.train, task.data.val, out=run,
-                      config={"arm": name, "seed": seed, "role": arm.role, **self.config},
-                      resume=resume and (run / "config.yaml").is_file())
+        distiller = run.distiller(phases, self._signal(arm, phases, teacher, out))
+        distiller.fit(task.data.train, task.data.val, out=run.out, config=run.config(),
+                      resume=resume and (run.out / "config.yaml").is_file())
         return distiller.student
 
     def _batches(self, dataset: Any) -> list[Any]:
