@@ -95,16 +95,16 @@ def test_teacher_cache_on_the_gpu_serves_the_teachers_logits(tmp_path) -> None:
 def test_dcs_weights_and_the_reinforce_policy_train_on_the_gpu(tmp_path) -> None:
     data = BlobDataset(size=64, seed=1, noise=2.0)
     dcs = CorrectiveWeights(len(data))
-    objective = Objective(Term("kd", dcs.weighted(kl_divergence), teacher="logits", weight=0.5, temperature=2.0),
-                          Term("ce", dcs.weighted(cross_entropy), target="label", weight=0.5),
-                          Term("discordance", dcs.observe, teacher="logits", weight=0.0))
+    objective = Objective(Term("kd", kl_divergence, teacher="logits", weight=0.5, sample_weight=dcs, temperature=2.0),
+                          Term("ce", cross_entropy, target="label", weight=0.5, sample_weight=dcs),
+                          dcs.observer())
     Distiller(tiny_mlp(seed=0), [Phase("p", objective, epochs=2)], teacher=FrozenTeacher(tiny_mlp(seed=5)),
-              backend=Backend("cuda"), callbacks=[dcs], batch_size=16,
-              forward=dcs.track(default_forward)).fit(data, out=tmp_path / "dcs")
+              backend=Backend("cuda"), callbacks=[dcs], batch_size=16).fit(data, out=tmp_path / "dcs")
     assert len(dcs.history) == 8 and float(dcs.weights.mean()) == pytest.approx(1.0)
 
     weighting = ReinforcedWeighting(2, 3, hidden=8, lr=1e-2, warmup_steps=1)
-    kd = Objective(Term("kd", weighting.masked(kl_divergence), teacher="logits", weight=0.5, temperature=2.0),
+    kd = Objective(Term("kd", kl_divergence, teacher="logits", weight=0.5, sample_weight=weighting.sample_weights,
+                        temperature=2.0),
                    Term("ce", cross_entropy, target="label", weight=0.5))
     Distiller(tiny_mlp(seed=0), [Phase("p", kd, epochs=2)],
               teacher=Ensemble([FrozenTeacher(tiny_mlp(seed=s)) for s in (10, 11)], weighting),

@@ -177,7 +177,7 @@ def test_term_names_with_dots_hold_trainable_losses():
     result = objective({"a": torch.ones(2, 4)}, {"b": torch.zeros(2, 6)}, {})
     assert set(result.terms) == {"hidden.3", "hidden.4"}
     with pytest.raises(ConfigError, match="distinct"):
-        Objective(Term("a.b", HiddenMSE(4, 6)), Term("a/b", HiddenMSE(4, 6)))
+        Objective(Term("a.b", HiddenMSE(4, 6), teacher="b"), Term("a/b", HiddenMSE(4, 6), teacher="b"))
 
 
 def test_log_values_reads_extra_scalars_with_the_terms() -> None:

@@ -93,8 +93,30 @@ def test_weights_normalise_over_the_selected_and_fall_back_when_none_is() -> Non
         w.policy.weight[0, 5] = -4.0
     weights = w(TEACHERS, BATCH, 0.0)
     assert weights.tolist() == [[0.5, 0.5]] * 4 and not w.last_selected_any.any()
-    student = torch.zeros(4, 3)
-    assert float(w.masked(kl_divergence)(student, TEACHERS[0]["logits"])) == 0.0  # only CE would apply
+    kd = Term("kd", kl_divergence, teacher="logits", sample_weight=w.sample_weights)
+    student = {"logits": torch.zeros(4, 3)}
+    assert float(kd(student, TEACHERS[0], BATCH, 0.0)) == 0.0  # no teacher selected: only CE would apply
+
+
+def test_sample_weights_keep_the_kd_term_of_samples_that_selected_a_teacher() -> None:
+    w = ReinforcedWeighting(2, 3, hidden=0, sample=False)
+    with torch.no_grad():
+        w.policy.weight.zero_()
+        w.policy.weight[0, 4] = 20.0  # the teacher's max probability: select where it is above 0.7
+        w.policy.bias.fill_(-14.0)
+    w(TEACHERS, BATCH, 0.0)
+    # max probabilities: rows 0 and 2 are 0.79 and 0.91 for both teachers, rows 1 and 3 at most 0.58
+    mask = w.last_selected_any.float()
+    assert mask.tolist() == [1.0, 0.0, 1.0, 0.0]
+    kd = Term("kd", kl_divergence, teacher="logits", sample_weight=w.sample_weights, temperature=2.0)
+    student = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 2.0]])
+    per = kl_divergence(student, TEACHERS[1]["logits"], temperature=2.0, reduction="none")
+    # Σ_j a_j ℓ_j / B: samples without a teacher count in B but add nothing
+    assert float(kd({"logits": student}, TEACHERS[1], BATCH, 0.0)) == pytest.approx(float((mask * per).sum() / 4))
+    with pytest.raises(ConfigError, match="sample_weight"):  # a batch of another size: not this batch's selection
+        kd({"logits": student[:2]}, {"logits": TEACHERS[1]["logits"][:2]}, {"index": torch.arange(2)}, 0.0)
+    with pytest.raises(ConfigError, match="sample_weight"):  # nothing selected yet
+        ReinforcedWeighting(2, 3).sample_weights(BATCH, {"logits": student}, None, 0.0)
 
 
 def test_policy_learns_to_select_the_reliable_teacher() -> None:
@@ -139,7 +161,8 @@ def test_distiller_run_delivers_a_reward_after_every_step(tmp_path) -> None:
     dev = BlobDataset(size=24, features=8, classes=3, seed=2)
     teachers = [FrozenTeacher(tiny_mlp(seed=s)) for s in (10, 11)]
     weighting = ReinforcedWeighting(2, 3, hidden=8, lr=1e-2, warmup_steps=2)
-    objective = Objective(Term("kd", weighting.masked(kl_divergence), teacher="logits", weight=0.5, temperature=2.0),
+    objective = Objective(Term("kd", kl_divergence, teacher="logits", weight=0.5,
+                               sample_weight=weighting.sample_weights, temperature=2.0),
                           Term("ce", cross_entropy, target="label", weight=0.5))
     reward = PolicyReward(weighting, dev=dev)
     policy_before = [p.clone() for p in weighting.policy.parameters()]
@@ -162,8 +185,9 @@ def test_resumed_run_keeps_the_policy_and_equals_an_uninterrupted_run(tmp_path) 
         data = BlobDataset(size=48, features=8, classes=3, seed=2)
         dev = BlobDataset(size=24, features=8, classes=3, seed=2)
         weighting = ReinforcedWeighting(2, 3, hidden=8, lr=1e-2, warmup_steps=1)
-        objective = Objective(Term("kd", weighting.masked(kl_divergence), teacher="logits", weight=0.5,
-                                   temperature=2.0), Term("ce", cross_entropy, target="label", weight=0.5))
+        objective = Objective(Term("kd", kl_divergence, teacher="logits", weight=0.5,
+                                   sample_weight=weighting.sample_weights, temperature=2.0),
+                              Term("ce", cross_entropy, target="label", weight=0.5))
         student = tiny_mlp(seed=0)
         Distiller(student, [Phase("train", objective, epochs=3)],
                   teacher=Ensemble([FrozenTeacher(tiny_mlp(seed=s)) for s in (10, 11)], weighting),

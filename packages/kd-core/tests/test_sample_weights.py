@@ -1,4 +1,4 @@
-"""DCS per-sample corrective weights: the boosting update by hand, the cap, the weighted loss and a Distiller run."""
+"""DCS per-sample corrective weights: the boosting update by hand, the cap, the weighted terms and a Distiller run."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from kd_core.errors import ConfigError
 from kd_core.losses import cross_entropy, kl_divergence
 from kd_core.objective import Objective, Term
 from kd_core.sample_weights import CorrectiveWeights, _normalise, boosting_step, discordance
-from kd_core.signals import FrozenTeacher, default_forward
+from kd_core.signals import FrozenTeacher
 from kd_core.testing import BlobDataset, tiny_mlp
 
 
@@ -37,8 +37,7 @@ def test_boosting_step_by_hand() -> None:
 
 def test_corrective_weights_update_one_batch_by_hand() -> None:
     dcs = CorrectiveWeights(6)
-    dcs.see({"index": torch.tensor([0, 2, 4])})
-    rate = dcs.observe(_logits([0, 1, 2]), _logits([0, 2, 2]))  # sample 2 disagrees
+    rate = dcs.observe(_logits([0, 1, 2]), _logits([0, 2, 2]), torch.tensor([0, 2, 4]))  # sample 2 disagrees
     assert float(rate) == pytest.approx(1 / 3)
     record = dcs.apply()
     # eps = 1/3, alpha = ½ ln 2: w_2 = sqrt(2), then all six renormalised to mean 1
@@ -62,18 +61,38 @@ def test_cap_and_soft_discordance() -> None:
     assert float(discordance(torch.zeros(1, 2), torch.tensor([[30.0, 0.0]]), soft=True)) == pytest.approx(0.5)
 
 
-def test_weighted_loss_divides_by_the_sum_of_weights() -> None:
+def test_weighted_terms_divide_by_the_sum_of_weights() -> None:
     dcs = CorrectiveWeights(4)
     dcs.weights = torch.tensor([1.0, 3.0, 0.5, 0.5], dtype=torch.float64)
-    dcs.see({"index": torch.tensor([0, 1])})
-    student, labels = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0])
+    batch = {"index": torch.tensor([0, 1]), "label": torch.tensor([0, 0])}
+    # the provider scales the batch's weights to sum to B: [1, 3] -> [0.5, 1.5]
+    assert dcs(batch, {}, None, 0.0).tolist() == pytest.approx([0.5, 1.5])
+    student, labels = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), batch["label"]
     per = torch.nn.functional.cross_entropy(student, labels, reduction="none")
-    value = dcs.weighted(cross_entropy)(student, labels)
-    assert float(value) == pytest.approx(float((per[0] + 3 * per[1]) / 4))
+    ce = Term("ce", cross_entropy, target="label", sample_weight=dcs)
+    assert float(ce({"logits": student}, None, batch, 0.0)) == pytest.approx(float((per[0] + 3 * per[1]) / 4))
     teacher = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
     kl = kl_divergence(student, teacher, temperature=2.0, reduction="none")
-    assert float(dcs.weighted(kl_divergence)(student, teacher, temperature=2.0)) == \
+    kd = Term("kd", kl_divergence, teacher="logits", sample_weight=dcs, temperature=2.0)
+    assert float(kd({"logits": student}, {"logits": teacher}, batch, 0.0)) == \
         pytest.approx(float((kl[0] + 3 * kl[1]) / 4))
+
+
+def test_observer_term_records_the_batch_ids_and_an_unobserved_run_is_an_error() -> None:
+    dcs = CorrectiveWeights(5)
+    objective = Objective(Term("ce", cross_entropy, target="label", sample_weight=dcs), dcs.observer())
+    batch = {"index": torch.tensor([3, 1, 4]), "label": torch.tensor([0, 1, 2])}
+    result = objective({"logits": _logits([0, 1, 2])}, {"logits": _logits([0, 0, 2])}, batch)
+    assert float(result.terms["discordance"]) == pytest.approx(1 / 3)
+    assert dcs.apply()["epsilon"] == pytest.approx(1 / 3)
+    # sample 1 (the batch's second row) disagreed: w_1 = sqrt(2), then all five renormalised to mean 1
+    expected = torch.tensor([1.0, math.sqrt(2), 1.0, 1.0, 1.0])
+    assert dcs.weights.tolist() == pytest.approx((expected * 5 / expected.sum()).tolist())
+    # weights given to a term with nothing observed: the weights would never change
+    Objective(Term("ce", cross_entropy, target="label", sample_weight=dcs))({"logits": _logits([0, 1, 2])}, None,
+                                                                           batch)
+    with pytest.raises(ConfigError, match="observer"):
+        dcs.apply()
 
 
 def test_bad_input_is_a_config_error() -> None:
@@ -85,10 +104,11 @@ def test_bad_input_is_a_config_error() -> None:
         CorrectiveWeights(3, cap=0.5)
     dcs = CorrectiveWeights(3)
     with pytest.raises(ConfigError, match="index"):
-        dcs.see({"label": torch.tensor([0])})
-    dcs.see({"index": torch.tensor([5])})
+        dcs({"label": torch.tensor([0])}, {}, None, 0.0)
     with pytest.raises(ConfigError, match="sample ids"):
-        dcs.batch_weights()
+        dcs({"index": torch.tensor([5])}, {}, None, 0.0)
+    with pytest.raises(ConfigError, match="sample ids"):
+        dcs.observe(_logits([0]), _logits([1]), torch.tensor([-1]))
 
 
 @pytest.mark.parametrize("every", ["step", "epoch"])
@@ -97,12 +117,12 @@ def test_distiller_run_boosts_discordant_samples(tmp_path, every: str) -> None:
     teacher = tiny_mlp(seed=5)  # an untrained teacher: student and teacher disagree on many samples
     dcs = CorrectiveWeights(len(data), every=every)
     objective = Objective(
-        Term("kd", dcs.weighted(kl_divergence), teacher="logits", weight=0.5, temperature=2.0),
-        Term("ce", dcs.weighted(cross_entropy), target="label", weight=0.5),
-        Term("discordance", dcs.observe, teacher="logits", weight=0.0),
+        Term("kd", kl_divergence, teacher="logits", weight=0.5, sample_weight=dcs, temperature=2.0),
+        Term("ce", cross_entropy, target="label", weight=0.5, sample_weight=dcs),
+        dcs.observer(),
     )
     distiller = Distiller(tiny_mlp(seed=0), [Phase("train", objective, epochs=2)], teacher=FrozenTeacher(teacher),
-                          callbacks=[dcs], batch_size=16, forward=dcs.track(default_forward))
+                          callbacks=[dcs], batch_size=16)
     distiller.fit(data, out=tmp_path / "run")
     assert len(dcs.history) == (6 if every == "step" else 2)
     assert float(dcs.weights.mean()) == pytest.approx(1.0)
@@ -126,13 +146,14 @@ def test_resumed_run_keeps_the_weights_and_equals_an_uninterrupted_run(tmp_path)
     def run(out: str, crash: bool = False, resume: bool = False):
         data = BlobDataset(size=48, features=8, classes=3, seed=1, noise=2.0)
         dcs = CorrectiveWeights(len(data))
-        objective = Objective(Term("kd", dcs.weighted(kl_divergence), teacher="logits", weight=0.5, temperature=2.0),
-                              Term("ce", dcs.weighted(cross_entropy), target="label", weight=0.5),
-                              Term("discordance", dcs.observe, teacher="logits", weight=0.0))
+        objective = Objective(Term("kd", kl_divergence, teacher="logits", weight=0.5, sample_weight=dcs,
+                                   temperature=2.0),
+                              Term("ce", cross_entropy, target="label", weight=0.5, sample_weight=dcs),
+                              dcs.observer())
         student = tiny_mlp(seed=0)
         Distiller(student, [Phase("train", objective, epochs=3)], teacher=FrozenTeacher(tiny_mlp(seed=5)),
-                  callbacks=[dcs, *([Crash()] if crash else [])], batch_size=16,
-                  forward=dcs.track(default_forward)).fit(data, out=tmp_path / out, resume=resume)
+                  callbacks=[dcs, *([Crash()] if crash else [])], batch_size=16).fit(data, out=tmp_path / out,
+                                                                                      resume=resume)
         return student, dcs
 
     whole, whole_dcs = run("whole")

@@ -1,15 +1,15 @@
-"""Hand-computed checks for kd_core.transformer_losses: masked feature MSE, pre-softmax attention MSE, MaskedTerm."""
+"""Hand-computed checks for kd_core.transformer_losses: masked feature MSE, pre-softmax attention MSE, and
+plain Terms that pass the padding mask as an input."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from kd_core.errors import ConfigError
-from kd_core.objective import Objective
+from kd_core.objective import Objective, Term
 from kd_core.transformer_losses import (
     AttentionScoreMSE,
     MaskedHiddenMSE,
-    MaskedTerm,
     attention_score_mse,
     attention_scores,
     masked_mse,
@@ -77,11 +77,11 @@ def test_attention_loss_trains_student_projections_only() -> None:
         query_key(nn.Linear(2, 2))
 
 
-def test_shared_projection_is_held_once_and_masked_term_passes_the_mask() -> None:
+def test_shared_projection_is_held_once_and_the_term_passes_the_mask() -> None:
     projection = nn.Linear(2, 3)
     first, second = MaskedHiddenMSE(projection), MaskedHiddenMSE(shared=projection)
-    objective = Objective(MaskedTerm("a", first, student="x", teacher="x"),
-                          MaskedTerm("b", second, student="y", teacher="y"))
+    objective = Objective(Term("a", first, student="x", teacher="x", inputs={"mask": "attention_mask"}),
+                          Term("b", second, student="y", teacher="y", inputs={"mask": "attention_mask"}))
     assert len(list(objective.parameters())) == 2 and len(objective.state_dict()) == 2
     with torch.no_grad():
         projection.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))
@@ -91,5 +91,5 @@ def test_shared_projection_is_held_once_and_masked_term_passes_the_mask() -> Non
     teacher = {"x": torch.zeros(1, 2, 3), "y": torch.zeros(1, 2, 3)}
     result = objective(student, teacher, {"attention_mask": torch.tensor([[1, 0]])})
     assert result.terms["a"].item() == pytest.approx(2 / 3) and result.terms["b"].item() == pytest.approx(2 / 3)
-    with pytest.raises(ConfigError, match="mask_key"):
+    with pytest.raises(ConfigError, match=r"a\.inputs\.mask"):
         objective(student, teacher, {})

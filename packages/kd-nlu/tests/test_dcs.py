@@ -18,8 +18,7 @@ def test_objective_weighs_each_sample_and_divides_by_the_weight_sum() -> None:
     weights = CorrectiveWeights(4)
     weights.weights = torch.tensor([1.0, 3.0, 1.0, 1.0], dtype=torch.float64) / 1.5  # mean 1
     objective = dcs_objective(DCSSection(lam=0.25, temperature=2.0), weights)
-    batch = {"index": torch.tensor([0, 1]), "label": torch.tensor([0, 1])}
-    weights.see(batch)
+    batch = {"index": torch.tensor([0, 1]), "label": torch.tensor([0, 1])}  # the terms read the sample ids
     student = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.5, 0.0]])
     teacher = torch.tensor([[0.0, 2.0, 0.0], [0.0, 1.0, 0.0]])
     result = objective({"logits": student}, {"logits": teacher}, batch)

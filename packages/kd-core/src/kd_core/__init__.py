@@ -18,7 +18,7 @@ _EXPORTS = {
                        "NonFiniteLossError", "RecipeError", "RunDirError", "TapError"],
     "kd_core.losses": ["HiddenMSE", "attention_loss", "balanced_kl", "cross_entropy", "hidden_mse", "info_nce",
                        "kl_divergence", "l1", "logit_mse", "soft_cross_entropy"],
-    "kd_core.objective": ["Objective", "ObjectiveResult", "Term"],
+    "kd_core.objective": ["Objective", "ObjectiveResult", "SampleWeights", "Term"],
     "kd_core.signals": ["CachedTeacher", "Ensemble", "FixedWeighting", "FrozenTeacher", "TrainableTeacher",
                         "UniformWeighting", "Weighting"],
     "kd_core.taps": ["TapSet", "resolve", "unwrap"],

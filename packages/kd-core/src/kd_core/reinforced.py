@@ -10,8 +10,8 @@ AAAI 2021 (arXiv:2012.06048); spec in ``research/methods-a.md`` §B3 (the state 
   one-hidden-layer MLP; a Bernoulli "distil from teacher k on x_j" decision, sampled while training.
 - Teacher weights for the ensemble: a_jk / |K_j| over the selected set K_j. ``Ensemble`` averages the
   selected teachers' *logits* (the spec averages their KL terms; the two agree when one teacher is selected).
-  When no teacher is selected the row falls back to uniform weights, and ``masked(loss)`` zeroes that sample's
-  KD term, so only cross-entropy applies to it, as the spec says.
+  When no teacher is selected the row falls back to uniform weights, and ``Term(..., sample_weight=
+  weighting.sample_weights)`` zeroes that sample's KD term, so only cross-entropy applies to it, as the spec says.
 - REINFORCE with a baseline, in ``update(reward)``: the surrogate
   −mean_j Σ_k (r_j − b)·log π(a_jk | s_jk) − β·mean_j Σ_k H(π_jk), one optimizer step, then b ← m·b + (1 − m)·r̄
   (b starts at 0; r is a scalar for the batch or one value per instance).
@@ -25,7 +25,7 @@ AAAI 2021 (arXiv:2012.06048); spec in ``research/methods-a.md`` §B3 (the state 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -214,18 +214,28 @@ class ReinforcedWeighting:
         """Fraction of instances of each gold class that selected each teacher, ``[C, T]`` (NaN if unseen)."""
         return self.selected / self.seen.unsqueeze(1)
 
-    def masked(self, loss: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-        """``loss`` per sample (``reduction="none"``) with samples that selected no teacher zeroed, then averaged."""
+    def sample_weights(self, batch: Mapping[str, Any], student_out: Mapping[str, Any],
+                       teacher_out: Mapping[str, Any] | None, progress: float) -> torch.Tensor:
+        """A ``SampleWeights`` provider: 1 for the samples of ``batch`` that selected a teacher, 0 for the rest.
 
-        def masked_loss(*args: Any, **options: Any) -> torch.Tensor:
-            per_sample = loss(*args, **{**options, "reduction": "none"})
-            mask = self.last_selected_any
-            if mask is None or len(mask) != len(per_sample):
-                return per_sample.mean()
-            return (per_sample * mask.to(per_sample.device, per_sample.dtype)).mean()
+        ``Term("kd", kl_divergence, teacher=..., sample_weight=weighting.sample_weights)`` keeps a sample's KD
+        term only when the policy picked at least one teacher for it (Σ_j a_j ℓ_j / B). It reads the selection
+        this weighting made for the batch when the ``Ensemble`` ran on it.
+        """
+        selected = self.last_selected_any
+        size = _batch_size(batch, student_out)
+        if selected is None or (size is not None and len(selected) != size):
+            raise ConfigError("sample_weight", "the selection of this batch (an Ensemble with this weighting ran on "
+                              "it first)", None if selected is None else f"a selection of {len(selected)} samples")
+        return selected.float()
 
-        masked_loss.__name__ = f"masked_{getattr(loss, '__name__', 'loss')}"
-        return masked_loss
+
+def _batch_size(batch: Mapping[str, Any], student_out: Mapping[str, Any]) -> int | None:
+    """The batch's sample count, read from its ids or the student's logits (None when neither is there)."""
+    for value in (batch.get("index"), student_out.get(LOGITS)):
+        if isinstance(value, torch.Tensor) and value.ndim >= 1:
+            return len(value)
+    return None
 
 
 class PolicyReward(Callback):

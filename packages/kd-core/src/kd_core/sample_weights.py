@@ -11,16 +11,15 @@ iteration k, on the samples it saw:
 
 The student minimises Σ_i w_i ℓ_i / Σ_i w_i over each mini-batch (divided by Σw, not by the batch size).
 
-How it plugs into kd-core without touching the engine or the losses (losses already return per-sample
-values with ``reduction="none"``):
+How it plugs into kd-core (the engine adds ``batch["index"]``, each sample's position in the training set,
+to every training batch; the losses return per-sample values with ``reduction="none"``):
 
-- ``weights.track(forward)`` wraps the ``Distiller``'s ``forward`` so the provider sees each batch's
-  sample ids (``batch["index"]``, which ``IndexedDataset`` adds);
-- ``weights.weighted(loss)`` is a loss for a ``Term``: it calls ``loss(..., reduction="none")`` and
-  returns the Σw-normalised weighted mean with the current batch's weights;
-- ``weights.observe`` is a loss for a weight-0 ``Term`` over student and teacher logits: it records the
-  batch's discordance (and returns its mean, which the engine logs);
-- ``weights`` is itself a ``kd_core.Callback``: it applies the recorded discordance at every optimizer
+- ``weights`` is a ``kd_core.objective.SampleWeights`` provider: ``Term(..., sample_weight=weights)`` weighs
+  each sample of the term by its current w_i (the provider returns w·B/Σw, so the term's Σ w_i ℓ_i / B is
+  Σ w_i ℓ_i / Σ w_i);
+- ``weights.observer()`` is a weight-0 ``Term`` over student and teacher logits (``weights.observe``, with
+  the batch's sample ids as an input): it records the batch's discordance and logs its mean;
+- ``weights`` is also a ``kd_core.Callback``: it applies the recorded discordance at every optimizer
   step (``every="step"``) or once per epoch (``every="epoch"``).
 
 Choices where the spec leaves room (all marked [I] there): the teacher is fixed (no EMA of the student);
@@ -31,7 +30,7 @@ ground truth does not enter d_i; with ``every="step"`` ε_k is the batch's weigh
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
@@ -39,7 +38,8 @@ import torch
 from kd_core.engine import Callback, Distiller
 from kd_core.errors import ConfigError
 from kd_core.losses import check_same_shape
-from kd_core.signals import Batch, Forward
+from kd_core.objective import Term
+from kd_core.taps import LOGITS
 
 __all__ = ["CorrectiveWeights", "boosting_step", "discordance"]
 
@@ -89,65 +89,67 @@ class CorrectiveWeights(Callback):
         self.num_samples, self.every, self.cap, self.soft, self.id_key = num_samples, every, float(cap), soft, id_key
         self.weights = torch.ones(num_samples, dtype=torch.float64)
         self.history: list[dict[str, float]] = []
-        self._ids: torch.Tensor | None = None
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._served = False  # weights were given to a term since the last update
 
-    # -- which samples the current batch holds ------------------------------------------------------
-    def track(self, forward: Forward) -> Forward:
-        """``forward`` that also records the batch's sample ids (pass it as ``Distiller(forward=...)``)."""
-
-        def tracked(model: Any, batch: Batch) -> Any:
-            self.see(batch)
-            return forward(model, batch)
-
-        return tracked
-
-    def see(self, batch: Mapping[str, Any]) -> None:
-        """Record the sample ids of ``batch`` (the batch whose loss is computed next)."""
+    # -- the per-sample weights (a SampleWeights provider) ------------------------------------------
+    def ids(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """The sample ids of ``batch`` (``batch[id_key]``), checked against the training set's size."""
         if self.id_key not in batch:
             raise ConfigError(f"batch[{self.id_key!r}]", "sample ids in every batch for per-sample weights",
                               sorted(batch))
-        self._ids = torch.as_tensor(batch[self.id_key]).reshape(-1).long().cpu()
+        return self._check_ids(batch[self.id_key])
 
-    def batch_weights(self, size: int | None = None) -> torch.Tensor:
-        """The current weights of the last batch seen (float64, on the CPU)."""
-        if self._ids is None:
-            raise ConfigError("forward", "a forward wrapped by CorrectiveWeights.track (no batch seen yet)", None)
-        ids = self._ids
-        if size is not None and len(ids) != size:
-            raise ConfigError("batch", f"{len(ids)} samples like the last batch seen", size)
-        if int(ids.min()) < 0 or int(ids.max()) >= self.num_samples:
+    def _check_ids(self, ids: Any) -> torch.Tensor:
+        ids = torch.as_tensor(ids).reshape(-1).long().cpu()
+        if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= self.num_samples):
             raise ConfigError(f"batch[{self.id_key!r}]", f"sample ids in [0, {self.num_samples})",
                               [int(ids.min()), int(ids.max())])
-        return self.weights[ids]
+        return ids
 
-    # -- losses for Terms ---------------------------------------------------------------------------
-    def weighted(self, loss: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-        """``loss`` weighted per sample: Σ w_i ℓ_i / Σ w_i over the batch, ℓ from ``loss(..., reduction="none")``."""
+    def batch_weights(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """The current weights w_i of ``batch``'s samples (float64, on the CPU)."""
+        return self.weights[self.ids(batch)]
 
-        def weighted_loss(*args: Any, **options: Any) -> torch.Tensor:
-            per_sample = loss(*args, **{**options, "reduction": "none"})
-            if per_sample.ndim != 1:
-                raise ConfigError("loss", "one value per sample with reduction='none'", tuple(per_sample.shape))
-            w = self.batch_weights(len(per_sample)).to(per_sample.device, per_sample.dtype)
-            return (w * per_sample).sum() / w.sum()
+    def __call__(self, batch: Mapping[str, Any], student_out: Mapping[str, Any],
+                 teacher_out: Mapping[str, Any] | None, progress: float) -> torch.Tensor:
+        """The ``SampleWeights`` protocol: the batch's weights scaled to sum to B, w·B/Σw (float64, CPU).
 
-        weighted_loss.__name__ = f"weighted_{getattr(loss, '__name__', 'loss')}"
-        return weighted_loss
+        A term's Σ_i w_i ℓ_i / B with these is DCS's Σ_i w_i ℓ_i / Σ_i w_i.
+        """
+        w = self.batch_weights(batch)
+        self._served = True
+        return w * (len(w) / w.sum())
 
-    def observe(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        """Record the batch's discordance for the next update; return its (unweighted) mean for the logs."""
+    # -- recording the discordance --------------------------------------------------------------------
+    def observe(self, student: torch.Tensor, teacher: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Record the discordance of the samples ``index`` for the next update; return its (unweighted) mean.
+
+        A loss for a weight-0 ``Term`` over student and teacher logits with ``inputs={"index": id_key}``
+        (``observer()`` builds it).
+        """
         d = discordance(student, teacher, self.soft).cpu()
-        if self._ids is None or len(self._ids) != len(d):
-            raise ConfigError("forward", "a forward wrapped by CorrectiveWeights.track", "no matching batch seen")
-        self._pending.append((self._ids, d))
+        ids = self._check_ids(index)
+        if len(ids) != len(d):
+            raise ConfigError("index", f"one sample id per row of the logits ({len(d)})", len(ids))
+        self._pending.append((ids, d))
         return d.mean().to(student.device)
+
+    def observer(self, name: str = "discordance", student: str = LOGITS, teacher: str = LOGITS) -> Term:
+        """The weight-0 ``Term`` that records (and logs) the discordance of student and teacher taps."""
+        return Term(name, self.observe, student=student, teacher=teacher, weight=0.0,
+                    inputs={"index": self.id_key})
 
     # -- the update ---------------------------------------------------------------------------------
     def apply(self) -> dict[str, float] | None:
         """Boost the weights of the samples recorded since the last update; renormalise; cap. Returns ε, α."""
         if not self._pending:
+            if self._served:
+                raise ConfigError("objective", "a term recording the discordance (CorrectiveWeights.observer())",
+                                  "weights served to terms but no discordance observed",
+                                  hint="without it the weights never change")
             return None
+        self._served = False
         ids = torch.cat([i for i, _ in self._pending])
         d = torch.cat([v for _, v in self._pending]).double()
         self._pending.clear()
@@ -172,6 +174,7 @@ class CorrectiveWeights(Callback):
     def on_phase_start(self, distiller: Distiller, phase: Any, total_steps: int) -> None:
         """Drop discordance recorded outside training (e.g. by the engine's shape probe)."""
         self._pending.clear()
+        self._served = False
 
     def state_dict(self) -> dict[str, Any]:
         """The weights and the update history (saved in every checkpoint, so a resumed run keeps them)."""

@@ -7,20 +7,17 @@ averaged over heads; the hidden loss is MSE(H^S W_h, H^T) with a learned W_h.
 Models are never edited to expose the scores. ``AttentionScoreMSE`` reads the hidden states that enter
 a self-attention module (a tap ``in:<path to the self-attention module>``) and recomputes QKᵀ·scale with
 that module's own query and key projections, so the student's gradient reaches the same weights as in
-its forward pass. ``MaskedTerm`` is a ``Term`` that also hands the batch's padding mask to its loss,
-so padded positions (whose scores are the additive −∞ mask) never enter a mean.
+its forward pass. Each loss takes the padding mask as ``mask``: a plain ``Term`` passes it with
+``inputs={"mask": "attention_mask"}``, so padded positions (whose scores are the additive −∞ mask) never enter
+a mean.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 from torch import nn
 
 from kd_core.errors import ConfigError
-from kd_core.objective import Term
 
 _QUERY_KEY_NAMES = (("query", "key"), ("q_lin", "k_lin"), ("q_proj", "k_proj"), ("q", "k"))
 
@@ -166,32 +163,3 @@ class AttentionScoreMSE:
         with torch.no_grad():
             t_scores = attention_scores(t_module, teacher)
         return attention_score_mse(s_scores, t_scores, mask, self.average_heads)
-
-
-class MaskedTerm(Term):
-    """A ``Term`` whose loss also receives ``mask=batch[mask_key]`` (e.g. the attention mask).
-
-    ``mask_key=None`` makes it a plain ``Term``.
-    """
-
-    def __init__(self, *args: Any, mask_key: str | None = "attention_mask", **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.mask_key = mask_key
-
-    def __call__(self, student_out: Mapping[str, Any], teacher_out: Mapping[str, Any] | None,
-                 batch: Mapping[str, Any], progress: float) -> torch.Tensor:
-        """The unweighted loss value, with the batch's mask passed on."""
-        if self.mask_key is None:
-            return super().__call__(student_out, teacher_out, batch, progress)
-        if self.mask_key not in batch:
-            raise ConfigError(f"{self.name}.mask_key", f"a batch key among {sorted(batch)}", self.mask_key)
-        if teacher_out is None and self.teacher is not None:
-            raise ConfigError(f"{self.name}.teacher", "a teacher signal for this term", None)
-        if self.teacher is not None:
-            args: tuple = (student_out[self.student], teacher_out[self.teacher])
-        elif self.target is not None:
-            args = (student_out[self.student], batch[self.target])
-        else:
-            args = (student_out[self.student],)
-        return self.loss(*args, mask=batch[self.mask_key], **self.resolved_options(progress))
-

@@ -241,11 +241,11 @@ class DCSConfig(RecipeConfig):
 
 def dcs_objective(section: DCSSection, weights: CorrectiveWeights | None) -> Objective:
     """(1 − λ)·CE + λ·τ²·KL, per sample weighted by ``weights`` (uniform when None), plus a logged discordance."""
-    weigh = weights.weighted if weights is not None else (lambda loss: loss)
-    terms = [Term("kd", weigh(kl_divergence), teacher=LOGITS, weight=section.lam, temperature=section.temperature),
-             Term("ce", weigh(cross_entropy), target="label", weight=1 - section.lam)]
+    terms = [Term("kd", kl_divergence, teacher=LOGITS, weight=section.lam, sample_weight=weights,
+                  temperature=section.temperature),
+             Term("ce", cross_entropy, target="label", weight=1 - section.lam, sample_weight=weights)]
     if weights is not None:
-        terms.append(Term("discordance", weights.observe, teacher=LOGITS, weight=0.0))
+        terms.append(weights.observer())
     return Objective(*terms)
 
 
@@ -277,8 +277,7 @@ class DCSPlan:
             res.build_student(seed), single_phase(objective, c.student.train), res, out, backend, seed=seed,
             batch_size=c.student.train.batch_size, config={"recipe": c.model_dump(), "arm": arm, "seed": seed},
             label=f"{arm} s{seed}", progress=progress, teacher=signal if arm != "finetune" else None,
-            callbacks=[weights] if weights is not None else [],
-            forward=weights.track(encoder_forward) if weights is not None else encoder_forward, resume=resume)
+            callbacks=[weights] if weights is not None else [], resume=resume)
         return model, (weights.history if weights is not None else [])
 
     def run(self, context: RunContext) -> Path:

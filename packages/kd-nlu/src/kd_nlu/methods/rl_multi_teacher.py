@@ -240,9 +240,10 @@ class RLPlan:
             for seed in c.seeds:
                 for arm in c.arms:
                     signal, weighting = self._signal(arm, signals, best)
-                    kd = weighting.masked(kl_divergence) if weighting is not None else kl_divergence
+                    selected = weighting.sample_weights if weighting is not None else None
                     objective = supervised_objective() if signal is None else Objective(
-                        Term("kd", kd, teacher=LOGITS, weight=c.kd.alpha, temperature=c.kd.temperature),
+                        Term("kd", kl_divergence, teacher=LOGITS, weight=c.kd.alpha, sample_weight=selected,
+                             temperature=c.kd.temperature),
                         Term("ce", cross_entropy, target="label", weight=1 - c.kd.alpha))
                     callbacks = [PolicyReward(weighting, dev=dev if c.policy.reward != "train_loss" else None,
                                               kind=c.policy.reward)] if weighting is not None else []

@@ -26,7 +26,7 @@ from kd_core.errors import ConfigError
 from kd_core.losses import soft_cross_entropy
 from kd_core.objective import Objective, Term
 from kd_core.taps import TapSet
-from kd_core.transformer_losses import AttentionScoreMSE, MaskedHiddenMSE, MaskedTerm
+from kd_core.transformer_losses import AttentionScoreMSE, MaskedHiddenMSE
 from torch import nn
 
 from kd_nlu.tinybert.layers import check_layer_map, encoder_layout
@@ -50,7 +50,7 @@ def intermediate_terms(student: nn.Module, teacher: nn.Module, layer_map: Sequen
     fit_dense = _projection(s.hidden_size, t.hidden_size, projection, "hidden")
     fit_embed = fit_dense if s.embedding_size == s.hidden_size else _projection(
         s.embedding_size, t.embedding_size, projection, "embeddings")
-    mask_key = "attention_mask" if mask_padding else None
+    inputs = {"mask": "attention_mask"} if mask_padding else None  # the padding mask, from every batch
     modules = dict(student.named_modules()), dict(teacher.named_modules())
     terms: list[Term] = []
     owned: set[int] = set()
@@ -63,17 +63,17 @@ def intermediate_terms(student: nn.Module, teacher: nn.Module, layer_map: Sequen
         return MaskedHiddenMSE(projection)
 
     if "embeddings" in parts:
-        terms.append(MaskedTerm("emb", feature_loss(fit_embed), student=s.embeddings, teacher=t.embeddings,
-                                mask_key=mask_key))
+        terms.append(Term("emb", feature_loss(fit_embed), student=s.embeddings, teacher=t.embeddings,
+                          inputs=inputs))
     for m, g in enumerate(mapping, start=1):
         if "attention" in parts:
             loss = AttentionScoreMSE(modules[0][s.attention[m - 1]], modules[1][t.attention[g - 1]],
                                      average_heads=average_heads)
-            terms.append(MaskedTerm(f"attn.{m}", loss, student=s.attention_tap(m), teacher=t.attention_tap(g),
-                                    mask_key=mask_key))
+            terms.append(Term(f"attn.{m}", loss, student=s.attention_tap(m), teacher=t.attention_tap(g),
+                              inputs=inputs))
         if "hidden" in parts:
-            terms.append(MaskedTerm(f"hidden.{m}", feature_loss(fit_dense), student=s.layer_tap(m),
-                                    teacher=t.layer_tap(g), mask_key=mask_key))
+            terms.append(Term(f"hidden.{m}", feature_loss(fit_dense), student=s.layer_tap(m),
+                              teacher=t.layer_tap(g), inputs=inputs))
     return terms
 
 
