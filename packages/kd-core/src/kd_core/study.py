@@ -353,6 +353,8 @@ class Study:
             per_seed: dict[str, dict[str, float]] = {}
             for seed in self.seeds:
                 student = self._train_arm(name, arm, seed, teacher, top.path, resume)
+                if task.save is not None and self.backend.is_main:
+                    task.save(student, top.path / f"{name}-seed{seed}" / "model")
                 per_seed[str(seed)] = self._score(student, test)
                 if seed == self.seeds[0]:
                     cost = model_cost(student, example, self.latency_iterations)

@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset, default_collate
@@ -23,7 +25,7 @@ from kd_core.taps import select_logits
 
 Evaluator = Callable[[nn.Module, Iterable[Mapping[str, Any]], Forward], dict[str, float]]
 
-__all__ = ["Splits", "Task", "classification_outputs"]
+__all__ = ["Splits", "Task", "classification_outputs", "stratified_split"]
 
 
 @dataclass
@@ -47,6 +49,25 @@ class Splits:
         if self.teacher_train is not None:
             sizes["teacher_train"] = len(self.teacher_train)  # type: ignore[arg-type]
         return sizes
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float, argument: str
+                     ) -> dict[str, np.ndarray]:
+    """Deterministic (seed 0) train/val/test positions, each class split in the same proportions; a class with
+    fewer than 3 items is a ``ConfigError`` naming ``argument``."""
+    rng = np.random.default_rng(0)
+    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
+    for c in np.unique(labels):
+        pool = rng.permutation(np.flatnonzero(labels == c))
+        n_test = max(1, round(test_fraction * len(pool)))
+        n_val = max(1, round(val_fraction * len(pool)))
+        if len(pool) < n_test + n_val + 1:
+            raise ConfigError(argument, "at least 3 images of every class (one each for train, val and test)",
+                              f"{len(pool)} of class {c}")
+        parts["test"].append(pool[:n_test])
+        parts["val"].append(pool[n_test:n_test + n_val])
+        parts["train"].append(pool[n_test + n_val:])
+    return {k: rng.permutation(np.concatenate(v)) for k, v in parts.items()}
 
 
 def classification_outputs(model: nn.Module, batches: Iterable[Mapping[str, Any]],
@@ -82,7 +103,9 @@ class Task:
       ``higher_is_better`` its direction; ``percent`` lists the metrics shown ×100 with a % unit;
     - ``forward``/``collate``: how a batch is made and fed to a model;
     - ``key``: everything that determines the data and the teacher (its cache key);
-    - ``description``: one line for reports; ``class_names`` for classification tasks.
+    - ``description``: one line for reports; ``class_names`` for classification tasks;
+    - ``save(model, directory)``: writes a trained student in the domain's own format besides the study's
+      safetensors checkpoints (e.g. ``save_pretrained`` for Hugging Face models), or None.
     """
 
     name: str
@@ -99,6 +122,7 @@ class Task:
     collate: Callable[[list[Any]], Any] = default_collate
     description: str = ""
     class_names: list[str] | None = None
+    save: Callable[[nn.Module, Path], Any] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     @cached_property

@@ -31,7 +31,7 @@ from kd_core.datacache import file_sha256
 from kd_core.errors import ConfigError
 from kd_core.recipes import RunContext
 from kd_core.specs import call_with_accepted, is_builder_spec, load_weights_into, resolve_builder
-from kd_core.task import Splits, Task
+from kd_core.task import Splits, Task, stratified_split
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 from torch.utils.data import Dataset, Subset
@@ -93,24 +93,6 @@ class _Items(Dataset):
         return {"input": image, "label": torch.tensor(int(label), dtype=torch.int64)}
 
 
-def _stratified(labels: np.ndarray, val_fraction: float, test_fraction: float, argument: str
-                ) -> dict[str, np.ndarray]:
-    """Deterministic (seed 0) train/val/test positions, each class split in the same proportions."""
-    rng = np.random.default_rng(0)
-    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
-    for c in np.unique(labels):
-        pool = rng.permutation(np.flatnonzero(labels == c))
-        n_test = max(1, round(test_fraction * len(pool)))
-        n_val = max(1, round(val_fraction * len(pool)))
-        if len(pool) < n_test + n_val + 1:
-            raise ConfigError(argument, "at least 3 images of every class (one each for train, val and test)",
-                              f"{len(pool)} of class {c}")
-        parts["test"].append(pool[:n_test])
-        parts["val"].append(pool[n_test:n_test + n_val])
-        parts["train"].append(pool[n_test + n_val:])
-    return {k: rng.permutation(np.concatenate(v)) for k, v in parts.items()}
-
-
 def _image_folder(directory: Path, size: int, argument: str) -> Any:
     from torchvision import datasets, transforms
 
@@ -142,7 +124,7 @@ def _folder_splits(root: Path, data: VisionData, argument: str) -> tuple[dict[st
         splits.setdefault("test", splits["val"])
         return splits, classes
     folder = _image_folder(root, data.image_size, argument)
-    positions = _stratified(np.asarray(folder.targets), data.val_fraction, data.test_fraction, argument)
+    positions = stratified_split(np.asarray(folder.targets), data.val_fraction, data.test_fraction, argument)
     items = _Items(folder)
     return {k: Subset(items, v.tolist()) for k, v in positions.items()}, folder.classes
 
@@ -195,7 +177,7 @@ def vision_splits(data: VisionData) -> tuple[Splits, list[str], str, dict[str, A
         what = f"image folder {path} ({len(classes)} classes, {data.image_size}×{data.image_size} RGB)"
     else:
         inputs, labels = _read_tensors(path, argument)
-        positions = _stratified(labels.numpy(), data.val_fraction, data.test_fraction, argument)
+        positions = stratified_split(labels.numpy(), data.val_fraction, data.test_fraction, argument)
         items = _Items(None, inputs, labels)
         parts = {k: Subset(items, v.tolist()) for k, v in positions.items()}
         classes = [str(c) for c in range(int(labels.max()) + 1)]
