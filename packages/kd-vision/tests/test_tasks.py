@@ -135,3 +135,10 @@ def test_build_vision_model_errors_name_the_role() -> None:
     with pytest.raises(ConfigError) as info:
         build_vision_model(TrainConfig(model="tv:not_a_model", epochs=1, lr=1.0), "teacher", 3, 3)
     assert info.value.argument == "teacher.model"
+
+
+def test_the_emoji_set_is_a_built_in_source(data_home: Path) -> None:
+    splits, classes, what, key = vision_splits(VisionData(source="emoji", emoji_variants=2, train_size=40))
+    assert len(classes) >= 5 and "emoji" in what and key["variants"] == 2
+    assert len(splits.train) == 40 and splits.train[0]["input"].shape == (3, 32, 32)
+    assert 0 <= int(splits.test[0]["label"]) < len(classes)

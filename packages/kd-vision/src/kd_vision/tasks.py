@@ -3,6 +3,8 @@
 Data (``data.source``):
 
 - ``mnist5k`` / ``sklearn8x8``: real handwritten digits shipped in PyPI wheels (``kd_vision.data.digits``);
+- ``emoji``: Noto colour emoji rendered offline, labelled by Unicode group (``kd_vision.data.emoji``;
+  ``data.emoji_variants`` augmented copies of each emoji, split by emoji so that no emoji is in two splits);
 - ``imagefolder:DIR``: a torchvision ``ImageFolder`` (one sub-folder per class). A DIR holding ``train/``
   and ``val/`` (and optionally ``test/``) sub-folders is used as split; otherwise its images are split
   deterministically (seed 0, stratified by class) with ``data.val_fraction`` and ``data.test_fraction``.
@@ -40,7 +42,7 @@ from kd_vision.methods.common import TrainConfig
 
 __all__ = ["BUILT_IN_SOURCES", "VisionData", "build_vision_model", "vision_splits", "vision_task"]
 
-BUILT_IN_SOURCES = ("mnist5k", "sklearn8x8")
+BUILT_IN_SOURCES = ("mnist5k", "sklearn8x8", "emoji")
 _SCHEMES = ("imagefolder", "tensors")
 _DIGIT_SIZES = {"train_size": 1000, "val_size": 500, "test_size": 2000}
 
@@ -58,6 +60,7 @@ class VisionData(BaseModel):
     image_size: Annotated[int, Field(ge=8)] = 32
     val_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.15
     test_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.15
+    emoji_variants: Annotated[int, Field(ge=1)] = 4
 
     @field_validator("source")
     @classmethod
@@ -157,6 +160,17 @@ def _capped(dataset: Dataset, size: int | None) -> Dataset:
 def vision_splits(data: VisionData) -> tuple[Splits, list[str], str, dict[str, Any]]:
     """The splits, class names, a description and the cache key of ``data`` (see the module doc)."""
     argument = "data.source"
+    if data.source == "emoji":
+        from kd_vision.data.emoji import make_emoji_splits
+
+        raw = make_emoji_splits("group", val_fraction=data.val_fraction, test_fraction=data.test_fraction,
+                                variants=data.emoji_variants)
+        pool = _capped(raw["train"], data.teacher_train_size or data.train_size)
+        splits = Splits(_capped(pool, data.train_size), _capped(raw["val"], data.val_size),
+                        _capped(raw["test"], data.test_size), teacher_train=pool)
+        names = list(raw["train"].data.class_names)
+        key = {"source": "emoji", "sizes": splits.sizes(), "variants": data.emoji_variants}
+        return splits, names, f"Noto emoji by Unicode group ({len(names)} classes, 32×32 RGB)", key
     if data.source in BUILT_IN_SOURCES:
         from kd_vision.methods.common import teacher_pool_splits
 
