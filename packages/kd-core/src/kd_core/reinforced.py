@@ -1,24 +1,25 @@
 """Reinforced multi-teacher selection: a ``Weighting`` for ``Ensemble`` whose policy learns from the student.
 
 Yuan, Shou, Pei, Lin, Gong, Fu and Jiang, "Reinforced Multi-Teacher Selection for Knowledge Distillation",
-AAAI 2021 (arXiv:2012.06048); spec in ``research/methods-a.md`` §B3 (the state and reward are [recall] there).
+AAAI 2021 (arXiv:2012.06048). There is no official code, and the state and reward below are reconstructed
+from the paper's description, not checked against its full text; "the paper" below means that reading.
 
 - State of (instance j, teacher k): s_jk = [P_k(x_j) (teacher k's softmax); CE_k(y_j) (teacher k's loss on
-  the gold label, when the batch has one); max P_k(x_j); one-hot k]. The spec's optional pooled
+  the gold label, when the batch has one); max P_k(x_j); one-hot k]. The paper's optional pooled
   representation of x_j is not included: the ensemble only sees the taps its objective reads.
-- Policy: π(a_jk = 1 | s_jk) = σ(f_θ(s_jk)), f a linear map (``hidden=0``, the spec's σ(W s + b)) or a
+- Policy: π(a_jk = 1 | s_jk) = σ(f_θ(s_jk)), f a linear map (``hidden=0``, the paper's σ(W s + b)) or a
   one-hidden-layer MLP; a Bernoulli "distil from teacher k on x_j" decision, sampled while training.
 - Teacher weights for the ensemble: a_jk / |K_j| over the selected set K_j. ``Ensemble`` averages the
-  selected teachers' *logits* (the spec averages their KL terms; the two agree when one teacher is selected).
+  selected teachers' *logits* (the paper averages their KL terms; the two agree when one teacher is selected).
   When no teacher is selected the row falls back to uniform weights, and ``Term(..., sample_weight=
-  weighting.sample_weights)`` zeroes that sample's KD term, so only cross-entropy applies to it, as the spec says.
+  weighting.sample_weights)`` zeroes that sample's KD term, so only cross-entropy applies to it, as the paper says.
 - REINFORCE with a baseline, in ``update(reward)``: the surrogate
   −mean_j Σ_k (r_j − b)·log π(a_jk | s_jk) − β·mean_j Σ_k H(π_jk), one optimizer step, then b ← m·b + (1 − m)·r̄
   (b starts at 0; r is a scalar for the batch or one value per instance).
 - ``PolicyReward`` is the ``kd_core.Callback`` that delivers the reward after each optimizer step: by default
-  the decrease of the student's loss on a fixed held-out dev set caused by that step (the spec's "student
+  the decrease of the student's loss on a fixed held-out dev set caused by that step (the paper's "student
   quality after it trains on the selected teachers"); also −dev loss, or −the step's training loss.
-- ``warmup_steps``: the first updates select every teacher and do not train the policy (the spec's
+- ``warmup_steps``: the first updates select every teacher and do not train the policy (the paper's
   equal-weight warm-up of the student).
 """
 
@@ -66,7 +67,7 @@ class ReinforcedWeighting:
     """Per-instance teacher selection ``[B, T]`` by a small policy network trained with REINFORCE.
 
     ``num_teachers`` and ``num_classes`` fix the state's width; ``use_label`` puts each teacher's gold-label
-    cross-entropy in the state (the spec warns it lets the policy pick teachers that are right: keep it for
+    cross-entropy in the state (a known risk: it lets the policy pick teachers that are right: keep it for
     training, ablate it to see). ``sample=False`` selects greedily (π > 0.5) instead of sampling.
     """
 

@@ -1,7 +1,9 @@
 """Per-sample loss weights that the objective multiplies in: DCS's boosting-style corrective weights.
 
 Amara, Jain and Chadha, "Dynamic Corrective Self-Distillation for Better Fine-Tuning of Pretrained Models"
-(DCS), arXiv:2312.07028 (2023); spec in ``research/methods-b.md`` §2. Every sample i carries a weight w_i
+(DCS), arXiv:2312.07028 (2023). The paper fixes the structure (a same-architecture teacher; AdaBoost-style
+weights boosted on the samples where student and teacher disagree); the formulas below are our reconstruction
+of it, not the paper's published defaults. Every sample i carries a weight w_i
 (kept at mean 1 over the training set, i.e. N·w_i of the paper's normalised 1/N weights). After each
 iteration k, on the samples it saw:
 
@@ -22,7 +24,7 @@ to every training batch; the losses return per-sample values with ``reduction="n
 - ``weights`` is also a ``kd_core.Callback``: it applies the recorded discordance at every optimizer
   step (``every="step"``) or once per epoch (``every="epoch"``).
 
-Choices where the spec leaves room (all marked [I] there): the teacher is fixed (no EMA of the student);
+Choices the paper leaves open: the teacher is fixed (no EMA of the student);
 ground truth does not enter d_i; with ``every="step"`` ε_k is the batch's weighted error, so each step's
 α is its own.
 """
@@ -73,9 +75,9 @@ def boosting_step(weights: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor,
 class CorrectiveWeights(Callback):
     """DCS's per-sample weights over ``num_samples`` training samples, boosted where student and teacher disagree.
 
-    ``every``: ``"step"`` (update after every optimizer step, the issue's reading) or ``"epoch"`` (the spec's
-    suggested default: one ε and α per epoch). ``cap`` bounds w_i/mean (weights collapsing onto a few,
-    possibly mislabelled, samples is the spec's edge case); ``soft`` picks the soft discordance.
+    ``every``: ``"step"`` (update after every optimizer step, the default) or ``"epoch"`` (one ε and
+    α per epoch, one boosting iteration per epoch). ``cap`` bounds w_i/mean (weights collapsing onto a few,
+    possibly mislabelled, samples is the failure to guard against); ``soft`` picks the soft discordance.
     """
 
     def __init__(self, num_samples: int, every: Literal["step", "epoch"] = "step", cap: float = 10.0,

@@ -1,7 +1,8 @@
 """DCS on the WordNet gloss task: a fine-tuned MiniLM teacher corrects a same-architecture student.
 
 Amara, Jain and Chadha, "Dynamic Corrective Self-Distillation for Better Fine-Tuning of Pretrained Models",
-arXiv:2312.07028 (2023); spec in ``research/methods-b.md`` §2. The student minimises, per mini-batch,
+arXiv:2312.07028 (2023); the weight rule is our reconstruction (see ``kd_core.sample_weights``). The student
+minimises, per mini-batch,
 Σ w_i [(1 − λ)·CE(y_i, p_S) + λ·τ²·KL(p_T^τ ‖ p_S^τ)] / Σ w_i with boosting-style per-sample weights w_i that
 ``kd_core.sample_weights.CorrectiveWeights`` raises where student and teacher disagree, every iteration.
 

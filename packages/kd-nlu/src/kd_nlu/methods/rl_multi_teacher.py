@@ -1,9 +1,9 @@
 """Reinforced multi-teacher selection on the WordNet gloss task: a policy picks, per text, which teachers to trust.
 
 Yuan, Shou, Pei, Lin, Gong, Fu and Jiang, "Reinforced Multi-Teacher Selection for Knowledge Distillation",
-AAAI 2021 (arXiv:2012.06048); spec in ``research/methods-a.md`` §B3. The teachers are the fine-tuned MiniLM and
-smaller BERTs fine-tuned here (optionally with label noise on one group of classes each, the spec's way of
-making each teacher unreliable somewhere). ``kd_core.reinforced.ReinforcedWeighting`` is the ``Ensemble``'s
+AAAI 2021 (arXiv:2012.06048); state and reward as reconstructed in ``kd_core.reinforced``. The teachers are the
+fine-tuned MiniLM and smaller BERTs fine-tuned here (optionally with label noise on one group of classes each, our
+way of making each teacher unreliable somewhere). ``kd_core.reinforced.ReinforcedWeighting`` is the ``Ensemble``'s
 weighting: a Bernoulli policy over state features of each (text, teacher) pair, trained with REINFORCE and a
 moving-average baseline on a reward that ``PolicyReward`` computes after every student step (by default the
 drop of the student's loss on a held-out dev subset). The student minimises
