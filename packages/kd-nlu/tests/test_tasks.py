@@ -98,3 +98,10 @@ def test_distil_a_hugging_face_teacher_into_a_small_student_on_a_csv(tmp_path: P
 
     reloaded = AutoModelForSequenceClassification.from_pretrained(str(saved), local_files_only=True)
     assert reloaded.config.num_hidden_layers == 1
+
+
+def test_glosses_are_a_built_in_source() -> None:
+    task = text_task(TextData(train_size=64, val_size=16, test_size=16, gloss_classes=4, max_length=16),
+                     TextModel(), TextModel(model="small", layers=1, hidden=32, intermediate=64))
+    assert task.name == "glosses" and len(task.class_names) == 4 and not task.teacher_trained
+    assert len(task.data.train) == 64 and task.example_batch(2)["input_ids"].shape[0] == 2

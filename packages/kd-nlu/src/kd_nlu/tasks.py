@@ -1,9 +1,12 @@
 """Text classification tasks from recipe fields: a user's own table of texts and labels, and their own
 Hugging Face models, or the bundled MiniLM.
 
-Data (``data.source``): ``csv:PATH``, ``json:PATH``, ``jsonl:PATH`` or ``parquet:PATH``, read with Hugging
-Face ``datasets`` from local files; ``data.text_column`` and ``data.label_column`` name the columns (labels
-may be strings or integers; class names are kept). The rows are split deterministically (seed 0, stratified
+Data (``data.source``): ``glosses`` (built in: WordNet glosses labelled by lexicographer class,
+``kd_nlu.data.glosses``; ``data.gloss_classes`` largest classes, at most ``data.per_class_cap`` glosses each,
+``data.*_size`` glosses per split, defaults 3,000 / 400 / 600), or ``csv:PATH``, ``json:PATH``,
+``jsonl:PATH`` or ``parquet:PATH``, read with Hugging Face ``datasets`` from local files;
+``data.text_column`` and ``data.label_column`` name the columns (labels may be strings or integers; class
+names are kept). The rows are split deterministically (seed 0, stratified
 by label) with ``data.val_fraction`` and ``data.test_fraction``; ``data.*_size`` cap the splits.
 
 Models (``teacher.model`` / ``student.model``):
@@ -48,7 +51,9 @@ class TextData(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: str
+    source: str = "glosses"
+    gloss_classes: Annotated[int, Field(ge=2, le=45)] = 16
+    per_class_cap: Annotated[int, Field(gt=0)] | None = 250
     text_column: str = "text"
     label_column: str = "label"
     max_length: Annotated[int, Field(ge=4, le=512)] = 64
@@ -62,8 +67,8 @@ class TextData(BaseModel):
     @classmethod
     def _known_source(cls, value: str) -> str:
         scheme, _, rest = value.partition(":")
-        if scheme not in SCHEMES or not rest:
-            raise ValueError(f"'<scheme>:PATH' with scheme one of {list(SCHEMES)}, received {value!r}")
+        if value != "glosses" and (scheme not in SCHEMES or not rest):
+            raise ValueError(f"'glosses' or '<scheme>:PATH' with scheme one of {list(SCHEMES)}, received {value!r}")
         return value
 
 
@@ -193,15 +198,35 @@ def _save(model: nn.Module, directory: Path) -> None:
     model.save_pretrained(directory)
 
 
+def _gloss_splits(data: TextData, tokenizer: Any) -> tuple[Splits, list[str], str, str]:
+    from kd_nlu.data.glosses import source_files
+    from kd_nlu.models.teacher import GlossDataConfig, gloss_datasets
+
+    config = GlossDataConfig(num_classes=data.gloss_classes, per_class_cap=data.per_class_cap,
+                             train_size=data.train_size or 3000, val_size=data.val_size or 400,
+                             test_size=data.test_size or 600, max_length=data.max_length)
+    task, parts = gloss_datasets(config, tokenizer)
+    if "val" not in parts or "test" not in parts:
+        raise ConfigError("data.val_size", "val and test glosses (sizes > 0)", config.model_dump())
+    checksum = "-".join(file_sha256(f)[:8] for f in source_files())
+    what = f"WordNet glosses by lexicographer class ({len(task.label_names)} classes)"
+    return Splits(parts["train"], parts["val"], parts["test"]), list(task.label_names), checksum, what
+
+
 def text_task(data: TextData, teacher: TextModel, student: TextModel, context: RunContext | None = None) -> Task:
     """A text classification task over ``data`` with the ``teacher`` and ``student`` specs."""
-    texts, labels, names, checksum = read_table(data)
     tokenizer = _tokenizer(teacher)
-    positions = stratified_split(labels, data.val_fraction, data.test_fraction, "data.source")
-    dataset = TextDataset(texts, labels.tolist(), tokenizer, max_length=data.max_length)
-    caps = {"train": data.train_size, "val": data.val_size, "test": data.test_size}
-    parts = {k: Subset(dataset, v[:caps[k]].tolist()) for k, v in positions.items()}
-    splits = Splits(parts["train"], parts["val"], parts["test"])
+    if data.source == "glosses":
+        splits, names, checksum, what = _gloss_splits(data, tokenizer)
+    else:
+        texts, labels, names, checksum = read_table(data)
+        positions = stratified_split(labels, data.val_fraction, data.test_fraction, "data.source")
+        dataset = TextDataset(texts, labels.tolist(), tokenizer, max_length=data.max_length)
+        caps = {"train": data.train_size, "val": data.val_size, "test": data.test_size}
+        parts = {k: Subset(dataset, v[:caps[k]].tolist()) for k, v in positions.items()}
+        splits = Splits(parts["train"], parts["val"], parts["test"])
+        what = (f"texts from {Path(data.source.partition(':')[2]).name} ({len(names)} classes: "
+                f"{', '.join(names[:6])}{', ...' if len(names) > 6 else ''})")
     trained = teacher.trained
     if trained is None:
         trained = teacher.model.startswith("hf:") and _has_labels(_hf_dir(teacher.model, "teacher.model"), names)
@@ -213,11 +238,10 @@ def text_task(data: TextData, teacher: TextModel, student: TextModel, context: R
         torch.manual_seed(seed)
         return build_text_model(student, "student", names, teacher)
 
-    path = Path(data.source.partition(":")[2])
-    return Task(name="text", splits=lambda: splits, teacher=build_teacher, student=build_student,
+    return Task(name="glosses" if data.source == "glosses" else "text", splits=lambda: splits,
+                teacher=build_teacher, student=build_student,
                 key={"source": checksum[:16], "columns": [data.text_column, data.label_column],
                      "sizes": splits.sizes(), "max_length": data.max_length, "teacher": teacher.model},
                 teacher_trained=trained, forward=encoder_forward, collate=TextCollator(tokenizer.pad_token_id or 0),
-                description=f"texts from {path.name} ({len(names)} classes: {', '.join(names[:6])}"
-                            f"{', ...' if len(names) > 6 else ''})",
+                description=what,
                 class_names=names, save=_save, extras={"tokenizer": tokenizer})
