@@ -1,4 +1,4 @@
-"""LTD, PGD-AT and defensive distillation on real digits, with gradient-masking checks.
+"""LTD, PGD-AT, defensive distillation and standard training as arms of one study, with gradient-masking checks.
 
 Chen and Lee, "LTD: Low Temperature Distillation for Robust Adversarial Training" (later "…for Gradient
 Masking-free Adversarial Training"), arXiv:2111.02331. LTD is PGD adversarial training whose one-hot
@@ -7,45 +7,64 @@ fixed τ_T; the student's logits are divided by a fixed τ_S that is kept at tes
 is ``LogitScale(student, 1/τ_S)``). Per batch: ``x_adv = PGD_{ε,α,K}`` maximising ``CE(q(x), p(x+δ))``,
 then ``min_θ CE(q(x), p(x_adv))`` with ``p = softmax(f_S/τ_S)``; the teacher always sees the clean x.
 
-Baselines: ``pgd-at`` (Madry et al., arXiv:1706.06083), the same training
-with one-hot labels; ``defensive-distillation`` (Papernot et al., arXiv:1511.04508), a teacher and a
-student both trained at T = 100 without adversarial examples and deployed at T = 1, the gradient-masking
-foil. Every plan trains through ``Distiller``; adversarial inputs come from its ``forward`` hook
-(``kd_core.adversarial.AdversarialForward``). Reports give clean accuracy, PGD-20 and CW-margin robust
-accuracy, a transfer attack from an independently (clean) trained model, attacks at another logit
-scale, and an ε sweep.
+Arms, from the same student initialisation and data order per seed: ``ltd``; ``pgd-at`` (Madry et al.,
+arXiv:1706.06083), the same adversarial training on one-hot labels (LTD's teacher-free twin);
+``defensive-distillation`` (Papernot et al., arXiv:1511.04508), a teacher of the student's architecture and
+the student both trained at T = 100 without adversarial examples, the student deployed at T = 1 (the
+gradient-masking foil); ``standard``, cross-entropy on clean inputs. The study's teacher is the clean-trained
+reference: LTD's soft-label source and every arm's transfer-attack source. Adversarial inputs come from the
+``Distiller``'s ``forward`` hook (``kd_core.adversarial.AdversarialForward``).
+
+The task's evaluator attacks each deployed student: clean accuracy, PGD-K on the cross-entropy and on the CW
+margin, PGD on the logits × ``eval.logit_scale`` and × ``eval.rescale``, a transfer attack from the teacher, an ε
+sweep, and the headline ``robust_accuracy``, the per-sample worst case over the white-box attacks (the closest
+analogue of the paper's AutoAttack ensemble, which defensive distillation's masked gradients do not fool). The
+masking checks on those numbers are added to the study's report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import json
+import math
+from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
-from kd_core import Backend, Objective, Term
-from kd_core.adversarial import AdversarialForward
-from kd_core.checkpoint import load_weights
-from kd_core.losses import check_same_shape, check_temperature, cross_entropy
-from kd_core.metrics import format_mean_std, mean_std
-from kd_core.plots import plot_bars
-from kd_core.progress import console, progress_bar
-from kd_core.recipes import Method, RecipeConfig, RunContext
-from kd_core.report import command_line, markdown_table, write_report
-from kd_core.runs import RunDir
-from kd_core.signals import FrozenTeacher, default_forward
-from pydantic import Field
+from kd_core import Objective, Term
+from kd_core.adversarial import AdversarialForward, eval_mode
+from kd_core.engine import Phase, classification_evaluator
+from kd_core.losses import check_same_shape, check_temperature
+from kd_core.metrics import classification_metrics, format_mean_std, mean_std
+from kd_core.plots import save_figure
+from kd_core.recipes import Method, RunContext
+from kd_core.report import markdown_table
+from kd_core.signals import FrozenTeacher, Signal, default_forward
+from kd_core.stats import paired_difference
+from kd_core.study import Arm, ArmRun, TrainSpec, supervised_phases
+from kd_core.study_recipe import StudyPlan, StudyRecipe
+from kd_core.task import Task, classification_outputs
+from pydantic import Field, model_validator
 from torch import nn
-from torch.utils.data import DataLoader
 
 from kd_vision.attacks import PGD, LogitScale, robust_accuracy
-from kd_vision.data.digits import MEAN, STD, DigitsDataset, make_splits
-from kd_vision.methods.common import Strict, TrainConfig, cached_model, fit, open_run, single_phase
-from kd_vision.models import build_model
+from kd_vision.data.digits import MEAN, STD
+from kd_vision.methods.common import Strict, TrainConfig
+from kd_vision.tasks import BUILT_IN_SOURCES, VisionData, vision_task
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+ArmName = Literal["ltd", "pgd-at", "defensive-distillation", "standard"]
+NAMES = {"ltd": "LTD", "pgd-at": "PGD-AT", "defensive-distillation": "defensive distillation",
+         "standard": "standard training"}
+#: The (a, b) pairs compared on the headline ("a beats b"), in report order, where both arms run.
+PAIRS = [("ltd", "pgd-at"), ("ltd", "defensive-distillation"), ("pgd-at", "defensive-distillation"),
+         ("ltd", "standard"), ("pgd-at", "standard"), ("defensive-distillation", "standard")]
+ATTACKS = ("pgd", "cw", "scaled", "rescaled", "transfer")
+COLUMNS = ("accuracy", *(f"{a}_accuracy" for a in ATTACKS), "robust_accuracy")
+#: Tolerances of the gradient-masking checks (fractions of samples).
+COLLAPSE, STABLE = 0.20, 0.05
 
 
 # -- the LTD loss ------------------------------------------------------------------------------------
@@ -55,109 +74,24 @@ def soft_labels(teacher_logits: torch.Tensor, teacher_temperature: float) -> tor
     return F.softmax(teacher_logits.float() / t, dim=-1)
 
 
-def ltd_cross_entropy(student: torch.Tensor, teacher: torch.Tensor, teacher_temperature: float = 1.0
-                      ) -> torch.Tensor:
-    """``mean_i −Σ_c q_ic log softmax(s_i)_c`` with ``q = softmax(teacher/τ_T)``; no T² factor.
+def ltd_cross_entropy(student: torch.Tensor, teacher: torch.Tensor, teacher_temperature: float = 1.0,
+                      student_temperature: float = 1.0) -> torch.Tensor:
+    """``mean_i −Σ_c q_ic log softmax(s_i/τ_S)_c`` with ``q = softmax(teacher/τ_T)``; no T² factor.
 
-    ``student`` are the deployed student's logits, i.e. already divided by τ_S (``LogitScale``).
+    LTD passes the deployed student's logits (``LogitScale`` already divided them by its τ_S) with τ_S = 1 here;
+    defensive distillation passes the bare student's logits with τ_S = T.
     """
     check_same_shape(student, teacher)
+    s = check_temperature(student_temperature, "student_temperature")
     q = soft_labels(teacher, teacher_temperature)
-    return -(q * F.log_softmax(student.float(), dim=-1)).sum(-1).mean()
+    return -(q * F.log_softmax(student.float() / s, dim=-1)).sum(-1).mean()
 
 
-# -- configs -----------------------------------------------------------------------------------------
-class DataConfig(Strict):
-    """Which digits and how many per split (the 8×8 scikit-learn digits run in minutes on a CPU)."""
-
-    source: Literal["mnist5k", "sklearn8x8"] = "sklearn8x8"
-    train_size: Annotated[int, Field(gt=0)] = 1000
-    val_size: Annotated[int, Field(gt=0)] = 200
-    test_size: Annotated[int, Field(gt=0)] = 400
-
-
-class AttackConfig(Strict):
-    """An L∞ PGD attack in pixel units: ε, step α, K steps."""
-
-    epsilon: Annotated[float, Field(ge=0)] = 0.1
-    step_size: Annotated[float, Field(gt=0)] = 0.025
-    steps: Annotated[int, Field(ge=1)] = 10
-
-    def build(self, loss: str = "ce") -> PGD:
-        """The ``PGD`` on digits normalised with the MNIST mean and std."""
-        return PGD(self.epsilon, self.step_size, self.steps, loss=loss, mean=MEAN, std=STD)
-
-
-class EvalConfig(Strict):
-    """Test-time attacks: PGD-``steps`` (CE and CW margin), two logit-scaled attacks and an ε sweep.
-
-    ``logit_scale`` is the factor masking check (i) multiplies the deployed logits by before attacking
-    (1/100 undoes defensive distillation's T); ``rescale`` is a second, moderate one for check (ii).
-    The sweep uses α = ``step_size``·ε/``epsilon``. ``split`` is where attacks run (``val`` for tuning).
-    """
-
-    attack: AttackConfig = AttackConfig(epsilon=0.1, step_size=0.0125, steps=20)
-    logit_scale: Annotated[float, Field(gt=0)] = 0.01
-    rescale: Annotated[float, Field(gt=0)] = 2.0
-    split: Literal["test", "val"] = "test"
-    sweep: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)] = Field(
-        default_factory=lambda: [0.0, 0.05, 0.1, 0.15])
-    batch_size: Annotated[int, Field(gt=0)] = 400
-
-
-class AdversarialConfig(RecipeConfig):
-    """Fields every plan here shares. ``teacher`` is the clean-trained reference model: LTD's teacher
-    and, for every method, the source of the transfer attack (trained once and cached)."""
-
-    data: DataConfig = DataConfig()
-    teacher: TrainConfig = TrainConfig(model="student-cnn", epochs=15, lr=1e-2)
-    student: TrainConfig = TrainConfig(model="student-cnn", epochs=15, lr=1e-2)
-    eval: EvalConfig = EvalConfig()
-    seeds: Annotated[list[int], Field(min_length=1)] = Field(default_factory=lambda: [0, 1, 2])
-    reuse_teacher: bool = True
-
-
-class TemperatureConfig(Strict):
-    """LTD's fixed temperatures: τ_T for the teacher's soft labels, τ_S kept by the deployed student."""
-
-    teacher_temperature: Annotated[float, Field(gt=0)] = 1.0
-    student_temperature: Annotated[float, Field(gt=0)] = 2.0
-
-
-class LTDConfig(AdversarialConfig):
-    """The ``ltd`` recipe: PGD-AT against the teacher's low-temperature soft labels."""
-
-    method: Literal["ltd"] = "ltd"
-    train_attack: AttackConfig = AttackConfig()
-    ltd: TemperatureConfig = TemperatureConfig()
-
-
-class PGDATConfig(AdversarialConfig):
-    """The ``pgd-at`` recipe: PGD adversarial training with one-hot labels."""
-
-    method: Literal["pgd-at"] = "pgd-at"
-    train_attack: AttackConfig = AttackConfig()
-
-
-class DefensiveConfig(AdversarialConfig):
-    """The ``defensive-distillation`` recipe: teacher and student trained at T, deployed at T = 1."""
-
-    method: Literal["defensive-distillation"] = "defensive-distillation"
-    temperature: Annotated[float, Field(gt=0)] = 100.0
-    distill_teacher: TrainConfig = TrainConfig(model="student-cnn", epochs=40, lr=5e-2)
-    student: TrainConfig = TrainConfig(model="student-cnn", epochs=40, lr=5e-2)
-
-
-# -- objectives and forwards -------------------------------------------------------------------------
-def supervised_objective() -> Objective:
-    """Cross-entropy against the labels."""
-    return Objective(Term("ce", cross_entropy, student="logits", target="label"))
-
-
-def ltd_objective(teacher_temperature: float) -> Objective:
-    """CE(softmax(f_T(x)/τ_T), softmax(student logits)); the student's logits already carry 1/τ_S."""
-    return Objective(Term("ltd", ltd_cross_entropy, student="logits", teacher="logits",
-                          teacher_temperature=check_temperature(teacher_temperature, "teacher_temperature")))
+def ltd_objective(teacher_temperature: float, student_temperature: float = 1.0, name: str = "ltd") -> Objective:
+    """CE(softmax(teacher logits/τ_T), softmax(student logits/τ_S))."""
+    return Objective(Term(name, ltd_cross_entropy, student="logits", teacher="logits",
+                          teacher_temperature=check_temperature(teacher_temperature, "teacher_temperature"),
+                          student_temperature=check_temperature(student_temperature, "student_temperature")))
 
 
 def label_attack_forward(attack: PGD) -> AdversarialForward:
@@ -170,355 +104,347 @@ def soft_label_attack_forward(attack: PGD, teacher: nn.Module, teacher_temperatu
     check_temperature(teacher_temperature, "teacher_temperature")
 
     def perturb(model: nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(teacher):
             q = soft_labels(teacher(batch["input"]), teacher_temperature)
         return attack(model, batch["input"], q)
 
     return AdversarialForward(perturb)
 
 
-# -- the plans ---------------------------------------------------------------------------------------
-class AdversarialPlan:
-    """Shared plan: a cached clean reference model, one student per seed, attacks, a report."""
+# -- configs -----------------------------------------------------------------------------------------
+class AttackConfig(Strict):
+    """An L∞ PGD attack in pixel units: ε, step α, K steps."""
 
-    title = "adversarial robustness on digits"
-    role = "student"
+    epsilon: Annotated[float, Field(ge=0)] = 0.1
+    step_size: Annotated[float, Field(gt=0)] = 0.025
+    steps: Annotated[int, Field(ge=1)] = 10
 
-    def __init__(self, config: AdversarialConfig) -> None:
-        self.config = config
-        self.eval_attack = config.eval.attack.build("ce")  # validates the attack before any training
-
-    # pieces a subclass fills in
-    def train_student(self, seed: int, splits: dict[str, DigitsDataset], teacher: nn.Module, out: Path,
-                      backend: Backend, progress: Any, resume: bool) -> nn.Module:
-        """Train one student and return the deployed model (its temperature included)."""
-        raise NotImplementedError
-
-    def deployed(self, seed: int) -> nn.Module:
-        """The untrained deployed-model skeleton whose weights ``final.safetensors`` holds."""
-        raise NotImplementedError
-
-    def describe(self) -> str:
-        """One paragraph on the method's settings for the report."""
-        raise NotImplementedError
-
-    def checkpoint_model(self, seed: int) -> nn.Module:
-        """The skeleton ``final.safetensors`` was saved from (default: the deployed model)."""
-        return self.deployed(seed)
-
-    def deploy(self, trained: nn.Module) -> nn.Module:
-        """The model attacked at test time, from the trained one (default: itself)."""
-        return trained
-
-    # shared pieces
-    def _splits(self) -> dict[str, DigitsDataset]:
-        c = self.config.data
-        return make_splits(c.source, train_size=c.train_size, val_size=c.val_size, test_size=c.test_size, seed=0)
-
-    def _fit(self, model: nn.Module, train: TrainConfig, objective: Objective, seed: int, splits, out: Path,
-             backend: Backend, label: str, progress, resume: bool, **options: Any) -> nn.Module:
-        return fit(model, single_phase(objective, train), splits, out, backend, label, progress, seed=seed,
-                   batch_size=train.batch_size, config={"recipe": self.config.model_dump(), "role": label,
-                                                        "seed": seed}, resume=resume, **options)
-
-    def _model(self, name: str, seed: int) -> nn.Module:
-        torch.manual_seed(seed)
-        return build_model(name)
-
-    def _teacher(self, splits, out: Path, backend: Backend, progress, resume: bool) -> tuple[nn.Module, str]:
-        def train(model: nn.Module) -> nn.Module:
-            return self._fit(model, self.config.teacher, supervised_objective(), 0, splits, out / "teacher",
-                             backend, "clean teacher", progress, resume)
-
-        teacher, note = cached_model(lambda: self._model(self.config.teacher.model, 0), train, "digits-clean",
-                                       self.config.reuse_teacher, data=self.config.data.model_dump(),
-                                       teacher=self.config.teacher.model_dump())
-        return teacher.to(backend.device).eval(), note
-
-    def attacks(self, model: nn.Module, transfer_source: nn.Module) -> dict[str, tuple[PGD | None, nn.Module | None]]:
-        """The named test attacks on ``model``: clean, PGD (CE), CW margin, PGD on the logits ×
-        ``logit_scale`` (``scaled``) and × ``rescale`` (``rescaled``), PGD built on ``transfer_source``."""
-        return {"clean": (None, None), "pgd": (self.eval_attack, None),
-                "cw": (self.config.eval.attack.build("cw"), None),
-                "scaled": (self.eval_attack, LogitScale(model, self.config.eval.logit_scale)),
-                "rescaled": (self.eval_attack, LogitScale(model, self.config.eval.rescale)),
-                "transfer": (self.eval_attack, transfer_source)}
-
-    def _score(self, model: nn.Module, loader, transfer_source: nn.Module) -> dict[str, Any]:
-        scores: dict[str, Any] = robust_accuracy(model, loader, self.attacks(model, transfer_source),
-                                                 transfer=["transfer"])
-        a = self.config.eval.attack
-        sweep = {}
-        for eps in self.config.eval.sweep:
-            step = a.step_size * eps / a.epsilon if a.epsilon > 0 else a.step_size
-            attack = PGD(eps, step if step > 0 else a.step_size, a.steps, mean=MEAN, std=STD)
-            sweep[f"{eps:g}"] = robust_accuracy(model, loader, {"pgd": (attack, None)})["pgd"]
-        scores["sweep"] = sweep
-        return scores
-
-    def run(self, context: RunContext) -> Path:
-        """Train the reference teacher and a student per seed, attack them, write the report."""
-        backend = Backend(device=context.device, precision=context.precision)
-        top = open_run(context, self.config.model_dump(), self.config.seeds[0], backend)
-        splits = self._splits()
-        students: dict[int, nn.Module] = {}
-        with progress_bar() as progress:
-            teacher, note = self._teacher(splits, top.path, backend, progress, context.resume)
-            for seed in self.config.seeds:
-                students[seed] = self.train_student(seed, splits, teacher, top.path / f"{self.role}-seed{seed}",
-                                                    backend, progress, context.resume).eval()
-        split = self.config.eval.split
-        console.print(f"attacking the {split} split")
-        loader = [backend.to_device(b) for b in DataLoader(splits[split], batch_size=self.config.eval.batch_size)]
-        teacher_scores = robust_accuracy(teacher, loader, {"clean": (None, None), "pgd": (self.eval_attack, None)})
-        results: dict[str, Any] = {"method": self.config.method, "teacher": teacher_scores,
-                                   "seeds": {str(s): self._score(m, loader, teacher) for s, m in students.items()}}
-        results["summary"] = summarise(results["seeds"])
-        results["checks"] = checks(results["summary"])
-        top.write_json("results.json", results)
-        self._report(top, results, note, context)
-        return top.path
-
-    def _report(self, top: RunDir, results: dict[str, Any], note: str, context: RunContext) -> Path:
-        e = self.config.eval
-        rows = [summary_row(self.config.method, results["seeds"])]
-        rows.append({"model": "clean teacher (transfer source)",
-                     **{k: f"{100 * results['teacher'][k]:.2f}" for k in ("clean", "pgd")}})
-        per_seed = [{"seed": s, **{k: 100 * r[k] for k in COLUMNS}} for s, r in results["seeds"].items()]
-        sweep_png = plot_sweep({self.config.method: results["seeds"]}, top.plots / "epsilon_sweep.png")
-        bars_png = plot_bars({k: 100 * results["summary"][k]["mean"] for k in COLUMNS},
-                             top.plots / "robust_accuracy.png", title=f"{self.config.method}: accuracy under attack",
-                             ylabel="accuracy (%)")
-        summary = (f"{self.describe()}\n\nData: {self.config.data.source}, {self.config.data.train_size} train / "
-                   f"{self.config.data.val_size} val / {self.config.data.test_size} test. Attacks on the {e.split} "
-                   f"split: L∞ ε = {e.attack.epsilon} (pixel units), PGD-{e.attack.steps} with α = "
-                   f"{e.attack.step_size} and a random start, against the deployed model (CE on the labels, or the "
-                   f"CW margin); `scaled` and `rescaled` attack the deployed logits × {e.logit_scale:g} and × "
-                   f"{e.rescale:g}; `transfer` is PGD on the clean teacher ({note}); `worst` is the per-sample worst "
-                   f"case over every white-box attack. Each student is its last epoch. Accuracies in %, mean ± std "
-                   f"over {len(self.config.seeds)} seed(s).\n")
-        return write_report(top, f"{self.title} on real digits", [
-            ("Summary", summary),
-            (f"Results ({e.split} split)", markdown_table(rows)),
-            ("Gradient-masking checks", checks_markdown(results["checks"])),
-            ("Per seed", markdown_table(per_seed, digits=2)),
-            ("Reproduce", f"```\n{command_line()}\n```\nDevice: {context.device}, precision: {context.precision}.\n"),
-        ], plots=[("Robust accuracy against ε (PGD, mean over seeds)", sweep_png),
-                  ("Accuracy under each attack", bars_png)])
-
-    def evaluate(self, run: Path, device: str = "auto") -> dict[str, float]:
-        """Clean and PGD accuracy of the final deployed students of a finished run."""
-        backend = Backend(device=device)
-        test = self._splits()["test"]
-        loader = [backend.to_device(b) for b in DataLoader(test, batch_size=self.config.eval.batch_size)]
-        scores = {}
-        for seed in self.config.seeds:
-            trained = load_weights(self.checkpoint_model(seed), Path(run) / f"{self.role}-seed{seed}" /
-                                   "checkpoints" / "final.safetensors")
-            model = self.deploy(trained).to(backend.device)
-            result = robust_accuracy(model, loader, {"clean": (None, None), "pgd": (self.eval_attack, None)})
-            scores.update({f"seed{seed}/{k}": v for k, v in result.items()})
-        return scores
+    def build(self, pixels: tuple[float, float], loss: str = "ce", epsilon: float | None = None) -> PGD:
+        """The ``PGD`` on inputs normalised as ``(pixel − mean) / std``; another ``epsilon`` scales α with it."""
+        eps = self.epsilon if epsilon is None else epsilon
+        step = self.step_size * eps / self.epsilon if self.epsilon > 0 and eps > 0 else self.step_size
+        return PGD(eps, step, self.steps, loss=loss, mean=pixels[0], std=pixels[1])
 
 
-class LTDPlan(AdversarialPlan):
-    """LTD: PGD-AT against a clean teacher's soft labels at τ_T, student deployed at τ_S."""
+class EvalConfig(Strict):
+    """Test-time attacks: PGD-``steps`` (CE and CW margin), two logit-scaled attacks and an ε sweep.
 
-    title = "LTD (low temperature distillation)"
+    ``logit_scale`` multiplies the deployed logits before attacking (1/100 undoes defensive distillation's T);
+    ``rescale`` is a second, moderate one. The sweep uses α = ``step_size``·ε/``epsilon``.
+    """
 
-    def __init__(self, config: LTDConfig) -> None:
-        super().__init__(config)
-        self.config: LTDConfig = config
-        self.train_attack = config.train_attack.build("ce")
-
-    def deployed(self, seed: int) -> nn.Module:
-        """``LogitScale(student, 1/τ_S)``."""
-        return LogitScale(self._model(self.config.student.model, seed), 1.0 / self.config.ltd.student_temperature)
-
-    def train_student(self, seed, splits, teacher, out, backend, progress, resume) -> nn.Module:
-        """PGD-AT on ``CE(q(x), p(x_adv))`` through ``Distiller`` (teacher on the clean x)."""
-        t = self.config.ltd.teacher_temperature
-        return self._fit(self.deployed(seed), self.config.student, ltd_objective(t), seed, splits, out, backend,
-                         f"ltd s{seed}", progress, resume,
-                         teacher=FrozenTeacher(teacher, forward=default_forward),
-                         forward=soft_label_attack_forward(self.train_attack, teacher, t))
-
-    def describe(self) -> str:
-        """Settings paragraph."""
-        c, a = self.config, self.config.train_attack
-        return (f"LTD: PGD-{a.steps} adversarial training (ε = {a.epsilon}, α = {a.step_size}) against soft labels "
-                f"softmax(f_T(x)/τ_T) of a clean-trained {c.teacher.model} teacher with τ_T = "
-                f"{c.ltd.teacher_temperature:g}; student {c.student.model} with logits divided by τ_S = "
-                f"{c.ltd.student_temperature:g} in training and at test. {c.student.epochs} epochs, AdamW lr "
-                f"{c.student.lr}, cosine decay.")
+    attack: AttackConfig = AttackConfig(epsilon=0.1, step_size=0.0125, steps=20)
+    logit_scale: Annotated[float, Field(gt=0)] = 0.01
+    rescale: Annotated[float, Field(gt=0)] = 2.0
+    sweep: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)] = Field(
+        default_factory=lambda: [0.0, 0.05, 0.1, 0.15])
 
 
-class PGDATPlan(AdversarialPlan):
-    """PGD-AT with one-hot labels."""
+class TemperatureConfig(Strict):
+    """LTD's fixed temperatures: τ_T for the teacher's soft labels, τ_S kept by the deployed student."""
 
-    title = "PGD adversarial training"
-
-    def __init__(self, config: PGDATConfig) -> None:
-        super().__init__(config)
-        self.config: PGDATConfig = config
-        self.train_attack = config.train_attack.build("ce")
-
-    def deployed(self, seed: int) -> nn.Module:
-        """The plain student."""
-        return self._model(self.config.student.model, seed)
-
-    def train_student(self, seed, splits, teacher, out, backend, progress, resume) -> nn.Module:
-        """CE on PGD inputs against the labels, through ``Distiller``."""
-        return self._fit(self.deployed(seed), self.config.student, supervised_objective(), seed, splits, out,
-                         backend, f"pgd-at s{seed}", progress, resume, forward=label_attack_forward(self.train_attack))
-
-    def describe(self) -> str:
-        """Settings paragraph."""
-        c, a = self.config, self.config.train_attack
-        return (f"PGD-AT (one-hot labels): PGD-{a.steps} (ε = {a.epsilon}, α = {a.step_size}); student "
-                f"{c.student.model}, {c.student.epochs} epochs, AdamW lr {c.student.lr}, cosine decay.")
+    teacher_temperature: Annotated[float, Field(gt=0)] = 1.0
+    student_temperature: Annotated[float, Field(gt=0)] = 2.0
 
 
-class DefensivePlan(AdversarialPlan):
-    """Defensive distillation: teacher and student trained at T, the student deployed at T = 1."""
+class DefensiveConfig(Strict):
+    """Defensive distillation: T, and the epochs and learning rates of its own teacher and of the student."""
 
-    title = "Defensive distillation (gradient-masking foil)"
-
-    def __init__(self, config: DefensiveConfig) -> None:
-        super().__init__(config)
-        self.config: DefensiveConfig = config
-
-    def deployed(self, seed: int) -> nn.Module:
-        """The plain student (T = 1 at test)."""
-        return self._model(self.config.student.model, seed)
-
-    def train_student(self, seed, splits, teacher, out, backend, progress, resume) -> nn.Module:
-        """Teacher: CE on logits/T. Student: CE against softmax(teacher/T) on its logits/T. No AT."""
-        c = self.config
-        scale = 1.0 / c.temperature
-        hot_teacher = self._fit(LogitScale(self._model(c.distill_teacher.model, seed + 1000), scale), c.distill_teacher,
-                                supervised_objective(), seed, splits, out.with_name(out.name + "-teacher"), backend,
-                                f"dd teacher s{seed}", progress, resume)
-        student = self._fit(self.checkpoint_model(seed), c.student, ltd_objective(c.temperature), seed,
-                            splits, out, backend, f"dd student s{seed}", progress, resume,
-                            teacher=FrozenTeacher(hot_teacher.model))
-        return self.deploy(student)
-
-    def checkpoint_model(self, seed: int) -> nn.Module:
-        """The T-scaled wrapper the student was trained (and checkpointed) as."""
-        return LogitScale(self.deployed(seed), 1.0 / self.config.temperature)
-
-    def deploy(self, trained: nn.Module) -> nn.Module:
-        """Drop the training temperature: T = 1 at test."""
-        return trained.model
-
-    def describe(self) -> str:
-        """Settings paragraph."""
-        c = self.config
-        return (f"Defensive distillation: a {c.distill_teacher.model} teacher trained with CE on logits/T, then the "
-                f"{c.student.model} student trained on softmax(teacher/T) with its logits/T, T = {c.temperature:g}, "
-                f"no adversarial examples; deployed and attacked at T = 1. {c.student.epochs} epochs, AdamW lr "
-                f"{c.student.lr}.")
+    temperature: Annotated[float, Field(gt=0)] = 100.0
+    teacher_epochs: Annotated[int, Field(gt=0)] = 40
+    teacher_lr: Annotated[float, Field(gt=0)] = 5e-2
+    epochs: Annotated[int, Field(gt=0)] = 40
+    lr: Annotated[float, Field(gt=0)] = 5e-2
 
 
-# -- summaries, checks, plots ------------------------------------------------------------------------
-COLUMNS = ("clean", "pgd", "cw", "scaled", "rescaled", "transfer", "worst")
+class Pixels(Strict):
+    """How inputs were normalised: ``(pixel − mean) / std`` with pixels in [0, 1]."""
 
-#: Tolerances of the gradient-masking checks, in accuracy points (fractions here).
-COLLAPSE = 0.20
-STABLE = 0.05
-
-
-def summarise(seeds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Mean and std over seeds of every column and every ε of the sweep."""
-    summary: dict[str, Any] = {}
-    for key in COLUMNS:
-        mean, std = mean_std([r[key] for r in seeds.values()])
-        summary[key] = {"mean": mean, "std": std}
-    first = next(iter(seeds.values()))
-    summary["sweep"] = {eps: mean_std([r["sweep"][eps] for r in seeds.values()])[0] for eps in first["sweep"]}
-    return summary
+    mean: float
+    std: Annotated[float, Field(gt=0)]
 
 
-def checks(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The masking checks on mean accuracies: (i) scaled-logit attack, (ii) scale/margin stability,
+class AdversarialConfig(StudyRecipe):
+    """The ``ltd``, ``pgd-at`` and ``defensive-distillation`` recipes (the method names the arm under test).
+
+    ``teacher`` is the clean-trained reference model (LTD's teacher, every arm's transfer-attack source);
+    ``student`` and ``train_attack`` set the ltd, pgd-at and standard arms' training. ``pixels`` defaults to
+    the digits' MNIST statistics, (0.5, 0.5) for image folders and (0, 1) for tensors files.
+    """
+
+    method: Literal["ltd", "pgd-at", "defensive-distillation"] = "ltd"
+    data: VisionData = VisionData(source="sklearn8x8", train_size=1000, val_size=200, test_size=400)
+    pixels: Pixels | None = None
+    teacher: TrainConfig = TrainConfig(model="student-cnn", epochs=15, lr=1e-2)
+    student: TrainConfig = TrainConfig(model="student-cnn", epochs=15, lr=1e-2)
+    train_attack: AttackConfig = AttackConfig()
+    ltd: TemperatureConfig = TemperatureConfig()
+    defensive: DefensiveConfig = DefensiveConfig()
+    eval: EvalConfig = EvalConfig()
+    arms: Annotated[list[ArmName], Field(min_length=1)] = Field(
+        default_factory=lambda: ["ltd", "pgd-at", "defensive-distillation", "standard"])
+
+    @model_validator(mode="after")
+    def _arms_are_consistent(self) -> AdversarialConfig:
+        if len(set(self.arms)) != len(self.arms):
+            raise ValueError(f"arms must not repeat, received {self.arms}")
+        if self.method not in self.arms:
+            raise ValueError(f"arms must include the method's own arm {self.method!r}, received {self.arms}")
+        return self
+
+    def normalisation(self) -> tuple[float, float]:
+        """``(mean, std)`` of the input normalisation the attacks undo."""
+        if self.pixels is not None:
+            return self.pixels.mean, self.pixels.std
+        scheme = self.data.source.partition(":")[0]
+        return (MEAN, STD) if self.data.source in BUILT_IN_SOURCES else (0.5, 0.5) if scheme == "imagefolder" \
+            else (0.0, 1.0)
+
+
+# -- evaluation ----------------------------------------------------------------------------------------
+def sweep_key(epsilon: float) -> str:
+    """The metric name of PGD accuracy at ``epsilon`` in the ε sweep."""
+    return f"pgd_eps{epsilon:g}_accuracy"
+
+
+@dataclasses.dataclass
+class RobustEvaluator:
+    """The task's evaluator: clean metrics, accuracy under each attack, the ε sweep and ``robust_accuracy``.
+
+    ``reference`` is the transfer-attack source; the arms set it to the study's teacher when they train (the
+    teacher itself, scored before, gets no transfer attack). Attacks run with a fixed seed.
+    """
+
+    config: EvalConfig
+    pixels: tuple[float, float]
+    reference: nn.Module | None = None
+
+    def __call__(self, model: nn.Module, batches: Any, forward: Any) -> dict[str, float]:
+        """Metrics of the deployed ``model`` over ``batches``."""
+        batches, c = list(batches), self.config
+        pgd = c.attack.build(self.pixels)
+        attacks: dict[str, tuple[PGD | None, nn.Module | None]] = {
+            "clean": (None, None), "pgd": (pgd, None), "cw": (c.attack.build(self.pixels, "cw"), None),
+            "scaled": (pgd, LogitScale(model, c.logit_scale)), "rescaled": (pgd, LogitScale(model, c.rescale))}
+        if self.reference is not None:
+            attacks["transfer"] = (pgd, self.reference)
+        scores = robust_accuracy(model, batches, attacks, transfer=["transfer"])
+        metrics = classification_metrics(*classification_outputs(model, batches, forward))
+        metrics |= {f"{k}_accuracy": v for k, v in scores.items() if k in ATTACKS}
+        metrics["robust_accuracy"] = scores["worst"]
+        for eps in c.sweep:
+            done = {0.0: scores["clean"], c.attack.epsilon: scores["pgd"]}
+            metrics[sweep_key(eps)] = done[eps] if eps in done else robust_accuracy(
+                model, batches, {"pgd": (c.attack.build(self.pixels, epsilon=eps), None)})["pgd"]
+        return metrics
+
+
+def _train(run: ArmRun, phases: list[Phase], signal: Signal | None = None, **options: Any) -> nn.Module:
+    """Train ``run.student`` through ``phases`` on the task's train split (validation: clean metrics only)."""
+    task = run.study.task
+    if isinstance(task.evaluator, RobustEvaluator):
+        task.evaluator.reference = run.teacher
+    distiller = run.distiller(phases, signal, evaluator=classification_evaluator, **options)
+    distiller.fit(task.data.train, task.data.val, out=run.out, config=run.config(),
+                  resume=run.resume and (run.out / "config.yaml").is_file())
+    return distiller.student
+
+
+# -- arms ------------------------------------------------------------------------------------------------
+def arm_phases(config: AdversarialConfig, name: str) -> list[Phase]:
+    """The phases one arm trains its deployed student through."""
+    train = config.student.train_spec()
+    if name == "ltd":
+        return train.phases(ltd_objective(config.ltd.teacher_temperature))
+    if name == "defensive-distillation":
+        d = config.defensive
+        spec = TrainSpec(d.epochs, d.lr, train.batch_size, train.weight_decay)
+        return spec.phases(ltd_objective(1.0, d.temperature, name="soft-ce"))
+    return supervised_phases(train)
+
+
+def _fit_defensive(config: AdversarialConfig, run: ArmRun) -> nn.Module:
+    """Papernot et al.: a teacher of the student's architecture trained with CE on logits/T, then the bare student
+    on CE(softmax(teacher/T), softmax(student/T)); the bare student is deployed (T = 1)."""
+    d = config.defensive
+    spec = TrainSpec(d.teacher_epochs, d.teacher_lr, config.student.batch_size, config.student.weight_decay)
+    hot = LogitScale(run.study.task.student(run.seed + 1000), 1.0 / d.temperature)
+    name = f"{run.name}-teacher"
+    hot = _train(dataclasses.replace(run, name=name, student=hot, out=run.out.with_name(f"{name}-seed{run.seed}")),
+                 supervised_phases(spec))
+    return _train(run, arm_phases(config, run.name), FrozenTeacher(hot))
+
+
+def arms(config: AdversarialConfig, task: Task) -> dict[str, Arm]:
+    """Every arm the recipe lists: the method's own is the variant, teacher-free arms are scratch."""
+    attack = config.train_attack.build(config.normalisation())
+    tau = config.ltd
+
+    def fit(run: ArmRun) -> nn.Module:
+        if run.name == "ltd":
+            return _train(run, arm_phases(config, "ltd"), FrozenTeacher(run.teacher, forward=default_forward),
+                          forward=soft_label_attack_forward(attack, run.teacher, tau.teacher_temperature))
+        if run.name == "pgd-at":
+            return _train(run, arm_phases(config, "pgd-at"), forward=label_attack_forward(attack))
+        if run.name == "defensive-distillation":
+            return _fit_defensive(config, run)
+        return _train(run, arm_phases(config, "standard"))
+
+    def deployed_ltd(seed: int) -> nn.Module:
+        return LogitScale(task.student(seed), 1.0 / tau.student_temperature)
+
+    descriptions = {
+        "ltd": f"PGD-AT on softmax(f_T/τ_T), τ_T = {tau.teacher_temperature:g}; deployed at τ_S = "
+               f"{tau.student_temperature:g}",
+        "pgd-at": "PGD-AT on one-hot labels", "standard": "cross-entropy on clean inputs",
+        "defensive-distillation": f"teacher and student trained at T = {config.defensive.temperature:g}, "
+                                  "deployed at T = 1, no adversarial examples"}
+    built = {}
+    for name in config.arms:
+        role = "variant" if name == config.method else "scratch" if name in ("pgd-at", "standard") else "baseline"
+        built[name] = Arm(lambda name=name: arm_phases(config, name), role=role, fit=fit,
+                          student=deployed_ltd if name == "ltd" else None, batch_size=config.student.batch_size,
+                          description=descriptions[name])
+    return built
+
+
+def compare(config: AdversarialConfig, arms: dict[str, Arm]) -> list[tuple[str, str]]:
+    """LTD against PGD-AT (the paper's claim), both against defensive distillation, everything against standard."""
+    return [(a, b) for a, b in PAIRS if a in arms and b in arms]
+
+
+def task(config: AdversarialConfig, context: RunContext) -> Task:
+    """The vision task of ``data``, ``teacher`` and ``student``, scored by the attacks, robust accuracy first."""
+    base = vision_task(config.data, config.teacher, config.student, context)
+    sweep = tuple(sweep_key(e) for e in config.eval.sweep)
+    return dataclasses.replace(base, evaluator=RobustEvaluator(config.eval, config.normalisation()),
+                               headline="robust_accuracy", percent=(*COLUMNS, "ece", *sweep))
+
+
+def notes(config: AdversarialConfig, task: Task) -> str:
+    """The attacks, the headline's definition and each arm's training."""
+    e, a, s, d, tau = config.eval.attack, config.train_attack, config.student, config.defensive, config.ltd
+    mean, std = config.normalisation()
+    text = [f"robust_accuracy is the per-sample worst case over the clean input and four white-box L∞ attacks at "
+            f"ε = {e.epsilon:g} (pixel units; inputs (pixel − {mean:.4g}) / {std:.4g}): PGD-{e.steps} (α = "
+            f"{e.step_size:g}, random start) on the cross-entropy, on the CW margin, and on the deployed logits × "
+            f"{config.eval.logit_scale:g} and × {config.eval.rescale:g}. The transfer attack (PGD-{e.steps} on the "
+            f"clean teacher) is reported beside it. Validation during training is clean accuracy."]
+    if {"ltd", "pgd-at"} & set(config.arms):
+        text.append(f"ltd and pgd-at: PGD-{a.steps} adversarial training (ε = {a.epsilon:g}, α = {a.step_size:g}), "
+                    f"{s.epochs} epochs, AdamW lr {s.lr}, cosine decay; ltd's labels are softmax(f_T(x)/τ_T) of the "
+                    f"clean teacher with τ_T = {tau.teacher_temperature:g}, its logits divided by τ_S = "
+                    f"{tau.student_temperature:g} in training and at test.")
+    if "defensive-distillation" in config.arms:
+        text.append(f"defensive-distillation: a {s.model} teacher ({d.teacher_epochs} epochs, lr {d.teacher_lr}) "
+                    f"and the student ({d.epochs} epochs, lr {d.lr}) trained at T = {d.temperature:g} without "
+                    "adversarial examples; the student is attacked at T = 1.")
+    return " ".join(text) + (" No arm has the role kd: LTD's teacher-free twin is pgd-at (the same training on "
+                             "one-hot labels), and defensive distillation is the gradient-masking foil.")
+
+
+# -- the report's masking section ---------------------------------------------------------------------------
+def checks(means: Mapping[str, float], epsilons: Sequence[float]) -> dict[str, dict[str, Any]]:
+    """The masking checks on one arm's mean metrics: (i) scaled-logit attack, (ii) scale/margin stability,
     (iii) transfer ≥ white-box, (iv) the ε sweep starts at clean accuracy and does not rise."""
-    m = {k: summary[k]["mean"] for k in COLUMNS}
-    sweep = [(float(e), a) for e, a in summary["sweep"].items()]
-    sweep.sort()
-    monotone = all(b <= a + 0.01 for (_, a), (_, b) in pairwise(sweep))
-    at_zero = [a for e, a in sweep if e == 0.0]
-    return {
+    m = means
+    sweep = [m[sweep_key(e)] for e in sorted(epsilons)]
+    weakest = min(m["cw_accuracy"], m["scaled_accuracy"], m["rescaled_accuracy"])
+    result = {
         "i_scaled_attack_collapse": {
-            "value": m["pgd"] - m["scaled"], "passed": m["pgd"] - m["scaled"] < COLLAPSE,
-            "rule": f"PGD accuracy − accuracy under the scaled-logit attack < {100 * COLLAPSE:.0f} points "
-                    "(a larger drop means the PGD number was masked)"},
+            "value": m["pgd_accuracy"] - m["scaled_accuracy"], "passed": m["pgd_accuracy"] - m["scaled_accuracy"]
+            < COLLAPSE, "rule": f"PGD − scaled-logit accuracy < {100 * COLLAPSE:.0f} points"},
         "ii_stable_across_scale_and_loss": {
-            "value": m["pgd"] - min(m["cw"], m["scaled"], m["rescaled"]),
-            "passed": m["pgd"] - min(m["cw"], m["scaled"], m["rescaled"]) <= STABLE,
-            "rule": f"PGD accuracy − the lowest accuracy under the CW-margin or either rescaled-logit attack ≤ "
-                    f"{100 * STABLE:.0f} points (another scale or loss finds no hidden weakness)"},
-        "iii_transfer_not_below_white_box": {
-            "value": m["transfer"] - m["pgd"], "passed": m["transfer"] >= m["pgd"],
-            "rule": "transfer accuracy ≥ white-box PGD accuracy"},
-        "iv_epsilon_sweep": {
-            "value": [a for _, a in sweep],
-            "passed": monotone and (not at_zero or abs(at_zero[0] - m["clean"]) < 1e-9),
-            "rule": "accuracy at ε = 0 equals clean accuracy and does not rise with ε (1-point slack)"},
+            "value": m["pgd_accuracy"] - weakest, "passed": m["pgd_accuracy"] - weakest <= STABLE,
+            "rule": f"PGD − the lowest of CW-margin and both rescaled-logit accuracies ≤ {100 * STABLE:.0f} points"},
     }
+    if math.isfinite(m.get("transfer_accuracy", math.nan)):
+        result["iii_transfer_not_below_white_box"] = {
+            "value": m["transfer_accuracy"] - m["pgd_accuracy"], "passed": m["transfer_accuracy"] >= m["pgd_accuracy"],
+            "rule": "transfer accuracy ≥ white-box PGD accuracy"}
+    result["iv_epsilon_sweep"] = {
+        "value": sweep, "passed": all(b <= a + 0.01 for a, b in pairwise(sweep))
+        and (0.0 not in epsilons or abs(m[sweep_key(0.0)] - m["accuracy"]) < 1e-6),
+        "rule": "accuracy at ε = 0 is clean accuracy and does not rise with ε (1-point slack)"}
+    return result
 
 
-def checks_markdown(result: Mapping[str, Mapping[str, Any]]) -> str:
-    """The checks as a table."""
-    rows = []
-    for name, check in result.items():
-        value = check["value"]
-        shown = ", ".join(f"{100 * v:.1f}" for v in value) if isinstance(value, list) else f"{100 * value:+.2f}"
-        rows.append({"check": name, "value (points)": shown, "passed": "yes" if check["passed"] else "**no**",
-                     "rule": check["rule"]})
-    return markdown_table(rows)
-
-
-def summary_row(name: str, seeds: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
-    """One table row: mean ± std (in %) of every column."""
-    return {"model": name, **{k: format_mean_std([r[k] for r in seeds.values()], scale=100) for k in COLUMNS}}
-
-
-def plot_sweep(runs: Mapping[str, Mapping[str, Mapping[str, Any]]], path: Path) -> Path:
-    """Accuracy (%) against ε, one line per method (mean over seeds, error bars = std)."""
+def plot_sweep(results: Mapping[str, Any], epsilons: Sequence[float], path: Path) -> Path:
+    """PGD accuracy (%) against ε, one line per arm (mean over seeds, error bars = std)."""
     import matplotlib.pyplot as plt  # kd_core.plots already selected the Agg backend
 
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
-    for name, seeds in runs.items():
-        first = next(iter(seeds.values()))["sweep"]
-        eps = sorted(first, key=float)
-        stats = [mean_std([100 * r["sweep"][e] for r in seeds.values()]) for e in eps]
-        ax.errorbar([float(e) for e in eps], [s[0] for s in stats], yerr=[s[1] for s in stats], marker="o",
-                    capsize=3, label=name)
-    ax.set_xlabel("ε (L∞, pixel units)")
-    ax.set_ylabel("accuracy under PGD (%)")
-    ax.set_ylim(0, 100)
+    eps = sorted(epsilons)
+    for name, arm in results["arms"].items():
+        stats = [mean_std([100 * r[sweep_key(e)] for r in arm["seeds"].values()]) for e in eps]
+        ax.errorbar(eps, [s[0] for s in stats], yerr=[s[1] for s in stats], marker="o", capsize=3, label=name)
+    ax.set(xlabel="ε (L∞, pixel units)", ylabel="accuracy under PGD (%)", ylim=(0, 100))
     ax.grid(True, alpha=0.3)
     ax.legend()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
-def build(config: AdversarialConfig) -> AdversarialPlan:
-    """The plan for a validated ``ltd``, ``pgd-at`` or ``defensive-distillation`` config."""
-    if isinstance(config, LTDConfig):
-        return LTDPlan(config)
-    if isinstance(config, PGDATConfig):
-        return PGDATPlan(config)
-    return DefensivePlan(config)
+def masking_section(results: Mapping[str, Any], epsilons: Sequence[float]) -> str:
+    """Markdown: accuracy under every attack per arm, paired differences in clean and PGD accuracy for the compared
+    pairs, the gradient-masking checks, the ε sweep (plot at ``plots/epsilon_sweep.png``)."""
+    arms = results["arms"]
+    table = [{"model": name, **{("clean" if k == "accuracy" else k.removesuffix("_accuracy")): format_mean_std(
+        [r.get(k, math.nan) for r in arm["seeds"].values()], scale=100) for k in COLUMNS}}
+        for name, arm in arms.items()]
+    paired = []
+    for c in results["comparisons"]:
+        seeds = [s for s in arms[c["a"]]["seeds"] if s in arms[c["b"]]["seeds"]]
+        for metric in ("accuracy", "pgd_accuracy"):
+            d = paired_difference(*[[100 * arms[x]["seeds"][s][metric] for s in seeds] for x in (c["a"], c["b"])],
+                                  a_name=c["a"], b_name=c["b"], metric=metric)
+            paired.append({"a − b": f"{d.a} − {d.b}", "metric": metric, "mean (points)": f"{d.mean:+.2f}",
+                           "95 % CI": "n/a (n = 1)" if d.low is None else f"{d.low:+.2f} to {d.high:+.2f}",
+                           "seeds": d.n, "verdict": d.verdict})
+    rows, sweep = [], []
+    for name, arm in arms.items():
+        means = {k: mean_std([r[k] for r in arm["seeds"].values()])[0] for k in next(iter(arm["seeds"].values()))}
+        for check, c in checks(means, epsilons).items():
+            shown = ", ".join(f"{100 * v:.1f}" for v in c["value"]) if isinstance(c["value"], list) else \
+                f"{100 * c['value']:+.2f}"
+            rows.append({"arm": name, "check": check, "value (points)": shown,
+                         "passed": "yes" if c["passed"] else "**no**", "rule": c["rule"]})
+        sweep.append({"arm": name, **{f"ε = {e:g}": f"{100 * means[sweep_key(e)]:.1f}" for e in sorted(epsilons)}})
+    return (f"Test accuracy (%) under each attack, mean ± std over seeds (`robust` is the headline):\n\n"
+            f"{markdown_table(table)}\nPaired per-seed differences in clean and PGD accuracy (the same verdict rule "
+            f"as above):\n\n{markdown_table(paired)}\nGradient-masking checks on the "
+            f"means (a masked model fails (i)–(iii)):\n\n{markdown_table(rows)}\nPGD accuracy (%) against ε:\n\n"
+            f"{markdown_table(sweep)}\n![PGD accuracy against ε](plots/epsilon_sweep.png)\n")
 
 
-METHOD = Method(name="ltd", config_model=LTDConfig, build=build, domain="vision", recipes=RECIPES,
-                summary="LTD: PGD-AT with low-temperature teacher soft labels, tau_S kept at test (digits)")
-PGD_AT = Method(name="pgd-at", config_model=PGDATConfig, build=build, domain="vision", recipes=RECIPES,
-                summary="PGD adversarial training with one-hot labels (LTD baseline, digits)")
-DEFENSIVE_DISTILLATION = Method(name="defensive-distillation", config_model=DefensiveConfig, build=build,
-                                domain="vision", recipes=RECIPES,
-                                summary="Defensive distillation T=100 train / T=1 test: the gradient-masking foil")
+class AdversarialPlan(StudyPlan):
+    """The study, then the masking section and the ε-sweep plot added to its report (before "Reproduce")."""
+
+    def run(self, context: RunContext) -> Path:
+        """Run the study; add the attacks, paired clean/PGD differences, checks and ε sweep to ``report.md``."""
+        run = Path(super().run(context))
+        if (run / "results.json").is_file():  # the main process wrote the study's results
+            results = json.loads((run / "results.json").read_text())
+            epsilons = self.config.eval.sweep
+            plot_sweep(results, epsilons, run / "plots" / "epsilon_sweep.png")
+            section = f"## Attacks and gradient-masking checks\n\n{masking_section(results, epsilons)}\n"
+            report = (run / "report.md").read_text()
+            (run / "report.md").write_text(report.replace("## Reproduce", section + "## Reproduce", 1))
+        return run
+
+
+def _method(name: str, summary: str) -> Method:
+    def build(config: AdversarialConfig) -> AdversarialPlan:
+        return AdversarialPlan(config, task, arms, notes=notes, compare=compare,
+                               title=lambda c, t: f"{' vs '.join(NAMES[a] for a in c.arms)}: adversarial robustness "
+                                                  f"on {t.description}",
+                               teacher_training=lambda c: c.teacher.train_spec())
+
+    return Method(name=name, config_model=AdversarialConfig, build=build, domain="vision", summary=summary,
+                  recipes=Path(__file__).resolve().parent.parent / "recipes")
+
+
+METHOD = _method("ltd", "LTD: PGD-AT with low-temperature teacher soft labels, tau_S kept at test; vs PGD-AT, "
+                        "defensive distillation, standard training")
+PGD_AT = _method("pgd-at", "PGD adversarial training with one-hot labels (LTD's baseline) vs standard training")
+DEFENSIVE_DISTILLATION = _method("defensive-distillation", "Defensive distillation T=100 train / T=1 test: the "
+                                                           "gradient-masking foil, vs standard training")
