@@ -62,7 +62,8 @@ def test_study_runs_every_arm_and_seed_and_reports(tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("KD_DATA_HOME", str(tmp_path / "cache"))
     train = TrainSpec(epochs=2, lr=1e-2, batch_size=32)
     study = Study(blob_task(), hinton_arms(train), seeds=[0, 1], title="Blobs", teacher_training=TrainSpec(3, 1e-2),
-                  backend=Backend(device="cpu"), latency_iterations=2)
+                  backend=Backend(device="cpu"), latency_iterations=2,
+                  sections=lambda results, run: [("Extra", f"{len(results['arms'])} arms in {run.name}\n")])
     result = study.run(tmp_path / "run")
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert set(results["arms"]) == {"scratch", "kd"} and set(results["arms"]["kd"]["seeds"]) == {"0", "1"}
@@ -77,6 +78,7 @@ def test_study_runs_every_arm_and_seed_and_reports(tmp_path: Path, monkeypatch: 
     assert "**Teacher**" in report and "**Plain KD against scratch**" in report
     assert report.index("**Teacher**") < report.index("**Plain KD against scratch**")
     assert "95 % CI" in report
+    assert "## Extra\n\n2 arms in run" in report and report.index("## Extra") < report.index("## Reproduce")
     for plot in ("val_curves.png", "headline.png", "reliability.png"):
         assert (tmp_path / "run" / "plots" / plot).is_file()
     # the same seed gives every arm the same initial student: both arms start from one set of weights
@@ -151,3 +153,19 @@ def test_an_arm_with_its_own_fit_runs_through_the_studys_distiller(tmp_path: Pat
     assert seen == [(3, True, "staged-seed3")]
     assert (tmp_path / "run" / "staged-seed3" / "stage2" / "checkpoints" / "final.safetensors").is_file()
     assert set(result.results["arms"]["staged"]["seeds"]) == {"3"}
+
+
+def test_a_task_validator_scores_every_epoch_and_the_evaluator_the_test_split(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    def validator(model, batches, forward) -> dict[str, float]:
+        return {"accuracy": 0.5, "cheap": 1.0}
+
+    task = replace(blob_task(), validator=validator)
+    train = TrainSpec(epochs=1, lr=1e-2, batch_size=32)
+    result = Study(task, {"scratch": Arm(lambda: supervised_phases(train), role="scratch")}, seeds=[0], title="B",
+                   backend=Backend(device="cpu"), latency_iterations=0).run(tmp_path / "run")
+    lines = (tmp_path / "run" / "scratch-seed0" / "metrics.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert any(r.get("val/cheap") == 1.0 for r in rows)
+    assert "cheap" not in result.results["arms"]["scratch"]["seeds"]["0"]  # the test split: the full evaluator

@@ -114,7 +114,7 @@ class ArmRun:
         evaluator, the arm's batch size, callbacks and options, and this seed (``options`` override them)."""
         task, study = self.study.task, self.study
         settings: dict[str, Any] = {"backend": study.backend, "batch_size": self.arm.batch_size, "seed": self.seed,
-                                    "forward": task.forward, "collate": task.collate, "evaluator": task.evaluator,
+                                    "forward": task.forward, "collate": task.collate, "evaluator": task.epoch_evaluator,
                                     "callbacks": [*self.arm.callbacks(), *study._progress(f"{self.name} s{self.seed}")],
                                     **self.arm.distiller, **options}
         return Distiller(self.student, phases, teacher=signal, **settings)
@@ -176,14 +176,16 @@ class Study:
     ``teacher_training``: how to train the teacher when the task's comes without weights; ``reuse_teacher``
     reads a cached teacher when one with the same key exists. ``compare``: (a, b) arm pairs to compare on
     the headline metric; by default every ``kd`` arm against the ``scratch`` arm and every ``variant``
-    against the ``kd`` arm and against ``scratch``.
+    against the ``kd`` arm and against ``scratch``. ``sections(results, run_dir)`` may return extra
+    ``(heading, markdown)`` report sections (a method's own tables and plots), placed before "Reproduce".
     """
 
     def __init__(self, task: Task, arms: Mapping[str, Arm], seeds: Sequence[int], *, title: str,
                  teacher_training: TrainSpec | None = None, backend: Backend | None = None,
                  reuse_teacher: bool = True, compare: Sequence[tuple[str, str]] | None = None,
                  latency_iterations: int = 50, config: dict[str, Any] | None = None, notes: str = "",
-                 progress: Any = None) -> None:
+                 progress: Any = None,
+                 sections: Callable[[dict[str, Any], Path], list[tuple[str, str]]] | None = None) -> None:
         _check_arms(arms, seeds)
         self.task, self.arms, self.seeds, self.title = task, dict(arms), list(seeds), title
         self.teacher_training, self.reuse_teacher = teacher_training, reuse_teacher
@@ -192,6 +194,7 @@ class Study:
             progress
         self.compare = list(compare) if compare is not None else self._default_pairs()
         self._given_teacher: nn.Module | None = None
+        self.sections = sections
         for a, b in self.compare:
             for arm in (a, b):
                 if arm not in self.arms:
@@ -229,7 +232,7 @@ class Study:
         def train(model: nn.Module) -> nn.Module:
             distiller = Distiller(model, supervised_phases(spec), backend=self.backend, batch_size=spec.batch_size,
                                   seed=0, forward=task.forward, collate=task.collate,
-                                  evaluator=task.evaluator, callbacks=self._progress("teacher"))
+                                  evaluator=task.epoch_evaluator, callbacks=self._progress("teacher"))
             run = out / "teacher"
             distiller.fit(task.data.teacher_pool, task.data.val, out=run, config={"role": "teacher", **self.config},
                           resume=resume and (run / "config.yaml").is_file())

@@ -41,6 +41,7 @@ class StudyPlan:
     teacher_training: Callable[[Any], TrainSpec | None]
     notes: Callable[[Any, Task], str] | None = None
     compare: Callable[[Any, dict[str, Arm]], list[tuple[str, str]] | None] | None = None
+    sections: Callable[[Any, dict[str, Any], Path], list[tuple[str, str]]] | None = None
 
     def study(self, context: RunContext, progress: Any = None) -> Study:
         """The study this recipe describes, with ``context``'s device and precision."""
@@ -54,7 +55,9 @@ class StudyPlan:
                      backend=Backend(device=context.device, precision=context.precision),
                      reuse_teacher=self.config.reuse_teacher, latency_iterations=self.config.latency_iterations,
                      config={"recipe": self.config.model_dump(), "precision": context.precision},
-                     notes=self.notes(self.config, task) if self.notes else "", progress=progress)
+                     notes=self.notes(self.config, task) if self.notes else "", progress=progress,
+                     sections=(lambda results, run: self.sections(self.config, results, run)) if self.sections
+                     else None)
 
     def run(self, context: RunContext) -> Path:
         """Run the study under ``context.out``; return the run directory."""
@@ -80,9 +83,12 @@ def study_method(name: str, config_model: type[StudyRecipe], *, task: TaskBuilde
                  title: Callable[[Any, Task], str], teacher_training: Callable[[Any], TrainSpec | None],
                  domain: str, recipes: Path | None = None, summary: str = "",
                  notes: Callable[[Any, Task], str] | None = None,
-                 compare: Callable[[Any, dict[str, Arm]], list[tuple[str, str]] | None] | None = None) -> Method:
+                 compare: Callable[[Any, dict[str, Arm]], list[tuple[str, str]] | None] | None = None,
+                 sections: Callable[[Any, dict[str, Any], Path], list[tuple[str, str]]] | None = None) -> Method:
     """A registered ``Method`` whose recipes run as a ``Study`` of ``arms(config, task(config, context))``.
 
-    ``compare(config, arms)`` may name the arm pairs to compare (None: the study's default pairs)."""
+    ``compare(config, arms)`` may name the arm pairs to compare (None: the study's default pairs);
+    ``sections(config, results, run_dir)`` may add report sections (see ``Study``)."""
     return Method(name=name, config_model=config_model, domain=domain, recipes=recipes, summary=summary,
-                  build=lambda config: StudyPlan(config, task, arms, title, teacher_training, notes, compare))
+                  build=lambda config: StudyPlan(config, task, arms, title, teacher_training, notes, compare,
+                                                 sections))

@@ -209,11 +209,13 @@ def write_study_report(study: Study, run: RunDir, results: Mapping[str, Any],
         diagrams = {name: expected_calibration_error(*outputs) for name, outputs in calibration.items()}
         plots.append((f"Reliability diagrams (test split, seed {study.seeds[0]})",
                       plot_reliability_diagram(diagrams, plots_dir / "reliability.png")))
+    extra = study.sections(dict(results), run.path) if study.sections is not None else []
     return write_report(run, study.title, [
         ("Summary", "\n\n".join(lines) + "\n"),
         ("Results (test split)", markdown_table(_arm_rows(results, metrics, percent))),
         ("Paired comparisons", markdown_table(comparison_rows) if comparison_rows else "_none_\n"),
         (f"Per seed (test {task.headline}{' %' if task.headline in percent else ''})", markdown_table(seed_rows)),
+        *extra,
         ("Reproduce", f"```\n{command_line()}\n```\nDevice: {study.backend.describe().get('device', '?')}. "
                       "Environment in `env.json`, resolved configuration in `config.yaml`, every number in "
                       "`results.json`.\n"),

@@ -101,6 +101,7 @@ class Task:
     - ``student(seed)``: builds a student, the same initialisation for the same seed (paired arms);
     - ``evaluator(model, batches, forward)``: a metrics dict; ``headline`` names the metric comparisons use,
       ``higher_is_better`` its direction; ``percent`` lists the metrics shown ×100 with a % unit;
+      ``validator``: a cheaper evaluator for the validation split after every epoch (default: ``evaluator``);
     - ``forward``/``collate``: how a batch is made and fed to a model;
     - ``key``: everything that determines the data and the teacher (its cache key);
     - ``description``: one line for reports; ``class_names`` for classification tasks;
@@ -115,6 +116,7 @@ class Task:
     key: dict[str, Any]
     teacher_trained: bool = False
     evaluator: Evaluator = _classification_evaluator
+    validator: Evaluator | None = None
     headline: str = "accuracy"
     higher_is_better: bool = True
     percent: tuple[str, ...] = ("accuracy", "ece")
@@ -133,6 +135,11 @@ class Task:
             if len(dataset) == 0:  # type: ignore[arg-type]
                 raise ConfigError(f"data ({self.name})", f"a non-empty {name} split", "0 items")
         return splits
+
+    @property
+    def epoch_evaluator(self) -> Evaluator:
+        """What scores the validation split after every epoch: ``validator``, else ``evaluator``."""
+        return self.validator or self.evaluator
 
     @property
     def classification(self) -> bool:
