@@ -28,6 +28,15 @@ from kd_vision.inversion.augment import jitter
 from kd_vision.inversion.natural import init_channel_scales
 from kd_vision.inversion.priors import bn_statistics_distance
 from kd_vision.inversion.pyramid import FeatureTransferPyramid, default_pyramid_taps
+from kd_vision.methods.inversion import (
+    InversionConfig,
+    KDConfig,
+    arms,
+    compare,
+    inversion_for,
+    kd_objective,
+    transfer_metrics,
+)
 from kd_vision.models import build_model
 from torch import nn
 
@@ -105,6 +114,12 @@ def test_frechet_distance_of_one_dimensional_gaussians_is_mean_and_std_gaps() ->
     cx, cy = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
     textbook = (((x.mean(0) - y.mean(0)) ** 2).sum() + np.trace(cx + cy)
                 - 2 * np.trace(np.real(scipy.linalg.sqrtm(cx @ cy))))
+    assert math.isclose(frechet_distance(x, y), textbook, rel_tol=1e-6)
+    # fewer samples than dimensions: the n × m sample product gives the same value as the D × D covariances
+    x, y = rng.normal(size=(12, 40)) @ rng.normal(size=(40, 40)), rng.normal(size=(15, 40)) + 0.3
+    cx, cy = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    root = scipy.linalg.sqrtm(scipy.linalg.sqrtm(cx) @ cy @ scipy.linalg.sqrtm(cx))
+    textbook = ((x.mean(0) - y.mean(0)) ** 2).sum() + np.trace(cx + cy) - 2 * np.trace(np.real(root))
     assert math.isclose(frechet_distance(x, y), textbook, rel_tol=1e-6)
 
 
@@ -211,39 +226,152 @@ def test_synthetic_images_round_trip_through_safetensors(tmp_path: Path) -> None
     assert loaded.provenance == {"method": "x", "seed": 3} and loaded[2]["label"] == 2
 
 
-# -- the recipes -----------------------------------------------------------------------------------------
+# -- the recipes: arms on a Study -------------------------------------------------------------------------
 TINY = ["--set", "data.train_size=100", "--set", "data.val_size=20", "--set", "data.test_size=50",
-        "--set", "teacher.epochs=1", "--set", "student.epochs=1", "--set", "seeds=[0]",
+        "--set", "teacher.epochs=1", "--set", "student.epochs=1", "--set", "seeds=[0,1]",
         "--set", "synthesis.images_per_class=2", "--set", "synthesis.batch_size=20",
-        "--set", "synthesis.iterations=2", "--device", "cpu"]
+        "--set", "synthesis.iterations=2", "--set", "natural.latent_dim=8", "--set", "natural.generator_width=8",
+        "--set", "latency_iterations=0", "--device", "cpu"]
+ALL_ARMS = ["--set", "arms=[natural-inversion,generator-only,deep-inversion,real-kd,scratch]"]
 
 
-
-def test_tiny_natural_inversion_run_writes_report_results_and_synthetic_set(tmp_path: Path, data_home: Path) -> None:
-    out = tmp_path / "run"
-    args = ["distill", "--recipe", "natural-inversion", "--out", str(out), *TINY,
-            "--set", "synthesis.latent_dim=8", "--set", "synthesis.generator_width=8"]
-    assert main(args) == 0
-    report = (out / "report.md").read_text()
-    assert "synthetic images only" in report and "FD" in report
-    results = json.loads((out / "results.json").read_text())
-    seed0 = results["seeds"]["0"]
-    assert 0.0 <= seed0["student"]["accuracy"] <= 1.0 and seed0["fd_synthetic_vs_real"] >= 0.0
-    assert seed0["images"] == 20
-    synthetic = SyntheticImages.load(out / "synthetic-seed0.safetensors")
-    assert synthetic.images.shape == (20, *SHAPE) and synthetic.provenance["method"] == "natural-inversion"
-    assert (out / "plots" / "synthetic-seed0.png").read_bytes()[:4] == b"\x89PNG"
-    assert (out / "student-seed0" / "checkpoints" / "final.safetensors").is_file()
+def no_bn_teacher(num_classes: int = 10) -> nn.Module:
+    """A teacher the BN prior cannot invert (imported by the CLI as test_inversion:no_bn_teacher)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, num_classes))
 
 
-def test_both_recipes_validate_and_ablation_switches_are_fields() -> None:
+def _config(**changes) -> InversionConfig:
+    return InversionConfig.model_validate({"name": "t", **changes})
+
+
+def test_the_kd_objective_by_hand() -> None:
+    student, teacher, labels = torch.tensor([[1.0, 0.0, -1.0]]), torch.tensor([[0.0, 2.0, 0.0]]), torch.tensor([1])
+    kd, ce = kd_objective(KDConfig(temperature=2.0, ce_weight=0.5)).terms
+    assert (kd.name, ce.name, kd.weight(0.0), ce.weight(0.0)) == ("kd", "ce", 1.0, 0.5)
+    p, q = torch.softmax(teacher / 2, -1), torch.softmax(student / 2, -1)
+    by_hand = 4.0 * float((p * (p / q).log()).sum())  # T² · KL(p_T ‖ p_S)
+    assert math.isclose(float(kd({"logits": student}, {"logits": teacher}, {}, 0.0)), by_hand, rel_tol=1e-5)
+    ce_by_hand = -math.log(1 / (math.e + 1 + math.exp(-1)))  # CE of logits (1, 0, -1) at class 1
+    assert math.isclose(float(ce({"logits": student}, None, {"label": labels}, 0.0)), ce_by_hand, rel_tol=1e-5)
+    assert [t.name for t in kd_objective(KDConfig()).terms] == ["kd"]  # data-free: no CE by default
+
+
+def test_transfer_metrics_of_the_test_set_itself() -> None:
+    teacher = build_model("teacher-cnn").eval()
+    torch.manual_seed(0)
+    images, labels = torch.randn(30, *SHAPE), torch.arange(30) % 10
+    test = SyntheticImages(images, labels)
+    metrics = transfer_metrics(teacher, test, test, "in:fc")
+    assert metrics["fd_transfer_vs_test"] == pytest.approx(0.0, abs=1e-6)
+    agree = float((teacher(images).argmax(-1) == labels).float().mean())
+    assert metrics["teacher_accuracy_on_transfer"] == pytest.approx(agree)
+
+
+def test_arms_roles_inverters_and_comparisons() -> None:
+    config = _config(arms=["natural-inversion", "generator-only", "deep-inversion", "real-kd", "scratch"])
+    built = arms(config, None)
+    assert {n: a.role for n, a in built.items()} == {"natural-inversion": "variant", "generator-only": "baseline",
+                                                     "deep-inversion": "baseline", "real-kd": "kd",
+                                                     "scratch": "scratch"}
+    assert all(a.fit is not None for n, a in built.items() if n != "scratch") and built["scratch"].fit is None
+    assert compare(config, built) == [("real-kd", "scratch"), ("natural-inversion", "generator-only"),
+                                      ("natural-inversion", "deep-inversion"), ("generator-only", "deep-inversion"),
+                                      ("real-kd", "natural-inversion")]
+    full, ablation = inversion_for(config, "natural-inversion"), inversion_for(config, "generator-only")
+    assert full.use_ftp and full.use_acs and not ablation.use_ftp and not ablation.use_acs
+    deep_pixels = inversion_for(config, "deep-inversion")
+    assert isinstance(deep_pixels, DeepInversion) and deep_pixels.lr == 0.05
+    deep = _config(method="deep-inversion", arms=["deep-inversion", "real-kd"])
+    assert arms(deep, None)["deep-inversion"].role == "variant"
+    assert compare(deep, arms(deep, None)) == [("real-kd", "deep-inversion")]
+    with pytest.raises(ValueError, match="own arm"):
+        _config(method="deep-inversion", arms=["natural-inversion"])
+    with pytest.raises(ValueError, match="repeat"):
+        _config(arms=["natural-inversion", "natural-inversion"])
+
+
+def test_both_recipes_validate() -> None:
     method, config = load_recipe("deep-inversion", ["synthesis.iterations=7"], domain="vision")
     assert method.name == "deep-inversion" and config.synthesis.iterations == 7 and config.kd.temperature == 4.0
-    method, config = load_recipe("natural-inversion", ["synthesis.use_ftp=false", "synthesis.use_acs=false"],
-                                 domain="vision")
-    assert not config.synthesis.use_ftp and not config.synthesis.use_acs
-    assert config.synthesis.lr_generator == 1e-3 and config.synthesis.lr_ftp == 5e-4
-    assert config.synthesis.lr_acs == 5e-2
+    assert config.arms == ["deep-inversion", "real-kd"] and config.deep.lr == 0.05
+    method, config = load_recipe("natural-inversion", [], domain="vision")
+    assert config.arms == ["natural-inversion", "generator-only", "deep-inversion", "real-kd"]
+    assert (config.natural.lr_generator, config.natural.lr_ftp, config.natural.lr_acs) == (1e-3, 5e-4, 5e-2)
+    assert config.data.source == "sklearn8x8" and config.synthesis.jitter == 1 and not config.synthesis.flip
+
+
+def test_tiny_study_of_every_arm_writes_results_comparisons_and_synthetic_sets(tmp_path: Path,
+                                                                              data_home: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["distill", "--recipe", "natural-inversion", "--out", str(out), *TINY, *ALL_ARMS]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["arms"]) == ["natural-inversion", "generator-only", "deep-inversion", "real-kd", "scratch"]
+    assert results["task"]["headline"] == "accuracy" and results["seeds"] == [0, 1]
+    for name, arm in results["arms"].items():
+        for seed in ("0", "1"):
+            metrics = arm["seeds"][seed]
+            assert set(metrics) >= {"accuracy", "ece", "nll"}
+            if name == "scratch":
+                assert "fd_transfer_vs_test" not in metrics
+            else:
+                assert metrics["fd_transfer_vs_test"] >= 0.0 and 0.0 <= metrics["teacher_accuracy_on_transfer"] <= 1
+                assert ("synthesis_loss" in metrics) == (name != "real-kd")
+    # every comparison is the paired per-seed difference of the arms' test accuracies, in points
+    pairs = [(c["a"], c["b"]) for c in results["comparisons"]]
+    assert pairs == [("real-kd", "scratch"), ("natural-inversion", "generator-only"),
+                     ("natural-inversion", "deep-inversion"), ("generator-only", "deep-inversion"),
+                     ("real-kd", "natural-inversion")]
+    for c in results["comparisons"]:
+        a, b = (results["arms"][x]["seeds"] for x in (c["a"], c["b"]))
+        expected = [100 * (a[s]["accuracy"] - b[s]["accuracy"]) for s in ("0", "1")]
+        assert c["differences"] == pytest.approx(expected) and c["n"] == 2
+    # one synthetic set per inversion arm and seed, 2 per class, made by that arm's synthesis
+    for name in ("natural-inversion", "generator-only", "deep-inversion"):
+        for seed in (0, 1):
+            (path,) = (out / "synthetic").glob(f"{name}-seed{seed}-*.safetensors")
+            synthetic = SyntheticImages.load(path)
+            assert synthetic.images.shape == (20, *SHAPE) and synthetic.labels.tolist() == list(range(10)) * 2
+            assert synthetic.provenance["method"] == name and synthetic.provenance["seed"] == seed
+            assert synthetic.provenance["settings"].get("use_ftp", False) == (name == "natural-inversion")
+            assert (out / "plots" / f"synthetic-{name}-seed{seed}.png").read_bytes()[:4] == b"\x89PNG"
+    # the inversion students trained on their 20 synthetic images (one batch per epoch), real-kd on 100 (two)
+    steps = {name: [json.loads(line) for line in (out / f"{name}-seed0" / "metrics.jsonl").read_text().splitlines()]
+             for name in ("natural-inversion", "real-kd")}
+    assert max(r["step"] for r in steps["natural-inversion"]) == 1 and max(r["step"] for r in steps["real-kd"]) == 2
+    report = (out / "report.md").read_text()
+    for needle in ("**Plain KD against scratch**", "**natural-inversion**", "**generator-only**", "fd_transfer_vs_test",
+                   "never see a real train image"):
+        assert needle in report
+    assert (out / "natural-inversion-seed1" / "checkpoints" / "final.safetensors").is_file()
+
+
+def test_a_resumed_study_reuses_its_synthetic_sets(tmp_path: Path, data_home: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "run"
+    args = ["distill", "--recipe", "deep-inversion", "--out", str(out), *TINY, "--set", "seeds=[0]"]
+    assert main(args) == 0
+    first = json.loads((out / "results.json").read_text())["arms"]["deep-inversion"]["seeds"]["0"]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("synthesised again")
+
+    monkeypatch.setattr("kd_vision.methods.inversion.synthesize", refuse)
+    assert main([*args, "--resume"]) == 0
+    again = json.loads((out / "results.json").read_text())["arms"]["deep-inversion"]["seeds"]["0"]
+    assert again == pytest.approx(first)
+
+
+def test_a_teacher_without_batchnorm_is_refused_before_any_run(tmp_path: Path, data_home: Path,
+                                                               capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    out = tmp_path / "r"
+    args = ["distill", "--recipe", "natural-inversion", "--out", str(out), "--trust", "test_inversion",
+            "--set", "teacher.model=test_inversion:no_bn_teacher", "--set", "data.test_size=50"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "teacher.model" in err and "BatchNorm" in err
+    assert not out.exists() and not (data_home / "teachers").exists()  # nothing trained, not even the teacher
 
 
 def test_a_bad_override_names_the_field(tmp_path: Path, data_home: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,38 +1,47 @@
-"""Data-free KD by model inversion: ``natural-inversion`` and its baseline ``deep-inversion``.
+"""Data-free KD by model inversion: ``natural-inversion`` and its baseline ``deep-inversion`` as arms of a Study.
 
 Kim, Park, Kim and Kim, "NaturalInversion: Data-Free Image Synthesis Improving Real-World Consistency",
 AAAI 2022, arXiv:2306.16661; Yin et al., "Dreaming to Distill: Data-free Knowledge Transfer via
-DeepInversion", CVPR 2020, arXiv:1912.08795.
+DeepInversion", CVPR 2020, arXiv:1912.08795. The synthesis (losses, priors, generator, FTP, ACS) lives in
+``kd_vision.inversion``; this module is the config and the arms. Every KD arm minimises the same
+T²·KL(p_T^τ ‖ p_S^τ) (+ ``ce_weight``·CE on the targets) from the same student initialisation per seed; only
+the transfer set differs:
 
-The plan (1) trains or reuses a BatchNorm CNN teacher on real digits, (2) for every seed synthesises
-``images_per_class`` images per class by inverting the teacher (saved as safetensors in the run
-directory, with a PNG grid), (3) distils a student on the synthetic images only, through ``Distiller``
-with a ``FrozenTeacher`` and the KD term T²·KL(p_T^τ ‖ p_S^τ) at τ = 4, and (4) evaluates the student on
-the real test split. It reports the student's accuracy and the feature Fréchet distance (FD) between
-synthetic and real test images in the teacher's penultimate space, mean ± std over seeds.
+- ``natural-inversion``: images from a fresh generator per batch with the Feature Transfer Pyramid and
+  Adaptive Channel Scaling; ``generator-only``: the same without FTP and ACS (the paper's ablation);
+- ``deep-inversion``: pixels optimised directly (Adam);
+- ``real-kd``: the real train images, the upper bound data-free KD approaches; ``scratch``: CE on them.
+
+The synthetic sets are cached per arm and seed in the study's directory (``synthetic/``, keyed by the
+settings that make them, with PNG grids in ``plots/``). Besides the task's metrics, each KD student's
+results hold its transfer set's feature Fréchet distance to the real test images in the teacher's
+penultimate space (``fd_transfer_vs_test``), the teacher's accuracy on it and, for synthetic sets, the mean
+best synthesis loss.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-from kd_core import Backend, Objective, Term
-from kd_core.checkpoint import load_weights
-from kd_core.engine import classification_evaluator
+from kd_core import Objective, Term
+from kd_core.engine import Phase
 from kd_core.losses import cross_entropy, kl_divergence
-from kd_core.metrics import format_mean_std, mean_std
-from kd_core.plots import plot_bars
-from kd_core.progress import console, progress_bar
-from kd_core.recipes import Method, RecipeConfig, RunContext
-from kd_core.report import command_line, markdown_table, write_report
-from kd_core.runs import RunDir
-from pydantic import Field
+from kd_core.metrics import classification_metrics
+from kd_core.recipes import Method, RunContext
+from kd_core.signals import Forward, FrozenTeacher
+from kd_core.study import Arm, ArmRun, supervised_phases
+from kd_core.study_recipe import StudyRecipe, study_method
+from kd_core.task import Task, classification_outputs
+from pydantic import Field, model_validator
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
-from kd_vision.data.digits import DigitsDataset, make_splits
 from kd_vision.inversion import (
     DeepInversion,
     NaturalInversion,
@@ -44,31 +53,19 @@ from kd_vision.inversion import (
     synthesize,
 )
 from kd_vision.inversion.grid import plot_image_grid
-from kd_vision.methods.common import Strict, TrainConfig, cached_model, fit, open_run, single_phase
-from kd_vision.models import build_model
+from kd_vision.methods.common import Strict, TrainConfig
+from kd_vision.tasks import VisionData, vision_task
 
-NUM_CLASSES = 10
-
-
-class DataConfig(Strict):
-    """Real digits: the teacher's training pool, a validation split for the teacher, and the test split.
-
-    The students never see a real training image: they learn from synthetic images only.
-    """
-
-    source: Literal["mnist5k", "sklearn8x8"] = "sklearn8x8"
-    train_size: Annotated[int, Field(gt=0)] = 1000
-    val_size: Annotated[int, Field(gt=0)] = 200
-    test_size: Annotated[int, Field(gt=1)] = 500
+ArmName = Literal["natural-inversion", "generator-only", "deep-inversion", "real-kd", "scratch"]
+INVERSIONS = ("natural-inversion", "generator-only", "deep-inversion")
+#: The attribute a KD arm's student carries its transfer-set metrics in (read by ``evaluator``).
+TRANSFER_METRICS = "transfer_metrics"
 
 
 class SynthesisConfig(Strict):
-    """What both inversions share: how many images, iterations, the prior weights and the jitter.
-
-    Defaults: NaturalInversion's CIFAR-10 weights (w_bn 10, w_tv 6e-3, w_l2 1.5e-5), jitter ±2 px with
-    flips; 20 images per class in one batch of 200 and 400 iterations (a CPU-sized setting;
-    the paper uses batches of 256 and 2000 iterations).
-    """
+    """What every inversion shares: images, iterations, prior weights and jitter (NaturalInversion's CIFAR-10
+    weights; ±2 px with flips; 20 images per class in one batch of 200 and 400 iterations, a CPU-sized setting:
+    the paper uses batches of 256 and 2000 iterations)."""
 
     images_per_class: Annotated[int, Field(gt=0)] = 20
     batch_size: Annotated[int, Field(ge=2)] = 200
@@ -79,69 +76,72 @@ class SynthesisConfig(Strict):
     jitter: Annotated[int, Field(ge=0)] = 2
     flip: bool = True
 
-    def weights(self) -> PriorWeights:
-        """The prior weights."""
-        return PriorWeights(bn=self.w_bn, tv=self.w_tv, l2=self.w_l2)
 
-
-class DeepSynthesisConfig(SynthesisConfig):
+class DeepConfig(Strict):
     """DeepInversion: Adam on the pixels at ``lr``."""
 
     lr: Annotated[float, Field(gt=0)] = 0.05
 
 
-class NaturalSynthesisConfig(SynthesisConfig):
-    """NaturalInversion: learning rates of the generator, FTP and ACS; generator size; component switches.
-
-    ``ftp_taps`` names the teacher feature maps of the pyramid (shallowest first); None picks the last
-    BatchNorm output at each spatial resolution.
-    """
+class NaturalConfig(Strict):
+    """NaturalInversion: Adam learning rates of the generator, FTP and ACS, and the generator's size.
+    ``ftp_taps`` names the teacher maps of the pyramid (shallowest first); None: the last BatchNorm output at
+    each spatial resolution."""
 
     lr_generator: Annotated[float, Field(gt=0)] = 1e-3
     lr_ftp: Annotated[float, Field(gt=0)] = 5e-4
     lr_acs: Annotated[float, Field(gt=0)] = 5e-2
     latent_dim: Annotated[int, Field(gt=0)] = 1024
     generator_width: Annotated[int, Field(ge=2)] = 128
-    use_ftp: bool = True
-    use_acs: bool = True
     ftp_taps: Annotated[list[str], Field(min_length=1)] | None = None
 
 
 class KDConfig(Strict):
-    """The distillation on synthetic images: T²·KL at ``temperature`` plus ``ce_weight``·CE on the target labels."""
+    """T²·KL at ``temperature`` plus ``ce_weight``·CE on the labels (the synthesis targets)."""
 
     temperature: Annotated[float, Field(gt=0)] = 4.0
     ce_weight: Annotated[float, Field(ge=0)] = 0.0
 
 
-class InversionRecipe(RecipeConfig):
-    """Fields both inversion recipes share."""
+class InversionConfig(StudyRecipe):
+    """The ``natural-inversion`` and ``deep-inversion`` recipes (the method names the arm under test)."""
 
-    data: DataConfig = DataConfig()
+    method: Literal["natural-inversion", "deep-inversion"] = "natural-inversion"
+    data: VisionData = VisionData(source="sklearn8x8", train_size=1000, val_size=200, test_size=500)
     teacher: TrainConfig = TrainConfig(model="teacher-cnn", epochs=20, lr=2e-3)
     student: TrainConfig = TrainConfig(model="student-cnn", epochs=30, lr=1e-2)
+    synthesis: SynthesisConfig = SynthesisConfig()
+    deep: DeepConfig = DeepConfig()
+    natural: NaturalConfig = NaturalConfig()
     kd: KDConfig = KDConfig()
-    seeds: Annotated[list[int], Field(min_length=1)] = Field(default_factory=lambda: [0, 1, 2])
-    reuse_teacher: bool = True
+    arms: Annotated[list[ArmName], Field(min_length=1)] = Field(
+        default_factory=lambda: ["natural-inversion", "deep-inversion", "real-kd"])
     penultimate_tap: str = "in:fc"
 
+    @model_validator(mode="after")
+    def _arms_are_consistent(self) -> InversionConfig:
+        if len(set(self.arms)) != len(self.arms):
+            raise ValueError(f"arms must not repeat, received {self.arms}")
+        if self.method not in self.arms:
+            raise ValueError(f"arms must include the method's own arm {self.method!r}, received {self.arms}")
+        return self
 
-class NaturalInversionConfig(InversionRecipe):
-    """The ``natural-inversion`` recipe."""
 
-    method: Literal["natural-inversion"] = "natural-inversion"
-    synthesis: NaturalSynthesisConfig = NaturalSynthesisConfig()
-
-
-class DeepInversionConfig(InversionRecipe):
-    """The ``deep-inversion`` recipe."""
-
-    method: Literal["deep-inversion"] = "deep-inversion"
-    synthesis: DeepSynthesisConfig = DeepSynthesisConfig()
+def inversion_for(config: InversionConfig, arm: str) -> NaturalInversion | DeepInversion:
+    """The synthesis of one inversion arm."""
+    s = config.synthesis
+    common = {"iterations": s.iterations, "weights": PriorWeights(bn=s.w_bn, tv=s.w_tv, l2=s.w_l2),
+              "jitter": s.jitter, "flip": s.flip}
+    if arm == "deep-inversion":
+        return DeepInversion(lr=config.deep.lr, **common)
+    n, full = config.natural, arm == "natural-inversion"
+    return NaturalInversion(lr_generator=n.lr_generator, lr_ftp=n.lr_ftp, lr_acs=n.lr_acs, latent_dim=n.latent_dim,
+                            generator_width=n.generator_width, use_ftp=full, use_acs=full, ftp_taps=n.ftp_taps,
+                            name=arm, **common)
 
 
 def kd_objective(kd: KDConfig) -> Objective:
-    """T²·KL(teacher ‖ student) at ``kd.temperature`` (+ ``kd.ce_weight``·CE on the synthesis targets)."""
+    """T²·KL(teacher ‖ student) at ``kd.temperature`` (+ ``kd.ce_weight``·CE on the labels)."""
     terms = [Term("kd", kl_divergence, student="logits", teacher="logits", temperature=kd.temperature,
                   direction="forward")]
     if kd.ce_weight > 0:
@@ -149,193 +149,147 @@ def kd_objective(kd: KDConfig) -> Objective:
     return Objective(*terms)
 
 
-def supervised_objective() -> Objective:
-    """Cross-entropy on the labels alone (the teacher's training)."""
-    return Objective(Term("ce", cross_entropy, student="logits", target="label"))
-
-
-def build_inverter(config: NaturalInversionConfig | DeepInversionConfig) -> NaturalInversion | DeepInversion:
-    """The inversion method a config describes."""
-    s = config.synthesis
-    common = {"iterations": s.iterations, "weights": s.weights(), "jitter": s.jitter, "flip": s.flip}
-    if isinstance(s, NaturalSynthesisConfig):
-        return NaturalInversion(lr_generator=s.lr_generator, lr_ftp=s.lr_ftp, lr_acs=s.lr_acs,
-                                latent_dim=s.latent_dim, generator_width=s.generator_width, use_ftp=s.use_ftp,
-                                use_acs=s.use_acs, ftp_taps=s.ftp_taps, **common)
-    return DeepInversion(lr=s.lr, **common)
-
-
-def _stack(dataset: DigitsDataset) -> tuple[torch.Tensor, torch.Tensor]:
-    batch = next(iter(DataLoader(dataset, batch_size=len(dataset))))
+def _stack(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    batch = next(iter(DataLoader(dataset, batch_size=len(dataset))))  # type: ignore[arg-type]
     return batch["input"], batch["label"]
 
 
-class InversionPlan:
-    """Teacher, then per seed: synthesis, KD on the synthetic set, evaluation on real test digits; a report."""
+def transfer_metrics(teacher: nn.Module, transfer: Dataset, test: Dataset, tap: str) -> dict[str, float]:
+    """FD between the teacher's ``tap`` features of ``transfer`` and of ``test``, and the teacher's accuracy on
+    ``transfer``'s labels."""
+    images, labels = _stack(transfer)
+    real, _ = _stack(test)
+    with torch.no_grad():
+        device = next(teacher.parameters()).device
+        logits = torch.cat([teacher.eval()(images[i:i + 256].to(device)).float().cpu()
+                            for i in range(0, len(images), 256)])
+    return {"fd_transfer_vs_test": frechet_distance(penultimate_features(teacher, images, tap),
+                                                    penultimate_features(teacher, real, tap)),
+            "teacher_accuracy_on_transfer": float((logits.argmax(-1) == labels).float().mean())}
 
-    def __init__(self, config: NaturalInversionConfig | DeepInversionConfig) -> None:
-        self.config = config
 
-    # -- pieces -----------------------------------------------------------------------------------
-    def _splits(self) -> dict[str, DigitsDataset]:
-        c = self.config.data
-        return make_splits(c.source, train_size=c.train_size, val_size=c.val_size, test_size=c.test_size, seed=0)
+def synthetic_set(config: InversionConfig, arm: str, run: ArmRun) -> SyntheticImages:
+    """The arm's synthetic images for ``run.seed``: read from the study's ``synthetic/`` folder when one made
+    with the same settings is there, else synthesised from the teacher and saved (with a PNG grid)."""
+    task, top = run.study.task, run.out.parent
+    shape = tuple(int(s) for s in task.example_input().shape[1:])
+    s, method = config.synthesis, inversion_for(config, arm)
+    key = {"settings": method.settings(), "seed": run.seed, "images_per_class": s.images_per_class,
+           "batch_size": s.batch_size, "shape": shape, "classes": len(task.class_names or [])}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    path = top / "synthetic" / f"{arm}-seed{run.seed}-{digest}.safetensors"
+    if path.is_file():
+        return SyntheticImages.load(path)
+    assert run.teacher is not None  # an inversion arm always gets the study's teacher
+    images = synthesize(method, run.teacher, num_classes=len(task.class_names or []), image_shape=shape,
+                        images_per_class=s.images_per_class, batch_size=s.batch_size, seed=run.seed,
+                        progress=run.study.progress, label=f"{arm} s{run.seed}")
+    images.save(path)
+    plot_image_grid(images.images, images.labels, top / "plots" / f"synthetic-{arm}-seed{run.seed}.png",
+                    title=f"{arm}, seed {run.seed}")
+    return images
 
-    def _teacher(self, splits, out: Path, backend: Backend, progress, resume: bool) -> tuple[nn.Module, str]:
-        def build() -> nn.Module:
-            torch.manual_seed(0)
-            return build_model(self.config.teacher.model, num_classes=NUM_CLASSES)
 
-        def train(model: nn.Module) -> nn.Module:
-            t = self.config.teacher
-            return fit(model, single_phase(supervised_objective(), t), splits, out / "teacher", backend, "teacher",
-                       progress, seed=0, batch_size=t.batch_size,
-                       config={"recipe": self.config.model_dump(), "role": "teacher"}, resume=resume)
-
-        require_batchnorm(build())  # refused before any training or synthesis
-        teacher, note = cached_model(build, train, "digits", self.config.reuse_teacher,
-                                       data=self.config.data.model_dump(), teacher=self.config.teacher.model_dump())
-        return teacher.to(backend.device).eval(), note
-
-    def _student(self, seed: int) -> nn.Module:
-        torch.manual_seed(seed)
-        return build_model(self.config.student.model, num_classes=NUM_CLASSES)
-
-    def _synthetic(self, teacher: nn.Module, image_shape: tuple[int, int, int], seed: int, top: RunDir,
-                   progress, resume: bool) -> SyntheticImages:
-        path = top.path / f"synthetic-seed{seed}.safetensors"
-        if resume and path.is_file():
-            return SyntheticImages.load(path)
-        s = self.config.synthesis
-        synthetic = synthesize(build_inverter(self.config), teacher, num_classes=NUM_CLASSES, image_shape=image_shape,
-                               images_per_class=s.images_per_class, batch_size=s.batch_size, seed=seed,
-                               progress=progress, label=f"synthesis s{seed}")
-        synthetic.save(path)
-        plot_image_grid(synthetic.images, synthetic.labels, top.plots / f"synthetic-seed{seed}.png",
-                        title=f"{self.config.method}, seed {seed}")
-        return synthetic
-
-    # -- the whole plan -----------------------------------------------------------------------------
-    def run(self, context: RunContext) -> Path:
-        """Teacher, synthesis, KD and evaluation for every seed, then the report, under ``context.out``."""
-        backend = Backend(device=context.device, precision=context.precision)
-        top = open_run(context, self.config.model_dump(), self.config.seeds[0], backend)
-        splits = self._splits()
-        image_shape = tuple(splits["train"][0]["input"].shape)
-        synthetic: dict[int, SyntheticImages] = {}
-        students: dict[int, nn.Module] = {}
-        with progress_bar() as progress:
-            teacher, teacher_note = self._teacher(splits, top.path, backend, progress, context.resume)
-            for seed in self.config.seeds:
-                synthetic[seed] = self._synthetic(teacher, image_shape, seed, top, progress, context.resume)
-                s = self.config.student
-                students[seed] = fit(
-                    self._student(seed), single_phase(kd_objective(self.config.kd), s), {"train": synthetic[seed]},
-                    top.path / f"student-seed{seed}", backend, f"KD s{seed}", progress, seed=seed,
-                    batch_size=s.batch_size, config={"recipe": self.config.model_dump(), "role": "student",
-                                                     "seed": seed}, teacher=teacher, resume=context.resume)
-        console.print("evaluating on the real test split")
-        results = self._evaluate(teacher, students, synthetic, splits, backend)
-        top.write_json("results.json", results)
-        self._report(top, results, teacher_note, context)
-        return top.path
-
-    def _evaluate(self, teacher: nn.Module, students: dict[int, nn.Module], synthetic: dict[int, SyntheticImages],
-                  splits, backend: Backend) -> dict[str, Any]:
-        test_x, test_y = _stack(splits["test"])
-        train_x, _ = _stack(splits["train"])
-        loader = [backend.to_device({"input": test_x, "label": test_y})]
-
-        def score(model: nn.Module) -> dict[str, float]:
-            return classification_evaluator(model, loader, lambda m, b: m(b["input"]))
-
-        tap = self.config.penultimate_tap
-        real = penultimate_features(teacher, test_x, tap)
-        results: dict[str, Any] = {
-            "method": self.config.method, "teacher": score(teacher),
-            "fd_real_train_vs_test": frechet_distance(penultimate_features(teacher, train_x, tap), real),
-            "seeds": {}}
-        for seed, student in students.items():
-            syn = synthetic[seed]
-            agree = classification_evaluator(teacher, [backend.to_device({"input": syn.images, "label": syn.labels})],
-                                             lambda m, b: m(b["input"]))["accuracy"]
-            results["seeds"][str(seed)] = {
-                "student": score(student),
-                "fd_synthetic_vs_real": frechet_distance(penultimate_features(teacher, syn.images, tap), real),
-                "teacher_accuracy_on_synthetic": agree,
-                "synthesis_loss": sum(syn.provenance.get("batch_losses", [0.0])) /
-                                  max(len(syn.provenance.get("batch_losses", [])), 1),
-                "images": len(syn)}
-        accs = [r["student"]["accuracy"] for r in results["seeds"].values()]
-        fds = [r["fd_synthetic_vs_real"] for r in results["seeds"].values()]
-        results["summary"] = {"student_accuracy_mean": mean_std(accs)[0], "student_accuracy_std": mean_std(accs)[1],
-                              "fd_mean": mean_std(fds)[0], "fd_std": mean_std(fds)[1]}
-        return results
-
-    def _report(self, top: RunDir, results: dict[str, Any], teacher_note: str, context: RunContext) -> Path:
-        c = self.config
-        per_seed = results["seeds"]
-        rows = [{"seed": seed, "student test acc %": 100 * r["student"]["accuracy"],
-                 "FD synthetic vs real": r["fd_synthetic_vs_real"],
-                 "teacher acc on synthetic %": 100 * r["teacher_accuracy_on_synthetic"],
-                 "best synthesis loss": r["synthesis_loss"], "images": r["images"]} for seed, r in per_seed.items()]
-        accs = [100 * r["student"]["accuracy"] for r in per_seed.values()]
-        fds = [r["fd_synthetic_vs_real"] for r in per_seed.values()]
-        s = c.synthesis
-        components = ""
-        if isinstance(s, NaturalSynthesisConfig):
-            components = (f" Generator: latent {s.latent_dim}, width {s.generator_width}; FTP "
-                          f"{'on' if s.use_ftp else 'off'}, ACS {'on' if s.use_acs else 'off'}; Adam lrs G "
-                          f"{s.lr_generator}, FTP {s.lr_ftp}, α {s.lr_acs}.")
+def distil_fit(config: InversionConfig, arm: str) -> Callable[[ArmRun], nn.Module]:
+    """``Arm.fit`` of a KD arm: its transfer set (synthetic, or the real train split for ``real-kd``), then
+    KD on it through the study's ``Distiller``; the student carries its transfer-set metrics."""
+    def fit(run: ArmRun) -> nn.Module:
+        task = run.study.task
+        assert run.teacher is not None
+        extra: dict[str, float] = {}
+        if arm == "real-kd":
+            transfer: Dataset = task.data.train
         else:
-            components = f" Pixels optimised directly with Adam, lr {s.lr}."
-        summary = (f"Student trained on **synthetic images only**: test accuracy **{format_mean_std(accs)} %** "
-                   f"(teacher {100 * results['teacher']['accuracy']:.2f} %), feature FD synthetic vs real "
-                   f"**{format_mean_std(fds)}** (real train vs real test: "
-                   f"{results['fd_real_train_vs_test']:.2f}), mean ± std over {len(accs)} seeds.\n\n"
-                   f"Synthesis ({c.method}): {s.images_per_class} images per class in batches of {s.batch_size}, "
-                   f"{s.iterations} iterations per batch, loss CE + {s.w_bn}·BN + {s.w_tv}·TV + {s.w_l2}·L2, "
-                   f"jitter ±{s.jitter} px{', flips' if s.flip else ''}.{components}\n\n"
-                   f"KD: {c.student.model}, {c.student.epochs} epochs, AdamW lr {c.student.lr}, T = "
-                   f"{c.kd.temperature}, CE weight {c.kd.ce_weight}. Data: {c.data.source}, teacher "
-                   f"({c.teacher.model}) {teacher_note}; FD in the teacher's `{c.penultimate_tap}` space against "
-                   f"{c.data.test_size} real test digits.\n")
-        bars = plot_bars({f"seed {seed}": 100 * r["student"]["accuracy"] for seed, r in per_seed.items()}
-                         | {"teacher": 100 * results["teacher"]["accuracy"]},
-                         top.plots / "accuracy.png", title="Test accuracy (real digits)", ylabel="accuracy (%)")
-        plots = [(f"Synthetic images, seed {seed}", top.plots / f"synthetic-seed{seed}.png") for seed in per_seed
-                 if (top.plots / f"synthetic-seed{seed}.png").is_file()]
-        return write_report(top, f"{c.method}: data-free KD on digits", [
-            ("Summary", summary),
-            ("Per seed", markdown_table(rows, digits=2)),
-            ("Reproduce", f"```\n{command_line()}\n```\nDevice: {context.device}, precision: {context.precision}. "
-                          f"Synthetic sets in `synthetic-seed*.safetensors`; environment in `env.json`, "
-                          f"resolved recipe in `config.yaml`.\n"),
-        ], plots=[*plots, ("Test accuracy", bars)])
-
-    def evaluate(self, run: Path, device: str = "auto") -> dict[str, float]:
-        """Real-test accuracy of the final students of a finished run."""
-        backend = Backend(device=device)
-        test_x, test_y = _stack(self._splits()["test"])
-        loader = [backend.to_device({"input": test_x, "label": test_y})]
-        scores = {}
-        for seed in self.config.seeds:
-            model = load_weights(self._student(seed), Path(run) / f"student-seed{seed}" / "checkpoints" /
-                                 "final.safetensors").to(backend.device)
-            scores[f"student/seed{seed}/accuracy"] = classification_evaluator(
-                model, loader, lambda m, b: m(b["input"]))["accuracy"]
-        return scores
+            transfer = synthetic_set(config, arm, run)
+            losses = transfer.provenance.get("batch_losses") or [float("nan")]
+            extra["synthesis_loss"] = float(sum(losses) / len(losses))
+        distiller = run.distiller(config.student.train_spec().phases(kd_objective(config.kd)),
+                                  FrozenTeacher(run.teacher))
+        distiller.fit(transfer, task.data.val, out=run.out, config=run.config(),
+                      resume=run.resume and (run.out / "config.yaml").is_file())
+        student = distiller.student
+        setattr(student, TRANSFER_METRICS,
+                {**transfer_metrics(run.teacher, transfer, task.data.test, config.penultimate_tap), **extra})
+        return student
+    return fit
 
 
-def build(config: NaturalInversionConfig | DeepInversionConfig) -> InversionPlan:
-    """The plan for a validated inversion config."""
-    return InversionPlan(config)
+def evaluator(model: nn.Module, batches: Iterable[Mapping[str, Any]], forward: Forward) -> dict[str, float]:
+    """Accuracy, NLL, ECE and Brier score, plus the transfer-set metrics a KD student carries."""
+    return {**classification_metrics(*classification_outputs(model, batches, forward)),
+            **getattr(model, TRANSFER_METRICS, {})}
+
+
+def arms(config: InversionConfig, task: Task | None) -> dict[str, Arm]:
+    """Every arm the recipe lists: the method's own is the variant, real-data KD the ``kd`` arm (an upper
+    bound), the other inversions baselines."""
+    def phases() -> list[Phase]:
+        return config.student.train_spec().phases(kd_objective(config.kd))
+
+    train = config.student.train_spec()
+    built = {}
+    for name in config.arms:
+        if name == "scratch":
+            built[name] = Arm(lambda: supervised_phases(train), role="scratch", batch_size=train.batch_size,
+                              description="cross-entropy on the real train labels")
+            continue
+        role = "kd" if name == "real-kd" else "variant" if name == config.method else "baseline"
+        what = ("the real train images" if name == "real-kd" else
+                f"{config.synthesis.images_per_class} synthetic images per class ({name})")
+        built[name] = Arm(phases, role=role, batch_size=train.batch_size, fit=distil_fit(config, name),
+                          description=f"T²·KL at T = {config.kd.temperature} on {what}")
+    return built
+
+
+def compare(config: InversionConfig, arms: dict[str, Arm]) -> list[tuple[str, str]]:
+    """Real-data KD vs scratch; the method against the other inversions; generator-only vs DeepInversion (the
+    paper's order is NI > generator-only > DI); then the gap from real-data KD down to the method."""
+    own = config.method
+    pairs = [("real-kd", "scratch")] if {"real-kd", "scratch"} <= set(arms) else []
+    pairs += [(own, b) for b in INVERSIONS if b != own and b in arms]
+    if own == "natural-inversion" and {"generator-only", "deep-inversion"} <= set(arms):
+        pairs.append(("generator-only", "deep-inversion"))
+    return pairs + ([("real-kd", own)] if "real-kd" in arms else [])
+
+
+def task(config: InversionConfig, context: RunContext) -> Task:
+    """The vision task of ``data``/``teacher``/``student``, with the teacher checked for BatchNorm (the prior
+    needs it) before anything runs, and the evaluator that adds the transfer-set metrics."""
+    base = vision_task(config.data, config.teacher, config.student, context)
+    if any(a in INVERSIONS for a in config.arms):
+        require_batchnorm(base.teacher(), "teacher.model")
+    return dataclasses.replace(base, evaluator=evaluator)
+
+
+def notes(config: InversionConfig, task: Task) -> str:
+    """The synthesis and KD settings behind the numbers."""
+    s, n, st = config.synthesis, config.natural, config.student
+    return (f"Synthesis: {s.images_per_class} images per class in batches of {s.batch_size}, {s.iterations} "
+            f"iterations per batch, loss CE + {s.w_bn}·BN + {s.w_tv}·TV + {s.w_l2}·L2, jitter ±{s.jitter} px"
+            f"{' with flips' if s.flip else ', no flips'}; NaturalInversion: a fresh generator per batch (latent "
+            f"{n.latent_dim}, width {n.generator_width}, Adam lr {n.lr_generator}), FTP (lr {n.lr_ftp}) and ACS "
+            f"(α ~ N(5, 1), lr {n.lr_acs}); generator-only: neither; DeepInversion: pixels, Adam lr "
+            f"{config.deep.lr}. KD: {st.model}, {st.epochs} epochs, AdamW lr {st.lr}, batch {st.batch_size}, "
+            f"T = {config.kd.temperature}, CE weight {config.kd.ce_weight}; the inversion students never see a "
+            f"real train image (the real val split is only watched, never used to pick a checkpoint). "
+            f"results.json also holds per student the Fréchet distance of its transfer set to the real test "
+            f"images in the teacher's `{config.penultimate_tap}` space (fd_transfer_vs_test; real-kd's is the "
+            f"real-vs-real floor) and the teacher's accuracy on it. Synthetic sets in `synthetic/`, grids in "
+            f"`plots/synthetic-*.png`.")
 
 
 _RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+_NAMES = {"natural-inversion": "NaturalInversion", "deep-inversion": "DeepInversion"}
 
-NATURAL_INVERSION = Method(name="natural-inversion", config_model=NaturalInversionConfig, build=build,
-                           domain="vision", recipes=_RECIPES,
-                           summary="NaturalInversion data-free KD: generator + FTP + ACS synthesis, KD on it")
-DEEP_INVERSION = Method(name="deep-inversion", config_model=DeepInversionConfig, build=build, domain="vision",
-                        recipes=_RECIPES, summary="DeepInversion data-free KD: pixel-space synthesis, KD on it")
+
+def _method(name: str, summary: str) -> Method:
+    return study_method(name, InversionConfig, task=task, arms=arms, compare=compare, notes=notes,
+                        teacher_training=lambda c: c.teacher.train_spec(),
+                        title=lambda c, t: f"{_NAMES[c.method]}: data-free KD on {t.description}",
+                        domain="vision", recipes=_RECIPES, summary=summary)
+
+
+NATURAL_INVERSION = _method("natural-inversion", "NaturalInversion data-free KD (generator + FTP + ACS) vs "
+                                                 "DeepInversion vs KD on real data")
+DEEP_INVERSION = _method("deep-inversion", "DeepInversion data-free KD: pixel-space synthesis, KD on it, vs KD on "
+                                           "real data")
