@@ -1,10 +1,11 @@
-"""Shared by the kd-nlu repro scripts: run a shipped recipe over seeds, then write a results page with a verdict.
+"""Shared by the kd-nlu repro scripts: run a shipped recipe over seeds, then write its results page.
 
-A script names its recipe, the paper, the claims and how to test each claim on ``results.json``; this module
-runs the recipe through its plan (the same as ``kd-nlu distill --recipe NAME --set ...``), embeds the run's
-report sections (setting and tables), adds the verdict per claim and the exact command, and writes
-``docs/results/nlu-<recipe>.md``. Run the scripts as ``python tools/repro/nlu_<name>.py`` (this folder is then
-on ``sys.path``).
+Study recipes (``annealing-kd``, ``dcs``, ``rl-multi-teacher``, ``ambiguity-*``) go through ``study_script``: the
+recipe runs as ``kd-nlu distill --recipe NAME --set ...`` would, and the page is the paper and setting, then
+the study's own report (the teacher's quality, plain KD against scratch, every paired comparison with its 95 %
+interval and verdict, the method's sections), then the exact command. Other scripts name their claims and
+test each on ``results.json`` (``Claim``, ``write_page``). Pages go to ``docs/results/nlu-<recipe>.md``. Run the
+scripts as ``python tools/repro/nlu_<name>.py`` (this folder is then on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from kd_core.datacache import data_home
 from kd_core.metrics import mean_std
 from kd_core.recipes import RunContext, load_recipe
 from kd_core.report import markdown_table
-from repro_common import ROOT, base_parser, shown
+from repro_common import ROOT, base_parser, run_recipe_study, shown, study_page
 
 
 @dataclass(frozen=True)
@@ -141,4 +142,21 @@ directory (`{shown(args.out)}`) holds `report.md`, `results.json`, plots and one
     return args.doc
 
 
-__all__ = ["ROOT", "Claim", "arm_mean", "compare", "parse", "per_seed_rows", "run_recipe", "write_page"]
+def study_script(doc: str | None, recipe: str, *, title: str, intro: str, script: str, argv: list[str] | None,
+                 overrides: Callable[[argparse.Namespace], list[str]] = lambda args: [],
+                 extra: Callable[[argparse.ArgumentParser], None] | None = None) -> Path:
+    """Run the study recipe ``recipe`` over ``--seeds`` with ``overrides(args)`` and ``--set``, then write its
+    results page (``title``, ``intro``, the study's report, the command) and return the run directory."""
+    args = parse(doc, recipe, extra)(argv)
+    torch.set_num_threads(args.threads)
+    settings = [f"seeds={args.seeds}", f"name=repro-nlu-{recipe}", *overrides(args), *args.overrides]
+    run, minutes = run_recipe_study(recipe, "nlu", settings, args.out, args.device)
+    page = study_page(run, title, intro, command(script, argv), minutes, args.out)
+    args.doc.parent.mkdir(parents=True, exist_ok=True)
+    args.doc.write_text(page.replace(str(data_home()), "$KD_DATA_HOME"))
+    print(f"run directory: {run}\nresults: {args.doc}")
+    return run
+
+
+__all__ = ["ROOT", "Claim", "arm_mean", "compare", "parse", "per_seed_rows", "run_recipe", "study_script",
+           "write_page"]

@@ -1,15 +1,17 @@
-"""Annealing-KD for text: the phases and Φ schedule by hand, a tiny end-to-end run of every arm, bad recipes."""
+"""Annealing-KD for text: the phases and Φ schedule by hand, arms and comparisons, a toy CLI study, bad recipes."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from kd_core.errors import RecipeError
-from kd_core.recipes import RunContext, load_recipe
-from kd_nlu.methods.annealing import AnnealingTextConfig, AnnealingTextPlan, arm_phases
-from kd_nlu.testing import tiny_resources
+from kd_core.recipes import load_recipe
+from kd_nlu.cli import main
+from kd_nlu.methods.annealing import AnnealingTextConfig, arm_phases, arms, compare
+from kd_nlu.testing import toy_study_files
 
 
 def test_phases_and_the_annealed_target_by_hand() -> None:
@@ -25,23 +27,44 @@ def test_phases_and_the_annealed_target_by_hand() -> None:
     assert [t.name for t in phase2.objective.terms] == ["ce"]
     mse = arm_phases(config, "mse-kd")[0].objective.terms[0]
     assert mse.options["scale"] == 1.0
-    assert [p.epochs for p in arm_phases(config, "hinton-kd")] == [5]  # the same budget, E1 + E2
+    kd, scratch = arm_phases(config, "hinton-kd"), arm_phases(config, "scratch")
+    assert [p.epochs for p in kd] == [p.epochs for p in scratch] == [5]  # the same budget, E1 + E2
+    assert [t.name for t in kd[0].objective.terms] == ["kd", "ce"]
 
 
-def test_tiny_end_to_end_run_of_every_arm(tmp_path) -> None:
-    config = AnnealingTextConfig(seeds=[0], annealing={"tau_max": 2, "phase1_epochs": 2, "phase2_epochs": 1},
-                                 student={"train": {"epochs": 3, "lr": 1e-3, "batch_size": 12}})
-    out = AnnealingTextPlan(config, resources=tiny_resources()).run(RunContext(out=tmp_path / "run", device="cpu"))
+def test_arms_roles_and_comparisons() -> None:
+    config = AnnealingTextConfig()
+    built = arms(config, task=None)
+    assert {n: a.role for n, a in built.items()} == {"annealing-kd": "variant", "mse-kd": "baseline",
+                                                     "hinton-kd": "kd", "scratch": "scratch"}
+    assert built["scratch"].signal is None and built["annealing-kd"].signal is not None
+    assert compare(config, built)[:3] == [("hinton-kd", "scratch"), ("annealing-kd", "hinton-kd"),
+                                          ("annealing-kd", "scratch")]
+    assert compare(config, {k: v for k, v in built.items() if k != "scratch"}) == [
+        ("annealing-kd", "hinton-kd"), ("annealing-kd", "mse-kd"), ("mse-kd", "hinton-kd")]
+
+
+def test_toy_cli_study_of_every_arm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KD_DATA_HOME", str(tmp_path / "home"))
+    out = tmp_path / "run"
+    toy = [*toy_study_files(tmp_path / "toy"), "--set", "annealing.tau_max=2", "--set", "annealing.phase1_epochs=2",
+           "--set", "annealing.phase2_epochs=1", "--device", "cpu"]
+    assert main(["distill", "--recipe", "annealing-kd", "--out", str(out), *toy]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert set(results["seeds"]) == {"annealing-kd", "mse-kd", "hinton-kd", "scratch"}
-    assert results["phi"] == [0.5, 1.0]
+    assert list(results["arms"]) == ["annealing-kd", "mse-kd", "hinton-kd", "scratch"]
+    assert {a: r["role"] for a, r in results["arms"].items()}["hinton-kd"] == "kd"
+    assert all(0 <= r["seeds"]["0"]["accuracy"] <= 1 for r in results["arms"].values())
+    assert "trained in this run" in results["teacher"]["source"]  # teacher.trained=false: fine-tuned and cached
+    assert [(c["a"], c["b"]) for c in results["comparisons"]][:2] == [("hinton-kd", "scratch"),
+                                                                      ("annealing-kd", "hinton-kd")]
     rows = [json.loads(line) for line in (out / "annealing-kd-seed0" / "metrics.jsonl").read_text().splitlines()]
-    phases = [r["phase_name"] for r in rows if "phase_name" in r]
-    assert phases == ["phase1", "phase1", "phase2"]  # one validation row per epoch, in phase order
-    assert "Annealing-KD" in (out / "report.md").read_text()
-    evaluated = AnnealingTextPlan(config, resources=tiny_resources()).evaluate(out, device="cpu")
-    assert {k: v for k, v in evaluated.items() if k.endswith("accuracy")} == pytest.approx(
-        {f"{arm}/seed0/accuracy": r["0"]["accuracy"] for arm, r in results["seeds"].items()})
+    assert [r["phase_name"] for r in rows if "phase_name" in r] == ["phase1", "phase1", "phase2"]
+    assert (out / "teacher-outputs" / "meta.json").is_file()  # the teacher ran once; every arm read its logits
+    report = (out / "report.md").read_text()
+    for needle in ("**Teacher**", "**Plain KD against scratch**", "T per phase-I epoch: [2, 1]", "**annealing-kd**"):
+        assert needle in report
+    assert (out / "annealing-kd-seed0" / "model" / "config.json").is_file()  # saved with save_pretrained
+    assert main(["eval", str(out), "--device", "cpu"]) == 0  # the final checkpoints reload and score
 
 
 def test_bad_recipe_values_name_the_field() -> None:

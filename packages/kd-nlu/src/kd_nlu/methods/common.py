@@ -7,26 +7,34 @@ weights under ``$KD_DATA_HOME/teachers`` keyed by a digest of everything that de
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import torch
 from kd_core import Backend, Distiller, FrozenTeacher, Objective, Phase, Term, adamw, cosine_lr
 from kd_core.datacache import cached_model, data_home, digest  # noqa: F401 - re-exported
-from kd_core.losses import cross_entropy
+from kd_core.losses import cross_entropy, kl_divergence
 from kd_core.metrics import CalibrationResult, classification_metrics, expected_calibration_error
 from kd_core.progress import ProgressCallback
 from kd_core.recipes import (
+    Method,
+    RunContext,
     open_run,  # noqa: F401 - re-exported
 )
-from kd_core.signals import Signal
+from kd_core.signals import CachedTeacher, Signal
+from kd_core.study import Arm
+from kd_core.study_recipe import StudyPlan, StudyRecipe
 from kd_core.taps import select_logits
+from kd_core.task import Task
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from kd_nlu.data.text import TextCollator, encoder_forward
+from kd_nlu.tasks import TextModel
 
 
 class Strict(BaseModel):
@@ -107,3 +115,77 @@ class KDSection(Strict):
 
     temperature: Annotated[float, Field(gt=0)] = 4.0
     alpha: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+
+# -- pieces the study ports share (annealing-kd, dcs, rl-multi-teacher, ambiguity-*) -------------------------
+
+
+def hinton_objective(kd: KDSection, sample_weight: Any = None) -> Objective:
+    """α·τ²·KL(p_t^τ ‖ p_s^τ) + (1 − α)·CE; ``sample_weight`` (a ``SampleWeights`` provider) weighs the KD term."""
+    return Objective(
+        Term("kd", kl_divergence, student="logits", teacher="logits", weight=kd.alpha, temperature=kd.temperature,
+             sample_weight=sample_weight),
+        Term("ce", cross_entropy, student="logits", target="label", weight=1.0 - kd.alpha))
+
+
+def cached_teacher(folder: str = "teacher-outputs") -> Callable[[nn.Module, Path], Signal]:
+    """An ``Arm.signal`` factory: the frozen teacher's logits over the train split, computed once into
+    ``<study directory>/<folder>`` and served to every arm and seed (exact: text inputs are not augmented)."""
+
+    def signal(teacher: nn.Module, workdir: Path) -> Signal:
+        return CachedTeacher(FrozenTeacher(teacher), Path(workdir) / folder)
+
+    return signal
+
+
+def text_study_task(config: Any, context: RunContext) -> Task:
+    """The text task of a recipe's ``data``, ``teacher`` and ``student`` fields (``student.text_model()`` when the
+    student section is not a ``TextModel`` itself)."""
+    from kd_nlu.tasks import text_task
+
+    student = config.student if isinstance(config.student, TextModel) else config.student.text_model()
+    return text_task(config.data, config.teacher, student, context)
+
+
+Sections = Callable[[Any, dict[str, Any], Path], list[tuple[str, str]]]
+
+
+@dataclass
+class SectionsPlan(StudyPlan):
+    """A ``StudyPlan`` whose report gets the method's own sections (``extra(config, results, run_dir)``) before
+    "Reproduce", e.g. DCS's weight statistics or the policy's selection rates."""
+
+    extra: Sections | None = None
+
+    def run(self, context: RunContext) -> Path:
+        """Run the study, then add the method's sections to ``report.md``."""
+        run = Path(super().run(context))
+        if self.extra is not None and (run / "results.json").is_file():  # the main process wrote the results
+            results = json.loads((run / "results.json").read_text())
+            body = "".join(f"## {heading}\n\n{text.rstrip()}\n\n"
+                           for heading, text in self.extra(self.config, results, run))
+            report = (run / "report.md").read_text()
+            (run / "report.md").write_text(report.replace("## Reproduce", body + "## Reproduce", 1))
+        return run
+
+
+def text_method(name: str, config_model: type[StudyRecipe], *, arms: Callable[[Any, Task], dict[str, Arm]],
+                title: Callable[[Any, Task], str], summary: str, notes: Callable[[Any, Task], str] | None = None,
+                compare: Callable[[Any, dict[str, Arm]], list[tuple[str, str]] | None] | None = None,
+                extra: Sections | None = None, task: Callable[[Any, RunContext], Task] = text_study_task,
+                plan: type[SectionsPlan] = SectionsPlan) -> Method:
+    """A registered kd-nlu study method over ``task`` (default: the recipe's text task), its teacher trained by
+    ``config.teacher.train_spec()`` when it comes without weights."""
+    def build(config: Any) -> SectionsPlan:
+        return plan(config=config, task=task, arms=arms, title=title, notes=notes, compare=compare, extra=extra,
+                    teacher_training=lambda c: c.teacher.train_spec())
+
+    return Method(name=name, config_model=config_model, build=build, domain="nlu", recipes=RECIPES, summary=summary)
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's content, or None when it is missing."""
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
