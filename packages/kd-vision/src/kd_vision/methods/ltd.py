@@ -25,7 +25,6 @@ masking checks on those numbers are added to the study's report.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Mapping, Sequence
 from itertools import pairwise
@@ -45,7 +44,7 @@ from kd_core.report import markdown_table
 from kd_core.signals import FrozenTeacher, Signal, default_forward
 from kd_core.stats import paired_difference
 from kd_core.study import Arm, ArmRun, TrainSpec, supervised_phases
-from kd_core.study_recipe import StudyPlan, StudyRecipe
+from kd_core.study_recipe import StudyRecipe, study_method
 from kd_core.task import Task, classification_outputs
 from pydantic import Field, model_validator
 from torch import nn
@@ -244,7 +243,7 @@ def _train(run: ArmRun, phases: list[Phase], signal: Signal | None = None, **opt
     task = run.study.task
     if isinstance(task.evaluator, RobustEvaluator):
         task.evaluator.reference = run.teacher
-    distiller = run.distiller(phases, signal, evaluator=classification_evaluator, **options)
+    distiller = run.distiller(phases, signal, **options)
     distiller.fit(task.data.train, task.data.val, out=run.out, config=run.config(),
                   resume=run.resume and (run.out / "config.yaml").is_file())
     return distiller.student
@@ -318,7 +317,8 @@ def task(config: AdversarialConfig, context: RunContext) -> Task:
     base = vision_task(config.data, config.teacher, config.student, context)
     sweep = tuple(sweep_key(e) for e in config.eval.sweep)
     return dataclasses.replace(base, evaluator=RobustEvaluator(config.eval, config.normalisation()),
-                               headline="robust_accuracy", percent=(*COLUMNS, "ece", *sweep))
+                               validator=classification_evaluator, headline="robust_accuracy",
+                               percent=(*COLUMNS, "ece", *sweep))
 
 
 def notes(config: AdversarialConfig, task: Task) -> str:
@@ -416,31 +416,19 @@ def masking_section(results: Mapping[str, Any], epsilons: Sequence[float]) -> st
             f"{markdown_table(sweep)}\n![PGD accuracy against ε](plots/epsilon_sweep.png)\n")
 
 
-class AdversarialPlan(StudyPlan):
-    """The study, then the masking section and the ε-sweep plot added to its report (before "Reproduce")."""
-
-    def run(self, context: RunContext) -> Path:
-        """Run the study; add the attacks, paired clean/PGD differences, checks and ε sweep to ``report.md``."""
-        run = Path(super().run(context))
-        if (run / "results.json").is_file():  # the main process wrote the study's results
-            results = json.loads((run / "results.json").read_text())
-            epsilons = self.config.eval.sweep
-            plot_sweep(results, epsilons, run / "plots" / "epsilon_sweep.png")
-            section = f"## Attacks and gradient-masking checks\n\n{masking_section(results, epsilons)}\n"
-            report = (run / "report.md").read_text()
-            (run / "report.md").write_text(report.replace("## Reproduce", section + "## Reproduce", 1))
-        return run
+def sections(config: AdversarialConfig, results: dict[str, Any], run: Path) -> list[tuple[str, str]]:
+    """The attacks, paired clean/PGD differences, masking checks and the ε sweep (with its plot) for the report."""
+    epsilons = config.eval.sweep
+    plot_sweep(results, epsilons, run / "plots" / "epsilon_sweep.png")
+    return [("Attacks and gradient-masking checks", masking_section(results, epsilons))]
 
 
 def _method(name: str, summary: str) -> Method:
-    def build(config: AdversarialConfig) -> AdversarialPlan:
-        return AdversarialPlan(config, task, arms, notes=notes, compare=compare,
-                               title=lambda c, t: f"{' vs '.join(NAMES[a] for a in c.arms)}: adversarial robustness "
-                                                  f"on {t.description}",
-                               teacher_training=lambda c: c.teacher.train_spec())
-
-    return Method(name=name, config_model=AdversarialConfig, build=build, domain="vision", summary=summary,
-                  recipes=Path(__file__).resolve().parent.parent / "recipes")
+    return study_method(name, AdversarialConfig, task=task, arms=arms, notes=notes, compare=compare,
+                        sections=sections, teacher_training=lambda c: c.teacher.train_spec(),
+                        title=lambda c, t: f"{' vs '.join(NAMES[a] for a in c.arms)}: adversarial robustness on "
+                                           f"{t.description}",
+                        domain="vision", summary=summary, recipes=Path(__file__).resolve().parent.parent / "recipes")
 
 
 METHOD = _method("ltd", "LTD: PGD-AT with low-temperature teacher soft labels, tau_S kept at test; vs PGD-AT, "
