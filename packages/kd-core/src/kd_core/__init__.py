@@ -21,7 +21,10 @@ _EXPORTS = {
     "kd_core.objective": ["Objective", "ObjectiveResult", "SampleWeights", "Term"],
     "kd_core.signals": ["CachedTeacher", "Ensemble", "FixedWeighting", "FrozenTeacher", "TrainableTeacher",
                         "UniformWeighting", "Weighting"],
+    "kd_core.stats": ["PairedComparison", "paired_difference"],
+    "kd_core.study": ["Arm", "ArmRun", "Study", "StudyResult", "TrainSpec", "supervised_phases"],
     "kd_core.taps": ["TapSet", "resolve", "unwrap"],
+    "kd_core.task": ["Splits", "Task"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)
