@@ -1,17 +1,19 @@
-"""DCS for text: the weighted objective by hand, a tiny end-to-end run of every arm, and bad recipes."""
+"""DCS for text: the weighted objective by hand, arms and roles, a toy CLI study of every arm, bad recipes."""
 
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
-from kd_core.errors import RecipeError, RunDirError
-from kd_core.recipes import RunContext, load_recipe
+from kd_core.errors import RecipeError
+from kd_core.recipes import load_recipe
 from kd_core.sample_weights import CorrectiveWeights
-from kd_nlu.methods.dcs import DCSConfig, DCSPlan, DCSSection, dcs_objective
-from kd_nlu.testing import tiny_resources
+from kd_nlu.cli import main
+from kd_nlu.methods.dcs import DCSConfig, DCSSection, arms, dcs_objective
+from kd_nlu.testing import toy_study_files
 
 
 def test_objective_weighs_each_sample_and_divides_by_the_weight_sum() -> None:
@@ -37,25 +39,36 @@ def test_objective_weighs_each_sample_and_divides_by_the_weight_sum() -> None:
     assert weights.weights.tolist() == pytest.approx((raw / raw.mean()).tolist())
 
 
-def test_tiny_end_to_end_run_of_every_arm(tmp_path) -> None:
-    config = DCSConfig(seeds=[0], student={"init": "random", "train": {"epochs": 2, "lr": 1e-3, "batch_size": 12}})
-    out = DCSPlan(config, resources=tiny_resources()).run(RunContext(out=tmp_path / "run", device="cpu"))
+def test_arms_and_roles() -> None:
+    built = arms(DCSConfig(), task=None)
+    assert {n: a.role for n, a in built.items()} == {"finetune": "scratch", "self-kd": "kd", "dcs": "variant"}
+    assert built["finetune"].signal is None and built["dcs"].fit is not None
+    assert [t.sample_weight for t in built["self-kd"].phases()[0].objective.terms] == [None, None]
+    assert list(arms(DCSConfig(arms=["dcs", "finetune"]), task=None)) == ["dcs", "finetune"]
+
+
+def test_toy_cli_study_of_every_arm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KD_DATA_HOME", str(tmp_path / "home"))
+    out = tmp_path / "run"
+    toy = [*toy_study_files(tmp_path / "toy"), "--set", "student.epochs=2", "--device", "cpu"]
+    assert main(["distill", "--recipe", "dcs", "--out", str(out), *toy]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert set(results["seeds"]) == {"finetune", "self-kd", "dcs"}
-    assert all(0 <= r["0"]["accuracy"] <= 1 for r in results["seeds"].values())
-    updates = results["dcs_updates"]["0"]
+    assert {a: r["role"] for a, r in results["arms"].items()} == {"finetune": "scratch", "self-kd": "kd",
+                                                                  "dcs": "variant"}
+    assert all(0 <= r["seeds"]["0"]["accuracy"] <= 1 for r in results["arms"].values())
+    assert [(c["a"], c["b"]) for c in results["comparisons"]] == [("self-kd", "finetune"), ("dcs", "self-kd"),
+                                                                  ("dcs", "finetune")]
+    updates = json.loads((out / "dcs-seed0" / "dcs-weights.json").read_text())
     assert len(updates) == 6  # 36 texts / 12 per batch × 2 epochs: one update per step
     assert all(1e-6 <= u["epsilon"] <= 0.5 and u["max_weight"] <= 10 + 1e-9 for u in updates)
-    report = (out / "report.md").read_text()
-    assert "DCS" in report and (out / "plots" / "accuracy.png").is_file()
     assert (out / "dcs-seed0" / "metrics.jsonl").read_text().count("loss/discordance") == 6
-    plan = DCSPlan(config, resources=tiny_resources())  # kd-nlu eval: the final checkpoints score as reported
-    evaluated = plan.evaluate(out, device="cpu")
-    for arm, by_seed in results["seeds"].items():
-        assert evaluated[f"{arm}/seed0/accuracy"] == pytest.approx(by_seed["0"]["accuracy"])
+    assert "discordance" not in (out / "self-kd-seed0" / "metrics.jsonl").read_text()
+    report = (out / "report.md").read_text()
+    assert "**Plain KD against scratch**" in report and "## DCS weights" in report
+    assert report.index("## DCS weights") < report.index("## Reproduce")
+    assert main(["eval", str(out), "--device", "cpu"]) == 0
     (out / "dcs-seed0" / "checkpoints" / "final.safetensors").unlink()
-    with pytest.raises(RunDirError, match="dcs-seed0"):
-        plan.evaluate(out, device="cpu")
+    assert main(["eval", str(out), "--device", "cpu"]) != 0  # a missing checkpoint is an error, not a score
 
 
 def test_bad_recipe_values_name_the_field() -> None:

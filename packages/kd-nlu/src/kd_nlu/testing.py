@@ -64,7 +64,7 @@ def toy_study_files(folder: Path, rows: int = 60, layers: int = 2) -> list[str]:
 def tiny_resources(teachers: int = 1):
     """Tiny splits, tokenizer, random BERT teachers and a student builder, as ``TextResources``."""
     from kd_nlu.data.text import TextDataset
-    from kd_nlu.methods.dcs import TextResources
+    from kd_nlu.methods.common import TextResources
 
     tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)})
     splits = {name: TextDataset(*toy_texts(n, seed), tokenizer, max_length=8)

@@ -41,27 +41,25 @@ from kd_nlu.data.text import TextDataset
 from kd_nlu.methods.common import (
     KDSection,
     Strict,
-    TrainConfig,
-    cached_model,
-    classifier_metrics,
-    digest,
-    fit_text,
-    open_run,
-    predict_logits,
-    single_phase,
-    supervised_objective,
-)
-from kd_nlu.methods.dcs import (
     StudentSpec,
     TextResources,
+    TrainConfig,
     arm_report,
     arm_rows,
+    cached_model,
     cached_signal,
+    classifier_metrics,
+    digest,
     evaluate_arms,
+    fit_text,
     fit_with_callbacks,
     gloss_resources,
     mean_accuracy,
+    open_run,
+    predict_logits,
     score_arms,
+    single_phase,
+    supervised_objective,
 )
 from kd_nlu.models.teacher import GlossTeacherConfig
 
