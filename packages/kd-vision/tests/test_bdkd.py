@@ -1,4 +1,5 @@
-"""BD-KD, DML and the fixed mix: objectives by hand, an online run through Distiller, label noise, the CLI."""
+"""BD-KD, DML and the fixed mix as arms: objectives by hand, an online arm through Distiller, the co-trained
+teacher's seeding, label noise on the task, config checks, and a toy-size CLI run of each recipe."""
 
 from __future__ import annotations
 
@@ -8,27 +9,31 @@ from pathlib import Path
 
 import pytest
 import torch
-from kd_core import Backend
+from kd_core import Backend, Distiller
 from kd_core.errors import ConfigError, KDError
 from kd_core.recipes import RunContext, load_recipe
 from kd_core.runs import RunDir
+from kd_core.task import Splits, Task
 from kd_core.testing import BlobDataset
 from kd_vision.cli import main
 from kd_vision.data.digits import make_splits
 from kd_vision.data.noise import NoisyLabels
 from kd_vision.methods.bdkd import (
     BDKDConfig,
-    BDKDPlan,
-    NetConfig,
+    NoiseConfig,
     OnlineKDConfig,
+    arms,
     build_net,
-    expected_direction,
+    compare,
+    noisy_splits,
     student_objective,
+    task,
     teacher_objective,
 )
 
 TINY = ["--set", "data.train_size=60", "--set", "data.val_size=20", "--set", "data.test_size=40",
-        "--set", "epochs=1", "--set", "seeds=[0]", "--set", "teacher.model=mlp-16", "--device", "cpu"]
+        "--set", "student.epochs=1", "--set", "teacher.epochs=1", "--set", "seeds=[0]",
+        "--set", "teacher.model=mlp-16", "--set", "latency_iterations=1", "--device", "cpu"]
 
 
 def _kl(p_log: torch.Tensor, q_log: torch.Tensor) -> torch.Tensor:
@@ -37,7 +42,7 @@ def _kl(p_log: torch.Tensor, q_log: torch.Tensor) -> torch.Tensor:
 
 
 # -- objectives --------------------------------------------------------------------------------------
-def test_student_objectives_are_ce_plus_lambda_t2_kl_of_each_variant() -> None:
+def test_student_objectives_are_ce_plus_lambda_t2_kl_of_each_arm() -> None:
     torch.manual_seed(0)
     s, t, y = torch.randn(4, 10), torch.randn(4, 10), torch.randint(0, 10, (4,))
     kd = OnlineKDConfig(temperature=2.0, student_weight=0.7, sharpness=3.0, reverse_share=0.5)
@@ -47,14 +52,14 @@ def test_student_objectives_are_ce_plus_lambda_t2_kl_of_each_variant() -> None:
     gap = -(log_s.exp() * log_s).sum(-1) + (log_t.exp() * log_t).sum(-1)
     b = torch.sigmoid(3.0 * gap)
     expected = {
-        "ce": ce,
+        "scratch": ce,
         "dml": ce + 0.7 * 4 * fwd.mean(),
         "fixed-mix-kd": ce + 0.7 * 4 * (0.5 * fwd + 0.5 * rev).mean(),
         "bd-kd": ce + 0.7 * 4 * ((1 - b) * fwd + b * rev).mean(),
     }
-    for variant, value in expected.items():
-        got = student_objective(variant, kd)({"logits": s}, {"logits": t}, {"label": y}).total
-        assert math.isclose(float(got), float(value), rel_tol=1e-5), variant
+    for arm, value in expected.items():
+        got = student_objective(arm, kd)({"logits": s}, {"logits": t}, {"label": y}).total
+        assert math.isclose(float(got), float(value), rel_tol=1e-5), arm
     assert len({round(float(v), 4) for v in expected.values()}) == 4  # the four really differ here
 
 
@@ -71,49 +76,94 @@ def test_teacher_objective_is_dml_ce_plus_mutual_kl_from_the_student() -> None:
     assert math.isclose(float(got.total), float(ce + 0.5 * mutual), rel_tol=1e-5)
 
 
-# -- an online run through Distiller -----------------------------------------------------------------
-def _blob_plan(teacher_weight: float) -> tuple[BDKDPlan, dict]:
-    config = BDKDConfig(epochs=2, batch_size=16, seeds=[0], teacher={"model": "mlp-32", "lr": 1e-2},
-                        student={"model": "mlp-4", "lr": 1e-2}, kd={"teacher_weight": teacher_weight})
-    splits = {"train": BlobDataset(64, features=8, classes=10, seed=0),
-              "val": BlobDataset(16, features=8, classes=10, seed=1)}
-    return BDKDPlan(config), splits
+# -- an online arm through Distiller -----------------------------------------------------------------
+def _config(**changes) -> BDKDConfig:
+    return BDKDConfig.model_validate({"name": "t", **changes})
 
 
-def test_an_online_run_trains_both_networks_and_the_teacher_loss_has_the_mutual_term(tmp_path: Path) -> None:
-    plan, splits = _blob_plan(teacher_weight=1.0)
+def _blob_task() -> Task:
+    data = Splits(BlobDataset(64, features=8, classes=10, seed=0), BlobDataset(16, features=8, classes=10, seed=1),
+                  BlobDataset(16, features=8, classes=10, seed=2))
+    return Task(name="blobs", splits=lambda: data, teacher=lambda: build_net("mlp-32", (8,)),
+                student=lambda seed: build_net("mlp-4", (8,)), key={})
+
+
+def _online(tmp_path: Path, name: str, teacher_weight: float, seed: int = 0, lr: float = 1e-2) -> Distiller:
+    config = _config(arms=["scratch", "bd-kd"], kd={"teacher_weight": teacher_weight},
+                     student={"model": "mlp-4", "epochs": 2, "lr": lr, "batch_size": 16},
+                     teacher={"model": "mlp-32", "epochs": 1, "lr": 1e-2})
+    blobs = _blob_task()
+    arm = arms(config, blobs)[name]
+    torch.manual_seed(seed)  # as the study's student builder does, just before the arm's signal is built
+    student = blobs.student(seed)
+    signal = arm.signal(None, tmp_path) if arm.signal is not None else None
+    distiller = Distiller(student, arm.phases(), teacher=signal, backend=Backend(device="cpu"), batch_size=16,
+                          seed=seed, callbacks=arm.callbacks())
+    distiller.fit(blobs.data.train, blobs.data.val, out=tmp_path / f"{name}-{teacher_weight}")
+    return distiller
+
+
+def test_an_online_arm_co_trains_a_teacher_with_the_mutual_term_and_scores_it(tmp_path: Path) -> None:
+    torch.manual_seed(10_000)  # the co-trained teacher of seed 0
+    teacher0 = build_net("mlp-32", (8,))
     torch.manual_seed(0)
     student0 = build_net("mlp-4", (8,))
-    torch.manual_seed(10_000)
-    teacher0 = build_net("mlp-32", (8,))
-    student, teacher = plan.train_variant("bd-kd", 0, splits, tmp_path / "a", Backend(device="cpu"))
-    for before, after in ((student0, student), (teacher0, teacher)):
-        for p0, p1 in zip(before.parameters(), after.parameters(), strict=True):
-            assert p0.shape == p1.shape
-        assert any(not torch.equal(p0, p1.cpu()) for p0, p1 in zip(before.parameters(), after.parameters()))
-    steps = [r for r in RunDir(tmp_path / "a").metrics() if "teacher_loss/total" in r]
+    distiller = _online(tmp_path, "bd-kd", teacher_weight=1.0)
+    teacher = distiller.teacher.model
+    for before, after in ((student0, distiller.student), (teacher0, teacher)):
+        assert any(not torch.equal(p0, p1) for p0, p1 in zip(before.parameters(), after.parameters(), strict=True))
+    steps = [r for r in RunDir(tmp_path / "bd-kd-1.0").metrics() if "teacher_loss/total" in r]
     assert len(steps) == 8  # 64 samples / 16 per batch × 2 epochs
     for r in steps:
         assert r["teacher_loss/mutual_kl"] > 0 and r["loss/kd_balanced"] > 0
         assert math.isclose(r["teacher_loss/total"], r["teacher_loss/ce"] + r["teacher_loss/mutual_kl"], rel_tol=1e-5)
-
+    # the callback scored the co-trained teacher on the task's test split
+    scored = json.loads((tmp_path / "bd-kd-1.0" / "co_teacher.json").read_text())
+    assert scored == pytest.approx(distiller.evaluate(_blob_task().data.test, teacher))
     # the mutual term changes the teacher: the same run with λ_T = 0 ends with another teacher
-    plan0, _ = _blob_plan(teacher_weight=0.0)
-    _, teacher_ce = plan0.train_variant("bd-kd", 0, splits, tmp_path / "b", Backend(device="cpu"))
-    assert any(not torch.equal(a, b) for a, b in zip(teacher.parameters(), teacher_ce.parameters()))
+    other = _online(tmp_path, "bd-kd", teacher_weight=0.0).teacher.model
+    assert any(not torch.equal(a, b) for a, b in zip(teacher.parameters(), other.parameters(), strict=True))
 
 
-def test_the_ce_baseline_has_no_teacher_and_starts_from_the_online_students_weights(tmp_path: Path) -> None:
-    plan, splits = _blob_plan(teacher_weight=1.0)
-    config = plan.config.model_copy(update={"epochs": 1, "student": NetConfig(model="mlp-4", lr=1e-9)})
-    ce, teacher = BDKDPlan(config).train_variant("ce", 3, splits, tmp_path / "ce", Backend(device="cpu"))
-    online, _ = BDKDPlan(config).train_variant("bd-kd", 3, splits, tmp_path / "kd", Backend(device="cpu"))
-    assert teacher is None
-    assert not any("teacher_loss/total" in r for r in RunDir(tmp_path / "ce").metrics())
+def test_the_scratch_arm_has_no_teacher_and_starts_from_the_online_students_weights(tmp_path: Path) -> None:
+    scratch, online = (_online(tmp_path, name, 1.0, seed=3, lr=1e-9) for name in ("scratch", "bd-kd"))
+    assert scratch.teacher is None
+    assert not any("teacher_loss/total" in r for r in RunDir(tmp_path / "scratch-1.0").metrics())
+    assert not (tmp_path / "scratch-1.0" / "co_teacher.json").exists()
     torch.manual_seed(3)
     init = build_net("mlp-4", (8,))
-    for a, b, c in zip(ce.parameters(), online.parameters(), init.parameters(), strict=True):
+    for a, b, c in zip(scratch.student.parameters(), online.student.parameters(), init.parameters(), strict=True):
         assert torch.allclose(a, c, atol=1e-6) and torch.allclose(b, c, atol=1e-6)  # lr 1e-9: barely moved
+
+
+def test_the_co_trained_teacher_starts_from_the_runs_seed_not_from_the_pretrained_teacher(tmp_path: Path) -> None:
+    built = arms(_config(teacher={"model": "mlp-32", "epochs": 1, "lr": 0.1}), _blob_task())
+    pretrained = build_net("mlp-32", (8,))
+
+    def initial(seed: int, arm: str = "bd-kd") -> list[torch.Tensor]:
+        torch.manual_seed(seed)
+        return [p.detach().clone() for p in built[arm].signal(pretrained, tmp_path).model.parameters()]
+
+    same = initial(3, "dml")
+    assert all(torch.equal(a, b) for a, b in zip(initial(3), same, strict=True))  # paired across online arms
+    assert any(not torch.equal(a, b) for a, b in zip(initial(4), same, strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(pretrained.parameters(), same, strict=True))
+    torch.manual_seed(10_003)
+    assert all(torch.equal(a, b) for a, b in zip(build_net("mlp-32", (8,)).parameters(), same, strict=True))
+
+
+def test_arms_roles_and_comparisons() -> None:
+    config = _config(arms=["scratch", "kd", "dml", "fixed-mix-kd", "bd-kd"])
+    built = arms(config, task=None)
+    assert {n: a.role for n, a in built.items()} == {"scratch": "scratch", "kd": "kd", "dml": "baseline",
+                                                     "fixed-mix-kd": "baseline", "bd-kd": "variant"}
+    assert [n for n, a in built.items() if a.signal is not None] == ["dml", "fixed-mix-kd", "bd-kd"]
+    assert [t.name for t in built["kd"].phases()[0].objective.terms] == ["kd", "ce"]
+    assert compare(config, built) == [("kd", "scratch"), ("bd-kd", "dml"), ("bd-kd", "fixed-mix-kd"),
+                                      ("bd-kd", "kd"), ("bd-kd", "scratch"), ("fixed-mix-kd", "dml")]
+    dml = _config(method="dml", arms=["scratch", "kd", "dml"])
+    assert arms(dml, task=None)["dml"].role == "variant"
+    assert compare(dml, arms(dml, task=None)) == [("kd", "scratch"), ("dml", "kd"), ("dml", "scratch")]
 
 
 # -- label noise -------------------------------------------------------------------------------------
@@ -145,6 +195,22 @@ def test_a_noise_rate_outside_0_1_is_refused_naming_the_argument(rate: object) -
     assert info.value.argument == "rate"
 
 
+def test_the_task_puts_the_same_noise_on_the_pool_and_the_train_split_and_keeps_val_and_test_clean() -> None:
+    config = _config(data={"source": "sklearn8x8", "train_size": 100, "teacher_train_size": 150, "val_size": 30,
+                           "test_size": 40}, noise={"rate": 0.2, "seed": 1})
+    noisy = task(config, RunContext(out=Path("unused"), device="cpu"))
+    pool, train = noisy.data.teacher_train, noisy.data.train
+    assert len(pool) == 150 and len(train) == 100 and len(pool.flipped) == 30
+    assert [int(train[i]["label"]) for i in range(100)] == pool.targets[:100].tolist()
+    assert noisy.extras["flipped"] == int((pool.flipped < 100).sum()) > 0
+    assert all("clean_label" not in noisy.data.val[i] for i in range(3))
+    assert noisy.key["noise"] == {"rate": 0.2, "seed": 1}  # a clean-data teacher is never reused
+    splits, flipped = noisy_splits(Splits(BlobDataset(20, classes=3), BlobDataset(5), BlobDataset(5)),
+                                   NoiseConfig(rate=0.5, seed=0), 3)
+    assert flipped == 10 and splits.train is splits.teacher_train  # no pool of its own: train is the pool
+    assert noisy.student(0)[1].out_features == 12 and noisy.teacher()[3].out_features == 512
+
+
 # -- validation, before training ---------------------------------------------------------------------
 def test_a_negative_sharpness_is_refused_by_the_objective_builder() -> None:
     kd = OnlineKDConfig.model_construct(**{**OnlineKDConfig().model_dump(), "sharpness": -1.0})
@@ -154,68 +220,74 @@ def test_a_negative_sharpness_is_refused_by_the_objective_builder() -> None:
 
 
 @pytest.mark.parametrize(("override", "field"), [("kd.sharpness=-1", "kd.sharpness"),
-                                                 ("data.noise_rate=1.0", "data.noise_rate"),
-                                                 ("data.noise_rate=-0.2", "data.noise_rate"),
+                                                 ("noise.rate=1.0", "noise.rate"),
+                                                 ("noise.rate=-0.2", "noise.rate"),
+                                                 ("arms=[scratch,dml]", "arms"),
                                                  ("student.model=mlp-0", "student.model")])
 def test_bad_recipe_values_fail_before_training_naming_the_field(tmp_path: Path, override: str, field: str,
+                                                                 data_home: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "r"
     assert main(["distill", "--recipe", "bd-kd", "--out", str(out), "--set", override]) == 2
     assert field in capsys.readouterr().err
-    assert not out.exists()
-    with pytest.raises(KDError):
-        load_recipe("bd-kd", [override], domain="vision")
+    assert not out.exists() and not (data_home / "teachers").exists()  # nothing trained, not even the teacher
+    if field != "student.model":  # a model name is checked when the study builds it
+        with pytest.raises(KDError):
+            load_recipe("bd-kd", [override], domain="vision")
 
 
 def test_the_three_recipes_load_with_their_methods() -> None:
     for name in ("bd-kd", "dml", "fixed-mix-kd"):
         method, config = load_recipe(name, domain="vision")
         assert method.name == config.method == name
-        assert config.data.noise_rate == 0.2 and len(config.seeds) >= 3
-        assert config.variants == ["ce", name]
-
-
-def test_the_verdict_sentence_reads_the_means() -> None:
-    summary = {"ce": {"student_ece": [0.30, 0], "student_accuracy": [0.80, 0]},
-               "dml": {"student_ece": [0.20, 0], "student_accuracy": [0.85, 0], "teacher_accuracy": [0.95, 0]},
-               "bd-kd": {"student_ece": [0.10, 0], "student_accuracy": [0.86, 0], "teacher_accuracy": [0.95, 0]}}
-    assert "**held**" in expected_direction(summary)
-    summary["bd-kd"]["teacher_accuracy"] = [0.90, 0]
-    assert "**did not hold**" in expected_direction(summary)
+        assert config.noise.rate == 0.2 and len(config.seeds) >= 3 and config.data.source == "sklearn8x8"
+        assert config.arms[:2] == ["scratch", "kd"] and config.arms[-1] == name
 
 
 # -- end to end --------------------------------------------------------------------------------------
-def test_tiny_cli_run_writes_report_and_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("recipe", ["bd-kd", "dml", "fixed-mix-kd"])
+def test_tiny_cli_run_of_each_recipe_writes_report_and_results(recipe: str, tmp_path: Path, data_home: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    assert main(["distill", "--recipe", "bd-kd", "--out", str(out), *TINY]) == 0
-    report = (out / "report.md").read_text()
-    for needle in ("A · student CE only", "D · BD-KD", "student ECE", "teacher acc", "expected direction"):
-        assert needle in report
+    assert main(["distill", "--recipe", recipe, "--out", str(out), *TINY]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["variants"] == ["ce", "bd-kd"]
-    assert results["seeds"]["ce"]["0"]["teacher"] is None
-    assert 0.0 <= results["seeds"]["bd-kd"]["0"]["teacher"]["accuracy"] <= 1.0
-    assert results["noise"] == {"rate": 0.2, "flipped": 12}
+    _, config = load_recipe(recipe, domain="vision")
+    assert list(results["arms"]) == config.arms
+    assert results["arms"][recipe]["role"] == "variant" and results["arms"]["kd"]["role"] == "kd"
+    online = [a for a in config.arms if a not in ("scratch", "kd")]
+    assert sorted(results["co_teachers"]) == sorted(online)  # one co-trained teacher per online arm and seed
+    for by_seed in results["co_teachers"].values():
+        assert 0.0 <= by_seed["0"]["accuracy"] <= 1.0
+    pairs = [(c["a"], c["b"]) for c in results["comparisons"]]
+    assert pairs[0] == ("kd", "scratch") and (recipe, "kd") in pairs
+    secondary = {(c["a"], c["b"], c["metric"]) for c in results["secondary_comparisons"]}
+    assert {(a, b, "student ece") for a, b in pairs} <= secondary
+    if "dml" in online and recipe != "dml":
+        assert (recipe, "dml") in pairs and (recipe, "dml", "teacher accuracy") in secondary
+    report = (out / "report.md").read_text()
+    for needle in ("**Plain KD against scratch**", "## Calibration and co-trained teachers", "student ece",
+                   "12 train labels flipped"):
+        assert needle in report
+    assert report.index("## Calibration") < report.index("## Reproduce")
     assert (out / "plots" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
-    assert sum(results["calibration"]["D · BD-KD student"]["bin_count"]) == 40  # the whole test split
     capsys.readouterr()
     assert main(["eval", str(out), "--device", "cpu"]) == 0  # kd-vision eval RUN scores the saved final students
-    printed = dict(line.split(": ") for line in capsys.readouterr().out.splitlines())
-    expected = results["seeds"]["bd-kd"]["0"]["student"]["accuracy"]
-    assert float(printed["bd-kd/seed0/accuracy"]) == pytest.approx(expected)
+    printed = dict(line.split(": ") for line in capsys.readouterr().out.splitlines() if ": " in line)
+    expected = results["arms"][recipe]["seeds"]["0"]["accuracy"]
+    assert float(printed[f"{recipe}/seed0/accuracy"]) == pytest.approx(expected)
 
 
 @pytest.mark.slow
 def test_bd_kd_student_is_better_calibrated_than_dml_on_noisy_digits(tmp_path: Path) -> None:
-    """The paper's claim on small real data: the balanced student has a lower ECE than DML's, at no accuracy cost.
+    """The paper's claim on small real data: the balanced student has a lower ECE than DML's.
 
-    Three seeds, 40 epochs (about 2 minutes on one CPU thread). Under 20% label noise the students are
-    under-confident, and the reverse-KL share sharpens them; measured: about 2.5 ECE points below DML.
+    Three seeds, 40 epochs (a few minutes on one CPU thread). Under 20% label noise the students are
+    under-confident, and the reverse-KL share sharpens them.
     """
-    torch.set_num_threads(1)
-    config = BDKDConfig(seeds=[0, 1, 2], epochs=40, baselines=["dml"])
-    plan = BDKDPlan(config)
-    results = json.loads((plan.run(RunContext(out=tmp_path / "run", device="cpu")) / "results.json").read_text())
-    d, b = results["summary"]["bd-kd"], results["summary"]["dml"]
-    assert d["student_ece"][0] < b["student_ece"][0] - 0.01
-    assert d["student_accuracy"][0] >= b["student_accuracy"][0] - 0.005
+    out = tmp_path / "run"
+    assert main(["distill", "--recipe", "bd-kd", "--out", str(out), "--device", "cpu", "--set", "seeds=[0,1,2]",
+                 "--set", "student.epochs=40", "--set", "arms=[scratch,dml,bd-kd]"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    (ece,) = [c for c in results["secondary_comparisons"]
+              if (c["a"], c["b"], c["metric"]) == ("bd-kd", "dml", "student ece")]
+    assert ece["mean"] < -1.0  # points

@@ -5,77 +5,68 @@ Distillation", arXiv:2212.12965 (v1, 2022). Teacher and student are trained toge
 paper fixes the structure; the sigmoid weights and their sharpness k are our reading of its entropy-gap rule:
 
 - student: CE(y, p_S) + λ_S·τ²·(1/B)·Σᵢ [aᵢ·KL(p_Tⁱ ‖ p_Sⁱ) + bᵢ·KL(p_Sⁱ ‖ p_Tⁱ)], with the detached entropy
-  gap Δᵢ = H(p_Sⁱ) − H(p_Tⁱ), bᵢ = σ(k·Δᵢ), aᵢ = 1 − bᵢ (``kd_core.losses.balanced_kl``): an unsure student
-  leans on the mode-seeking reverse KL, an over-confident one on the mass-covering forward KL;
+  gap Δᵢ = H(p_Sⁱ) − H(p_Tⁱ), bᵢ = σ(k·Δᵢ), aᵢ = 1 − bᵢ (``kd_core.losses.balanced_kl``);
 - teacher (v1's loss; v2 of the paper also changes it): DML's CE(y, p_T) + λ_T·τ²·KL(p_S ‖ p_T) against the
   detached student.
 
-The controls of the small experiment are recipes of this module: ``dml`` (the student's term is
-forward KL alone; Zhang et al., "Deep Mutual Learning", arXiv:1706.00384) and ``fixed-mix-kd`` (forward and
-reverse KL at a fixed 0.5/0.5). Every plan also trains the same student from the same initialisation
-with CE alone. Training runs through ``Distiller`` with a ``TrainableTeacher``; the data are digits whose
-train labels carry symmetric noise (``kd_vision.data.noise``). The experiment's MLPs (64-512-512-10
-teacher, 64-12-10 student) are not in ``kd_vision.models``; ``build_net`` builds ``mlp-<w1>-<w2>...`` here
-and any other name through ``kd_vision.models.build_model``.
+Arms, from the same student initialisation and data order per seed: ``bd-kd``; ``dml`` (Zhang et al., "Deep
+Mutual Learning", arXiv:1706.00384: forward KL alone); ``fixed-mix-kd`` (forward and reverse KL at a fixed
+share); ``kd``, offline Hinton KD from the study's pre-trained teacher; ``scratch``, CE alone. Each online arm
+co-trains a fresh teacher network (a ``TrainableTeacher`` built per run by the arm's signal factory, seeded
+from the run's seed) and scores it on the test split at the end (``co_teacher.json``). Train labels (and the
+pre-trained teacher's pool) carry symmetric noise drawn once per study (``kd_vision.data.noise``); val and
+test are clean. The paper claims a better-calibrated (lower ECE) and at least as accurate student than DML,
+with a teacher no worse: the report compares the arms on accuracy, then on student ECE and on the co-trained
+teachers' accuracy. Models: any vision spec, or ``mlp-<w1>-<w2>...`` (the experiment's MLPs).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-from kd_core import Backend, Objective, Phase, Term, adamw
-from kd_core.engine import classification_evaluator
+from kd_core import Objective, Phase, Term, adamw
+from kd_core.engine import Callback, Distiller, FitResult
 from kd_core.errors import ConfigError
 from kd_core.losses import balanced_kl, cross_entropy, kl_divergence
-from kd_core.metrics import CalibrationResult, count_parameters, format_mean_std, mean_std
-from kd_core.plots import plot_loss_curves, plot_reliability_diagram
-from kd_core.progress import console, progress_bar
-from kd_core.recipes import Method, RecipeConfig, RunContext
-from kd_core.report import command_line, markdown_table, write_report
-from kd_core.runs import RunDir
+from kd_core.recipes import Method, RunContext
+from kd_core.report import markdown_table
 from kd_core.signals import TrainableTeacher
-from pydantic import Field, field_validator, model_validator
+from kd_core.specs import load_weights_into
+from kd_core.stats import PairedComparison, paired_difference
+from kd_core.study import Arm
+from kd_core.study_recipe import StudyPlan, StudyRecipe
+from kd_core.study_report import comparison_sentence
+from kd_core.task import Splits, Task
+from pydantic import Field, model_validator
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset, Subset
 
-from kd_vision import models
-from kd_vision.data.digits import make_splits
 from kd_vision.data.noise import NoisyLabels
-from kd_vision.methods.common import Strict, calibration, fit, open_run
+from kd_vision.methods.common import Strict, TrainConfig
+from kd_vision.methods.hinton import KDConfig, distill_objective
+from kd_vision.tasks import VisionData, vision_task
 
-Variant = Literal["ce", "dml", "fixed-mix-kd", "bd-kd"]
-VARIANTS: tuple[str, ...] = ("ce", "dml", "fixed-mix-kd", "bd-kd")
-#: How reports name each variant (the letters of the small experiment).
-LABELS: dict[str, str] = {"ce": "A · student CE only", "dml": "B · DML", "fixed-mix-kd": "C · fixed 0.5/0.5 mix",
-                          "bd-kd": "D · BD-KD"}
+ArmName = Literal["scratch", "kd", "dml", "fixed-mix-kd", "bd-kd"]
+ONLINE = ("dml", "fixed-mix-kd", "bd-kd")
+ROLES = {"scratch": "scratch", "kd": "kd"}
 _MLP = re.compile(r"mlp-([1-9]\d*(?:-[1-9]\d*)*)")
-
-
-# -- models ------------------------------------------------------------------------------------------
-def check_model_name(name: str) -> str:
-    """Return ``name`` if ``build_net`` knows it (``mlp-<widths>`` or a ``build_model`` name), else raise."""
-    if not isinstance(name, str) or not (_MLP.fullmatch(name) or name in models.MODELS or name.startswith("tv:")):
-        known = sorted(models.MODELS)
-        raise ConfigError("model", f"'mlp-<hidden widths>' (e.g. 'mlp-512-512'), 'tv:<torchvision name>' or one of "
-                                   f"{known}", name)
-    return name
+#: The co-trained teacher of seed s starts from seed TEACHER_SEED + s.
+TEACHER_SEED = 10_000
 
 
 def build_net(name: str, input_shape: Sequence[int], num_classes: int = 10) -> nn.Module:
-    """``mlp-512-512``: Flatten, Linear(in, 512), ReLU, Linear(512, 512), ReLU, Linear(512, C).
-
-    Any other name goes to ``kd_vision.models.build_model``. ``input_shape`` is one sample's input shape.
-    """
-    check_model_name(name)
+    """``mlp-512-512``: Flatten, Linear(in, 512), ReLU, Linear(512, 512), ReLU, Linear(512, C)."""
     match = _MLP.fullmatch(name)
     if match is None:
-        return models.build_model(name, num_classes=num_classes)
+        raise ConfigError("model", "'mlp-<hidden widths>' (e.g. 'mlp-512-512')", name)
     widths = [math.prod(input_shape), *(int(w) for w in match.group(1).split("-"))]
     layers: list[nn.Module] = [nn.Flatten()]
     for fan_in, fan_out in itertools.pairwise(widths):
@@ -84,30 +75,11 @@ def build_net(name: str, input_shape: Sequence[int], num_classes: int = 10) -> n
 
 
 # -- config ------------------------------------------------------------------------------------------
-class DataConfig(Strict):
-    """Digits, split sizes and the symmetric label-noise rate applied to the train split only."""
+class NoiseConfig(Strict):
+    """Symmetric label noise on the train split (and the teacher's pool): the rate and the draw's seed."""
 
-    source: Literal["mnist5k", "sklearn8x8"] = "sklearn8x8"
-    train_size: Annotated[int, Field(gt=0)] = 1000
-    val_size: Annotated[int, Field(ge=0)] = 200
-    test_size: Annotated[int, Field(gt=0)] = 597
-    noise_rate: Annotated[float, Field(ge=0, lt=1)] = 0.2
-
-
-class NetConfig(Strict):
-    """One network: its name (``mlp-<widths>`` or a ``build_model`` name) and its AdamW settings."""
-
-    model: str
-    lr: Annotated[float, Field(gt=0)] = 1e-3
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, value: str) -> str:
-        try:
-            return check_model_name(value)
-        except ConfigError as err:
-            raise ValueError(f"expected {err.expected}") from None
+    rate: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    seed: Annotated[int, Field(ge=0)] = 0
 
 
 class OnlineKDConfig(Strict):
@@ -120,33 +92,31 @@ class OnlineKDConfig(Strict):
     reverse_share: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
-class BDKDConfig(RecipeConfig):
-    """The ``bd-kd``, ``dml`` and ``fixed-mix-kd`` recipes: the method, plus the ``baselines`` run beside it."""
+class BDKDConfig(StudyRecipe):
+    """The ``bd-kd``, ``dml`` and ``fixed-mix-kd`` recipes (the method names the arm under test).
+
+    ``teacher``: the co-trained teachers' network and AdamW settings, and how the ``kd`` arm's teacher is
+    pre-trained; ``student.epochs`` is every arm's budget (online arms train both networks that long).
+    """
 
     method: Literal["bd-kd", "dml", "fixed-mix-kd"] = "bd-kd"
-    data: DataConfig = DataConfig()
-    teacher: NetConfig = NetConfig(model="mlp-512-512")
-    student: NetConfig = NetConfig(model="mlp-12")
+    data: VisionData = VisionData(source="sklearn8x8", train_size=1000, val_size=200, test_size=597)
+    noise: NoiseConfig = NoiseConfig()
+    teacher: TrainConfig = TrainConfig(model="mlp-512-512", epochs=80, lr=1e-3)
+    student: TrainConfig = TrainConfig(model="mlp-12", epochs=80, lr=1e-3)
     kd: OnlineKDConfig = OnlineKDConfig()
-    epochs: Annotated[int, Field(gt=0)] = 80
-    batch_size: Annotated[int, Field(gt=0)] = 64
-    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = Field(
-        default_factory=lambda: [0, 1, 2, 3, 4])
-    baselines: list[Variant] = Field(default_factory=lambda: ["ce"])
+    offline: KDConfig = KDConfig()
+    arms: Annotated[list[ArmName], Field(min_length=1)] = Field(
+        default_factory=lambda: ["scratch", "kd", "dml", "bd-kd"])
+    seeds: Annotated[list[int], Field(min_length=1)] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
 
     @model_validator(mode="after")
-    def _distinct_seeds_and_variants(self) -> BDKDConfig:
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be distinct, received {self.seeds}")
-        if len(set(self.baselines)) != len(self.baselines):
-            raise ValueError(f"baselines must be distinct, received {self.baselines}")
+    def _arms_are_consistent(self) -> BDKDConfig:
+        if len(set(self.arms)) != len(self.arms):
+            raise ValueError(f"arms must not repeat, received {self.arms}")
+        if self.method not in self.arms:
+            raise ValueError(f"arms must include the method's own arm {self.method!r}, received {self.arms}")
         return self
-
-    @property
-    def variants(self) -> list[str]:
-        """Every variant this plan trains, in the order A, B, C, D."""
-        chosen = {*self.baselines, self.method}
-        return [v for v in VARIANTS if v in chosen]
 
 
 # -- objectives --------------------------------------------------------------------------------------
@@ -158,27 +128,25 @@ def check_sharpness(sharpness: Any) -> float:
     return float(sharpness)
 
 
-def student_objective(variant: str, kd: OnlineKDConfig) -> Objective:
-    """The student's loss: CE, plus λ_S·τ²·(forward KL | fixed mix | balanced KL) for the online variants."""
+def student_objective(arm: str, kd: OnlineKDConfig) -> Objective:
+    """The student's loss: CE, plus λ_S·τ²·(forward KL | fixed mix | balanced KL) for the online arms."""
     check_sharpness(kd.sharpness)
     ce = Term("ce", cross_entropy, student="logits", target="label")
-    tau, weight = kd.temperature, kd.student_weight
-    if variant == "ce":
+    tau, weight, share = kd.temperature, kd.student_weight, kd.reverse_share
+    if arm == "scratch":
         return Objective(ce)
-    if variant == "dml":
-        return Objective(ce, Term("kd_forward", kl_divergence, teacher="logits", weight=weight,
-                                  temperature=tau, direction="forward"))
-    if variant == "fixed-mix-kd":
-        share = kd.reverse_share
-        return Objective(ce,
-                         Term("kd_forward", kl_divergence, teacher="logits", weight=weight * (1 - share),
-                              temperature=tau, direction="forward"),
+    if arm == "dml":
+        return Objective(ce, Term("kd_forward", kl_divergence, teacher="logits", weight=weight, temperature=tau,
+                                  direction="forward"))
+    if arm == "fixed-mix-kd":
+        return Objective(ce, Term("kd_forward", kl_divergence, teacher="logits", weight=weight * (1 - share),
+                                  temperature=tau, direction="forward"),
                          Term("kd_reverse", kl_divergence, teacher="logits", weight=weight * share,
                               temperature=tau, direction="reverse"))
-    if variant == "bd-kd":
-        return Objective(ce, Term("kd_balanced", balanced_kl, teacher="logits", weight=weight,
-                                  temperature=tau, sharpness=kd.sharpness))
-    raise ConfigError("variant", f"one of {list(VARIANTS)}", variant)
+    if arm == "bd-kd":
+        return Objective(ce, Term("kd_balanced", balanced_kl, teacher="logits", weight=weight, temperature=tau,
+                                  sharpness=kd.sharpness))
+    raise ConfigError("arm", f"one of {['scratch', *ONLINE]}", arm)
 
 
 def teacher_objective(kd: OnlineKDConfig) -> Objective:
@@ -192,223 +160,197 @@ def teacher_objective(kd: OnlineKDConfig) -> Objective:
                           temperature=kd.temperature, direction="forward"))
 
 
-# -- the plan ----------------------------------------------------------------------------------------
-class InMemory(Dataset):
-    """A dataset's items read once and stacked (digits are tiny): per-step loading then costs one index."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        items = [dataset[i] for i in range(len(dataset))]
-        self.columns = {key: torch.stack([torch.as_tensor(item[key]) for item in items]) for key in items[0]}
-        self.flipped = getattr(dataset, "flipped", None)
-
-    def __len__(self) -> int:
-        """The number of items."""
-        return len(next(iter(self.columns.values())))
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        """The ``index``-th item, as the wrapped dataset gave it."""
-        return {key: column[index] for key, column in self.columns.items()}
+# -- arms --------------------------------------------------------------------------------------------
+def student_phases(config: BDKDConfig, arm: str) -> list[Phase]:
+    """One phase of ``student.epochs`` at a constant AdamW learning rate, every arm alike."""
+    s = config.student
+    objective = distill_objective(config.offline) if arm == "kd" else student_objective(arm, config.kd)
+    return [Phase("online" if arm in ONLINE else "train", objective, epochs=s.epochs,
+                  optimizer=adamw(s.lr, s.weight_decay))]
 
 
-def _score(model: nn.Module, loader: list[dict[str, torch.Tensor]]) -> dict[str, float]:
-    """Accuracy, NLL, ECE (15 bins over the whole split: logits are concatenated first) and Brier."""
-    return classification_evaluator(model, loader, lambda m, b: m(b["input"]))
+def online_teacher(config: BDKDConfig, task: Task) -> Callable[[nn.Module, Path], TrainableTeacher]:
+    """The online arms' signal factory: a fresh ``task.teacher()`` co-trained with DML's loss.
+
+    Its initialisation is seeded with ``TEACHER_SEED`` + the run's seed (the seed the study's student builder
+    set just before), so every online arm of a seed starts from the same teacher. A teacher given with
+    ``weights`` starts from them.
+    """
+    t = config.teacher
+
+    def signal(pretrained: nn.Module, workdir: Path) -> TrainableTeacher:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(TEACHER_SEED + torch.initial_seed())
+            model = task.teacher()
+        return TrainableTeacher(model, teacher_objective(config.kd), optimizer=adamw(t.lr, t.weight_decay))
+
+    return signal
 
 
-def summarise(per_seed: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Mean and std over seeds of student accuracy/ECE/NLL and teacher accuracy/ECE (when there is one)."""
-    runs = list(per_seed.values())
-    out: dict[str, Any] = {}
-    for role in ("student", "teacher"):
-        if runs[0].get(role) is None:
-            continue
-        for metric in ("accuracy", "ece", "nll"):
-            out[f"{role}_{metric}"] = list(mean_std([r[role][metric] for r in runs]))
-    return out
+class ScoreCoTeacher(Callback):
+    """At the end of an online run, writes the co-trained teacher's metrics on ``test`` to ``co_teacher.json``."""
+
+    def __init__(self, test: Dataset) -> None:
+        self.test = test
+
+    def on_fit_end(self, distiller: Distiller, result: FitResult) -> None:
+        """Score the signal's evaluated teacher (main process only writes)."""
+        model = distiller.teacher.evaluated().get("teacher") if distiller.teacher is not None else None
+        if model is not None:
+            metrics = distiller.evaluate(self.test, model)
+            if distiller.backend.is_main:
+                result.run.write_json("co_teacher.json", metrics)
 
 
-def summary_rows(results: Mapping[str, Any]) -> list[dict[str, str]]:
-    """One table row per variant of a ``results.json``: mean ± std over seeds, in percent where it applies."""
-    rows = []
-    for variant in results["variants"]:
-        runs = list(results["seeds"][variant].values())
-        teacher = [r["teacher"] for r in runs if r["teacher"] is not None]
-        rows.append({
-            "variant": LABELS[variant],
-            "student acc %": format_mean_std([100 * r["student"]["accuracy"] for r in runs]),
-            "student ECE %": format_mean_std([100 * r["student"]["ece"] for r in runs]),
-            "student NLL": format_mean_std([r["student"]["nll"] for r in runs], digits=3),
-            "teacher acc %": format_mean_std([100 * t["accuracy"] for t in teacher]) if teacher else "—",
-            "teacher ECE %": format_mean_std([100 * t["ece"] for t in teacher]) if teacher else "—"})
-    return rows
+def arms(config: BDKDConfig, task: Task) -> dict[str, Arm]:
+    """Every arm the recipe lists: the method's own is the variant, offline KD the ``kd`` arm."""
+    kd, off = config.kd, config.offline
+    descriptions = {
+        "scratch": "cross-entropy on the (noisy) labels alone",
+        "kd": f"offline Hinton KD from the pre-trained teacher, T = {off.temperature}, α = {off.alpha}",
+        "dml": f"online, student CE + λ_S·τ²·KL(p_T ‖ p_S), λ_S = {kd.student_weight}, τ = {kd.temperature}",
+        "fixed-mix-kd": f"online, forward and reverse KL at {1 - kd.reverse_share:g}/{kd.reverse_share:g}",
+        "bd-kd": f"online, entropy-gap-balanced forward/reverse KL, k = {kd.sharpness}"}
+    built = {}
+    for name in config.arms:
+        student_phases(config, name)  # bad objective settings fail here, before anything is trained
+        online = name in ONLINE
+        built[name] = Arm(lambda name=name: student_phases(config, name),
+                          role=ROLES.get(name, "variant" if name == config.method else "baseline"),
+                          signal=online_teacher(config, task) if online else None,
+                          callbacks=(lambda: [ScoreCoTeacher(task.data.test)]) if online else list,
+                          batch_size=config.student.batch_size, description=descriptions[name])
+    return built
 
 
-def expected_direction(summary: Mapping[str, Mapping[str, Any]]) -> str:
-    """A plain sentence on the expected direction: D lowest student ECE, accuracy ≥ B, teacher ≥ B."""
-    if "bd-kd" not in summary or "dml" not in summary:
-        return "The spec's expected direction compares BD-KD (D) with DML (B); run both to check it."
-    d, b = summary["bd-kd"], summary["dml"]
-    others = {v: s["student_ece"][0] for v, s in summary.items() if v != "bd-kd"}
-    lowest = all(d["student_ece"][0] < e for e in others.values())
-    acc_ok = d["student_accuracy"][0] >= b["student_accuracy"][0]
-    teacher_ok = d["teacher_accuracy"][0] >= b["teacher_accuracy"][0]
-    held = lowest and acc_ok and teacher_ok
-    best_other = min(others, key=others.get)
-    parts = [
-        f"D {'has' if lowest else 'does not have'} the lowest mean student ECE "
-        f"({100 * d['student_ece'][0]:.2f}% vs {100 * others[best_other]:.2f}% for {LABELS[best_other]})",
-        f"its mean student accuracy is {'≥' if acc_ok else '<'} B's "
-        f"({100 * d['student_accuracy'][0]:.2f}% vs {100 * b['student_accuracy'][0]:.2f}%)",
-        f"its teacher is {'not worse than' if teacher_ok else 'worse than'} B's "
-        f"({100 * d['teacher_accuracy'][0]:.2f}% vs {100 * b['teacher_accuracy'][0]:.2f}%)",
-    ]
-    close = [name for name, (x, y) in {
-        f"D vs {LABELS[best_other]} ECE": (d["student_ece"], summary[best_other]["student_ece"]),
-        "D vs B student accuracy": (d["student_accuracy"], b["student_accuracy"]),
-        "D vs B teacher accuracy": (d["teacher_accuracy"], b["teacher_accuracy"])}.items()
-        if abs(x[0] - y[0]) < max(x[1], y[1])]
-    noise = f" Within one seed-std (not resolved by this many seeds): {', '.join(close)}." if close else ""
-    return (f"The spec's expected direction **{'held' if held else 'did not hold'}** (comparing means over seeds): "
-            + "; ".join(parts) + "." + noise)
+def compare(config: BDKDConfig, arms: dict[str, Arm]) -> list[tuple[str, str]]:
+    """Offline KD against scratch, then the method against DML (the paper's claim), the fixed mix, KD, scratch."""
+    own = [(config.method, b) for b in ("dml", "fixed-mix-kd", "kd", "scratch") if b != config.method]
+    pairs = [("kd", "scratch"), *own, ("fixed-mix-kd", "dml")]
+    return [p for p in dict.fromkeys(pairs) if p[0] in arms and p[1] in arms]
 
 
-class BDKDPlan:
-    """For every seed: the CE-only student and each online variant, then a report with mean ± std over seeds."""
+# -- the task ----------------------------------------------------------------------------------------
+def noisy_splits(splits: Splits, noise: NoiseConfig, num_classes: int) -> tuple[Splits, int]:
+    """``splits`` with noisy labels on the teacher's pool and on ``train`` (its first items, as vision tasks
+    build it); val and test clean. Returns the splits and how many train labels were flipped."""
+    pool = NoisyLabels(splits.teacher_pool, noise.rate, seed=noise.seed, num_classes=num_classes)
+    train = pool if splits.teacher_train is None else Subset(pool, range(len(splits.train)))  # type: ignore[arg-type]
+    flipped = int((pool.flipped < len(train)).sum())
+    return dataclasses.replace(splits, train=train, teacher_train=pool), flipped
 
-    def __init__(self, config: BDKDConfig) -> None:
-        self.config = config
 
-    def splits(self, seed: int) -> dict[str, Dataset]:
-        """Fixed clean val/test splits and the train split with noise drawn from ``seed``."""
-        c = self.config.data
-        base = make_splits(c.source, train_size=c.train_size, val_size=c.val_size, test_size=c.test_size, seed=0)
-        splits: dict[str, Dataset] = {"train": InMemory(NoisyLabels(base["train"], c.noise_rate, seed=seed)),
-                                      "test": InMemory(base["test"])}
-        if c.val_size:
-            splits["val"] = InMemory(base["val"])
-        return splits
+def task(config: BDKDConfig, context: RunContext) -> Task:
+    """The vision task of ``data``, ``teacher`` and ``student``, with noisy train labels; ``mlp-...`` models."""
+    base = vision_task(config.data, config.teacher, config.student, context)
+    splits, flipped = noisy_splits(base.data, config.noise, len(base.class_names or range(10)))
+    shape, classes = tuple(base.example_input().shape[1:]), len(base.class_names or range(10))
 
-    def _net(self, which: NetConfig, input_shape: Sequence[int], seed: int) -> nn.Module:
+    def mlp(spec: TrainConfig, role: str, default: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+        if _MLP.fullmatch(spec.model) is None:
+            return default
+
+        def build() -> nn.Module:
+            model = build_net(spec.model, shape, classes)
+            return load_weights_into(model, spec.weights, f"{role}.weights") if spec.weights else model
+
+        return build
+
+    def student(seed: int) -> nn.Module:
         torch.manual_seed(seed)
-        return build_net(which.model, input_shape)
+        return mlp(config.student, "student", lambda: base.student(seed))()
 
-    def train_variant(self, variant: str, seed: int, splits: Mapping[str, Dataset], out: Path, backend: Backend,
-                      progress: Any = None, resume: bool = False) -> tuple[nn.Module, nn.Module | None]:
-        """Train one variant for one seed in ``out``; return (student, co-trained teacher or None)."""
-        c = self.config
-        shape = tuple(splits["train"][0]["input"].shape)
-        student = self._net(c.student, shape, seed)  # the same initialisation for every variant of a seed
-        phases = [Phase("online" if variant != "ce" else "train", student_objective(variant, c.kd),
-                        epochs=c.epochs, optimizer=adamw(c.student.lr, c.student.weight_decay))]
-        signal = None
-        if variant != "ce":
-            teacher = self._net(c.teacher, shape, 10_000 + seed)
-            signal = TrainableTeacher(teacher, teacher_objective(c.kd),
-                                      optimizer=adamw(c.teacher.lr, c.teacher.weight_decay))
-        config = {"recipe": c.model_dump(), "variant": variant, "seed": seed}
-        trained = fit(student, phases, splits, out, backend, f"{variant} s{seed}", progress, seed=seed,
-                      batch_size=c.batch_size, config=config, teacher=signal, resume=resume)
-        return trained, (signal.model if signal is not None else None)
+    noise = {"rate": config.noise.rate, "seed": config.noise.seed}
+    return dataclasses.replace(base, splits=lambda: splits, teacher=mlp(config.teacher, "teacher", base.teacher),
+                               student=student, key={**base.key, "noise": noise},
+                               extras={**base.extras, "flipped": flipped}, name=f"{base.name}-noisy")
+
+
+def notes(config: BDKDConfig, task: Task) -> str:
+    """The noise, the schedule and the settings behind the numbers."""
+    n, s, t, kd = config.noise, config.student, config.teacher, config.kd
+    return (f"Label noise: {100 * n.rate:g} % symmetric on the train split and the teacher's pool, drawn once "
+            f"(seed {n.seed}): {task.extras.get('flipped', '?')} train labels flipped; val and test are clean. "
+            f"Every arm trains {s.epochs} epochs, AdamW at a constant lr {s.lr}, batch {s.batch_size}. Online arms "
+            f"co-train a fresh {t.model} (lr {t.lr}) with DML's loss, λ_T = {kd.teacher_weight}, τ = "
+            f"{kd.temperature}; the kd arm distils from the {t.model} pre-trained for {t.epochs} epochs on the "
+            f"noisy pool. The reliability diagrams show whether the students are under- or over-confident: "
+            f"under label noise they are under-confident, the opposite of the paper's setting, and anything that "
+            f"sharpens them lowers their ECE.")
+
+
+# -- the report's secondary comparisons ----------------------------------------------------------------
+def co_teachers(run: Path, results: Mapping[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per online arm and seed, the co-trained teacher's test metrics (from each sub-run's ``co_teacher.json``)."""
+    found: dict[str, dict[str, dict[str, float]]] = {}
+    for name, arm in results["arms"].items():
+        for seed in arm["seeds"]:
+            path = run / f"{name}-seed{seed}" / "co_teacher.json"
+            if path.is_file():
+                found.setdefault(name, {})[seed] = json.loads(path.read_text())
+    return found
+
+
+def secondary(results: Mapping[str, Any], teachers: Mapping[str, Mapping[str, Mapping[str, float]]]
+              ) -> list[PairedComparison]:
+    """The study's pairs on student ECE (lower is better), then the online pairs on co-trained teacher accuracy."""
+    pairs = [(c["a"], c["b"]) for c in results["comparisons"]]
+    out = []
+    for (a, b), (metric, source, higher) in itertools.product(
+            pairs, [("ece", "student", False), ("accuracy", "teacher", True)]):
+        table = {x: results["arms"][x]["seeds"] for x in (a, b)} if source == "student" else teachers
+        if a not in table or b not in table:
+            continue
+        seeds = [s for s in table[a] if s in table[b]]
+        out.append(paired_difference([100 * table[a][s][metric] for s in seeds],
+                                     [100 * table[b][s][metric] for s in seeds], a_name=a, b_name=b,
+                                     metric=f"{source} {metric}", higher_is_better=higher))
+    return sorted(out, key=lambda c: c.metric != "student ece")
+
+
+def _mean(by_seed: Mapping[str, Mapping[str, float]], metric: str) -> str:
+    return f"{100 * sum(v[metric] for v in by_seed.values()) / len(by_seed):.2f}"
+
+
+class BDKDPlan(StudyPlan):
+    """The study; then the co-trained teachers' test metrics and the ECE and teacher comparisons added to
+    ``results.json`` (``co_teachers``, ``secondary_comparisons``) and to ``report.md`` (before "Reproduce")."""
 
     def run(self, context: RunContext) -> Path:
-        """Train every variant over every seed, evaluate on the clean test split and write the report."""
-        c = self.config
-        check_sharpness(c.kd.sharpness)
-        backend = Backend(device=context.device, precision=context.precision)
-        top = open_run(context, c.model_dump(), c.seeds[0], backend)
-        results: dict[str, Any] = {"method": c.method, "variants": c.variants, "seeds": {v: {} for v in c.variants}}
-        calib: dict[str, CalibrationResult] = {}
-        with progress_bar() as progress:
-            for seed in c.seeds:
-                splits = self.splits(seed)
-                loader = [backend.to_device(b) for b in DataLoader(splits["test"], batch_size=512)]
-                for variant in c.variants:
-                    student, teacher = self.train_variant(variant, seed, splits, top.path / f"{variant}-seed{seed}",
-                                                          backend, progress, context.resume)
-                    results["seeds"][variant][str(seed)] = {
-                        "student": _score(student, loader), "teacher": _score(teacher, loader) if teacher else None}
-                    if seed == c.seeds[0]:
-                        calib[f"{LABELS[variant]} student"] = calibration(student, loader)
-                        if teacher is not None and variant == c.method:
-                            calib[f"{LABELS[variant]} teacher"] = calibration(teacher, loader)
-                        results.setdefault("params", {"student": count_parameters(student)})
-                        if teacher is not None:
-                            results["params"]["teacher"] = count_parameters(teacher)
-        console.print("writing the report")
-        results["summary"] = {v: summarise(results["seeds"][v]) for v in c.variants}
-        results["verdict"] = expected_direction(results["summary"])
-        results["calibration"] = {name: value.__dict__ for name, value in calib.items()}
-        results["noise"] = {"rate": c.data.noise_rate, "flipped": len(self.splits(c.seeds[0])["train"].flipped)}
-        top.write_json("results.json", results)
-        self._report(top, results, calib, context)
-        return top.path
-
-    def evaluate(self, run: Path, device: str = "auto") -> dict[str, float]:
-        """Clean-test accuracy and ECE of every variant's final student in a finished run."""
-        from kd_core.checkpoint import load_weights
-
-        c, backend = self.config, Backend(device=device)
-        scores: dict[str, float] = {}
-        for seed in c.seeds:
-            splits = self.splits(seed)
-            loader = [backend.to_device(b) for b in DataLoader(splits["test"], batch_size=512)]
-            shape = tuple(splits["train"][0]["input"].shape)
-            for variant in c.variants:
-                student = load_weights(self._net(c.student, shape, seed),
-                                       Path(run) / f"{variant}-seed{seed}" / "checkpoints" / "final.safetensors")
-                metrics = _score(student.to(backend.device), loader)
-                scores[f"{variant}/seed{seed}/accuracy"] = metrics["accuracy"]
-                scores[f"{variant}/seed{seed}/ece"] = metrics["ece"]
-        return scores
-
-    def _report(self, top: RunDir, results: dict[str, Any], calib: dict[str, CalibrationResult],
-                context: RunContext) -> Path:
-        c = self.config
-        rows = summary_rows(results)
-        per_seed = [{"variant": LABELS[v], "seed": s, "student acc %": 100 * r["student"]["accuracy"],
-                     "student ECE %": 100 * r["student"]["ece"],
-                     "teacher acc %": 100 * r["teacher"]["accuracy"] if r["teacher"] else "—"}
-                    for v in c.variants for s, r in results["seeds"][v].items()]
-        setting = (f"Data: {c.data.source} digits, {c.data.train_size} train samples with "
-                   f"{100 * c.data.noise_rate:.0f}% symmetric label noise ({results['noise']['flipped']} labels "
-                   f"flipped for seed {c.seeds[0]}; the noise is redrawn per seed), {c.data.test_size} clean test "
-                   f"samples. Student `{c.student.model}` ({results['params']['student']:,} parameters), teacher "
-                   f"`{c.teacher.model}` ({results['params'].get('teacher', 0):,} parameters), both from scratch, "
-                   f"trained together for {c.epochs} epochs (AdamW, constant lr: student {c.student.lr}, teacher "
-                   f"{c.teacher.lr}), batch {c.batch_size}. τ = {c.kd.temperature}, λ_S = {c.kd.student_weight}, "
-                   f"λ_T = {c.kd.teacher_weight}, k = {c.kd.sharpness}. Each model is its last epoch; ECE uses 15 "
-                   f"equal-width bins over the whole test split. Mean ± std over seeds {c.seeds}.\n")
-        curves = []
-        seed0 = str(c.seeds[0])
-        sub = RunDir(top.path / f"{c.method}-seed{seed0}")
-        for record in sub.metrics():
-            if "loss/total" in record:
-                curves.append({**record, "run": c.method})
-        reliability = plot_reliability_diagram(calib, top.plots / "reliability.png")
-        plots = [(f"Reliability diagrams (seed {seed0})", reliability)]
-        if curves:
-            plots.append((f"Training loss of {c.method}: student and teacher (seed {seed0})",
-                          plot_loss_curves(curves, top.plots / "loss_curves.png",
-                                           keys=["loss/total", "teacher_loss/total"])))
-        return write_report(top, f"{LABELS[c.method]} on noisy digits (online KD)", [
-            ("Summary", results["verdict"] + "\n\n" + setting),
-            ("Results (clean test split)", markdown_table(rows)),
-            ("Per seed", markdown_table(per_seed, digits=2)),
-            ("Reproduce", f"```\n{command_line()}\n```\nDevice: {context.device}, precision: {context.precision}. "
-                          "Resolved recipe in `config.yaml`.\n"),
-        ], plots=plots)
+        """Run the study and add the secondary comparisons."""
+        run = Path(super().run(context))
+        if not (run / "results.json").is_file():  # not the main process
+            return run
+        results = json.loads((run / "results.json").read_text())
+        teachers = co_teachers(run, results)
+        extra = secondary(results, teachers)
+        results |= {"co_teachers": teachers, "secondary_comparisons": [c.as_dict() for c in extra]}
+        (run / "results.json").write_text(json.dumps(results, indent=1, default=float))
+        rows = [{"arm": name, "co-trained teacher accuracy %": _mean(by, "accuracy"), "ECE %": _mean(by, "ece"),
+                 "seeds": len(by)} for name, by in teachers.items()]
+        section = ("## Calibration and co-trained teachers\n\nThe paper claims a lower student ECE than DML's at no "
+                   "accuracy cost, with a teacher no worse. Paired per-seed differences (same verdict rule):\n\n"
+                   + "\n".join(f"- {comparison_sentence(c)}" for c in extra)
+                   + "\n\nCo-trained teachers on the test split (mean over seeds):\n\n"
+                   + (markdown_table(rows) if rows else "_no online arm_\n") + "\n")
+        report = (run / "report.md").read_text()
+        (run / "report.md").write_text(report.replace("## Reproduce", section + "## Reproduce", 1))
+        return run
 
 
-def build(config: BDKDConfig) -> BDKDPlan:
-    """The plan for a validated ``bd-kd``/``dml``/``fixed-mix-kd`` config."""
-    return BDKDPlan(config)
+def _method(name: str, summary: str) -> Method:
+    def build(config: BDKDConfig) -> BDKDPlan:
+        return BDKDPlan(config, task, arms, notes=notes, compare=compare,
+                        title=lambda c, t: f"{' vs '.join(c.arms)} on {t.description} with "
+                                           f"{100 * c.noise.rate:g} % label noise (online KD)",
+                        teacher_training=lambda c: c.teacher.train_spec())
+
+    return Method(name=name, config_model=BDKDConfig, build=build, domain="vision", summary=summary,
+                  recipes=Path(__file__).resolve().parent.parent / "recipes")
 
 
-_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
-METHOD = Method(name="bd-kd", config_model=BDKDConfig, build=build, domain="vision", recipes=_RECIPES,
-                summary="BD-KD: online KD with entropy-gap-balanced forward/reverse KL, noisy digits, vs CE student")
-DML_METHOD = Method(name="dml", config_model=BDKDConfig, build=build, domain="vision", recipes=_RECIPES,
-                    summary="Deep Mutual Learning (online KD, forward KL) on noisy digits, vs CE student")
-FIXED_MIX_METHOD = Method(name="fixed-mix-kd", config_model=BDKDConfig, build=build, domain="vision",
-                          recipes=_RECIPES,
-                          summary="Online KD, fixed 0.5/0.5 forward+reverse KL mix, noisy digits (BD-KD control)")
+METHOD = _method("bd-kd", "BD-KD: online KD with entropy-gap-balanced forward/reverse KL on noisy labels; vs DML, "
+                          "offline KD, scratch")
+DML_METHOD = _method("dml", "Deep Mutual Learning (online KD, forward KL) on noisy labels; vs offline KD, scratch")
+FIXED_MIX_METHOD = _method("fixed-mix-kd", "Online KD with a fixed forward/reverse KL mix (BD-KD's control) on "
+                                           "noisy labels")
