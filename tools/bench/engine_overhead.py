@@ -61,7 +61,7 @@ from bench_common import (
     versions,
 )
 from kd_core import Backend, Callback, Distiller, FrozenTeacher, Phase
-from kd_core.data import IndexedDataset, epoch_batches
+from kd_core.data import IndexedDataset, epoch_batches, loader
 from kd_core.engine import adamw
 from kd_core.runs import RunDir
 from kd_core.testing import BlobDataset
@@ -170,7 +170,7 @@ def attribution(train: Dataset, teacher: nn.Module, student: nn.Module, args: ar
     """Micro-measures of the per-step pieces where the engine does more than the hand loop, in µs.
 
     Each pair times the engine's piece and the hand loop's equivalent on one batch: fetching and
-    collating a batch (``IndexedDataset`` + ``Backend.to_device`` vs a plain ``DataLoader``), the
+    collating a batch (``kd_core.data.loader`` + ``Backend.to_device`` vs a plain ``DataLoader``), the
     teacher call (``FrozenTeacher`` vs ``inference_mode`` + clone), the loss forward and backward
     (``Objective`` vs ``hand_loss``), and logging (``log_values`` + one ``metrics.jsonl`` line vs
     nothing). They add up to roughly, not exactly, the measured overhead.
@@ -180,7 +180,7 @@ def attribution(train: Dataset, teacher: nn.Module, student: nn.Module, args: ar
     indexed = IndexedDataset(train)
 
     def engine_fetch() -> None:
-        for raw in indexed.loader(batches[:8]):
+        for raw in loader(train, batches[:8]):
             backend.to_device(raw)
 
     def hand_fetch() -> None:

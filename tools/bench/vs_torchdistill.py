@@ -30,7 +30,7 @@ How
     within seed noise (the gap between the means at most twice the larger standard deviation over seeds,
     plus 0.5 points).
 
-Targets: kd/hand ≤ 1.03 and kd/torchdistill ≤ 1.00 (median step time). Run with ``--help`` for the
+Targets: kd/hand ≤ 1.05 and kd/torchdistill ≤ 1.00 (median step time). Run with ``--help`` for the
 settings; results go to ``--json``.
 """
 
@@ -73,7 +73,7 @@ from torch.utils.data import Dataset, Sampler
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_JSON = HERE / "results" / "vs_torchdistill.json"
-TARGET_HAND, TARGET_TORCHDISTILL = 1.03, 1.00
+TARGET_HAND, TARGET_TORCHDISTILL = 1.05, 1.00  # kd/hand: ≤ 1.05 since 2026-12-06 (issue #15: a simpler core)
 SIDES = ("kd", "torchdistill", "hand")
 CONTROL = "hand-copy"  # a second, identical hand loop on its own student: the A/A control of the timing
 TIMED = (*SIDES, CONTROL)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -117,16 +117,12 @@ class Backend:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=_DTYPES[self.precision])
 
-    def to_device(self, batch):
-        """Move every tensor of a (nested) batch to the device."""
+    def to_device(self, batch: Any) -> Any:
+        """Move every tensor of a (nested) batch to the device; dicts, lists and tuples are rebuilt, the rest kept."""
         if isinstance(batch, torch.Tensor):
             return batch.to(self.device, non_blocking=True)
-        if isinstance(batch, dict):  # tensors moved inline: this runs for every batch
-            device = self.device
-            if device.type == "cpu":  # a CPU tensor is kept (``.to`` would return it, after parsing its arguments)
-                return {k: v if type(v) is torch.Tensor and v.is_cpu else self.to_device(v) for k, v in batch.items()}
-            return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else self.to_device(v)
-                    for k, v in batch.items()}
+        if isinstance(batch, dict):
+            return {k: self.to_device(v) for k, v in batch.items()}
         if isinstance(batch, list | tuple):
             return type(batch)(self.to_device(v) for v in batch)
         return batch

@@ -1,14 +1,15 @@
-"""Deterministic, resumable batching: the engine's own sampler and the sample dicts it feeds models.
+"""Deterministic, resumable batching: the engine's batch order and the loader that feeds it.
 
 Every epoch's order is a pure function of ``(seed, phase, epoch)``, so a resumed run can skip to the
-exact batch where it stopped, and each process of a distributed run takes its own shard.
+exact batch where it stopped, and each process of a distributed run takes its own shard. The engine
+reads a dataset through ``loader``: a plain ``DataLoader`` whose batch sampler is that list of
+batches and whose collate adds the samples' positions as ``batch["index"]``.
 """
 
 from __future__ import annotations
 
-import array
 import math
-from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import torch
@@ -20,9 +21,8 @@ from kd_core.errors import ConfigError
 class IndexedDataset(Dataset):
     """Wraps a dataset so that every sample is a dict that knows its position (``"index"``).
 
-    A tuple sample ``(x, y)`` becomes ``{"input": x, "label": y}``; a dict sample is kept as is.
-    ``dataset[i]`` and the batched ``__getitems__`` (what a plain ``DataLoader`` calls) give each sample its
-    ``"index"``; ``loader`` is the engine's faster path, which adds the positions to the collated batch once.
+    A tuple sample ``(x, y)`` becomes ``{"input": x, "label": y}``; a dict sample is kept, and so is its own
+    ``"index"`` if it has one. (The engine itself reads datasets through ``loader``.)
     """
 
     def __init__(self, dataset: Dataset) -> None:
@@ -32,133 +32,61 @@ class IndexedDataset(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return _with_index(_as_dict(self.dataset[index]), index)
-
-    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
-        """A whole batch of samples, each with its ``"index"`` (a sample's own ``"index"`` is kept)."""
-        batch = self.fetch(indices)
-        return [_with_index(sample, index) for sample, index in zip(batch, batch.indices, strict=True)]
-
-    def fetch(self, indices: Sequence[int]) -> IndexedBatch:
-        """The samples at ``indices`` as dicts (dicts unchanged, not copied) and their positions: the wrapped
-        dataset's own batched fetch if it has one, and no per-sample method dispatch otherwise."""
-        indices = list(indices)
-        return IndexedBatch(self.samples(indices), indices)
-
-    def samples(self, indices: list[int]) -> list[dict[str, Any]]:
-        """The samples at ``indices`` as dicts, without their positions (what ``fetch`` pairs them with)."""
-        getitems = getattr(self.dataset, "__getitems__", None)
-        # map() and set() loop in C: these lines run for every batch, and a Python-level loop over 64 samples
-        # costs as much as the rest of the engine's step bookkeeping
-        items = getitems(indices) if getitems else list(map(self.dataset.__getitem__, indices))
-        if set(map(type, items)) != {dict}:
-            items = [item if type(item) is dict else _as_dict(item) for item in items]
-        return items
-
-    def loader(self, batches: Sequence[list[int]], collate: Callable[[list[Any]], Any] = default_collate,
-               num_workers: int = 0, generator: torch.Generator | None = None) -> DataLoader | InProcessLoader:
-        """The batches at ``batches`` (lists of positions), collated, each carrying ``"index"``.
-
-        ``collate`` sees the samples without their positions; ``CollateWithIndex`` adds them to the batch as
-        one int64 tensor, instead of copying every sample to add its ``"index"`` and collating those one by one.
-        With ``num_workers`` ≥ 1 this is a ``DataLoader`` (``generator`` seeds its workers); with none, an
-        ``InProcessLoader``, which yields the same batches.
-        """
-        if num_workers == 0:
-            return InProcessLoader(self, batches, collate)
-        return DataLoader(_Fetched(self), batch_sampler=batches, num_workers=num_workers,
-                          collate_fn=CollateWithIndex(collate), generator=generator)
+        sample = as_sample(self.dataset[index])
+        return sample if "index" in sample else {**sample, "index": index}
 
 
-class InProcessLoader:
-    """``collate(dataset.samples(positions))`` with ``"index"`` added, for each list of positions in ``batches``.
+class _Positioned(Dataset):
+    """``(position, sample)`` pairs of a dataset, the samples as dicts: what ``loader`` reads. A dataset's
+    own batched fetch (``__getitems__``), if it has one, serves a whole batch in one call."""
 
-    The batches a ``DataLoader`` without workers gives (with ``CollateWithIndex``), without its per-batch
-    machinery (iterator bookkeeping and a profiler range around every batch), which costs as much as the
-    engine's whole per-step bookkeeping; the positions of a pass are made as one tensor and split into
-    views, not built batch by batch. Iterable more than once, like a ``DataLoader``.
-    """
-
-    def __init__(self, dataset: IndexedDataset, batches: Sequence[list[int]],
-                 collate: Callable[[list[Any]], Any]) -> None:
-        self.dataset, self.batches, self.collate = dataset, batches, collate
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
 
     def __len__(self) -> int:
-        return len(self.batches)
+        return len(self.dataset)  # type: ignore[arg-type]
 
-    def __iter__(self) -> Iterator[Any]:
-        samples, collate = self.dataset.samples, self.collate
-        flat = [i for positions in self.batches for i in positions]
-        views = positions_tensor(flat).split([len(positions) for positions in self.batches])
-        for positions, view in zip(self.batches, views, strict=True):
-            batch = collate(samples(positions))
-            if _takes_positions(batch):
-                batch["index"] = view
-            yield batch
+    def __getitem__(self, index: int) -> tuple[int, dict[str, Any]]:
+        return index, as_sample(self.dataset[index])
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[int, dict[str, Any]]]:
+        getitems = getattr(self.dataset, "__getitems__", None)
+        items = getitems(list(indices)) if getitems is not None else [self.dataset[i] for i in indices]
+        return [(index, as_sample(item)) for index, item in zip(indices, items, strict=True)]
 
 
-class IndexedBatch(list):
-    """The samples of one batch (dicts) and their positions in the dataset, ``indices``."""
+class WithIndex:
+    """``collate`` over the samples of ``(position, sample)`` pairs, then their positions as ``batch["index"]``.
 
-    def __init__(self, samples: list[dict[str, Any]], indices: list[int]) -> None:
-        super().__init__(samples)
-        self.indices = indices
-
-
-class CollateWithIndex:
-    """``collate``, then the positions of an ``IndexedBatch``'s samples as ``batch["index"]`` (int64).
-
-    A batch that already has an ``"index"`` (samples that carry their own) keeps it; a collated batch that
-    is not a mutable mapping is returned as ``collate`` made it.
+    The positions become one int64 tensor. A batch that already has an ``"index"`` (samples that carry their
+    own) keeps it; a collated batch that is not a mutable mapping is returned as ``collate`` made it.
     """
 
     def __init__(self, collate: Callable[[list[Any]], Any] = default_collate) -> None:
         self.collate = collate
 
-    def __call__(self, samples: list[Any]) -> Any:
-        batch = self.collate(samples)
-        if isinstance(samples, IndexedBatch) and _takes_positions(batch):
-            batch["index"] = positions_tensor(samples.indices)
+    def __call__(self, pairs: Sequence[tuple[int, Any]]) -> Any:
+        batch = self.collate([sample for _, sample in pairs])
+        if isinstance(batch, MutableMapping) and "index" not in batch:
+            batch["index"] = torch.tensor([position for position, _ in pairs], dtype=torch.int64)
         return batch
 
 
-def _takes_positions(batch: Any) -> bool:
-    """Whether a collated batch gets ``"index"``: a mutable mapping that has none of its own."""
-    # (the exact type check first: an ABC check runs Python code each time)
-    return (type(batch) is dict or isinstance(batch, MutableMapping)) and "index" not in batch
+def loader(dataset: Dataset, batches: Sequence[list[int]], collate: Callable[[list[Any]], Any] = default_collate,
+           num_workers: int = 0, generator: torch.Generator | None = None) -> DataLoader:
+    """The batches of ``dataset`` at ``batches`` (lists of positions, in that order), collated by ``collate``,
+    each carrying ``"index"``: a ``DataLoader`` with ``batches`` as its batch sampler.
+
+    ``collate`` sees the samples as dicts, without their positions. ``generator`` is the loader's own random
+    source (its workers' seeds): with one, iterating draws nothing from the global RNG.
+    """
+    return DataLoader(_Positioned(dataset), batch_sampler=batches, collate_fn=WithIndex(collate),
+                      num_workers=num_workers, generator=generator)
 
 
-def positions_tensor(indices: list[int]) -> torch.Tensor:
-    """``indices`` as an int64 tensor, through a typed buffer (``torch.tensor`` on a list of Python ints
-    inspects every element, which costs about as much as fetching the samples)."""
-    return torch.frombuffer(array.array("q", indices), dtype=torch.int64) if indices else \
-        torch.zeros(0, dtype=torch.int64)
-
-
-class _Fetched(Dataset):
-    """The view ``IndexedDataset.loader`` reads: batches come back from ``fetch``, positions apart."""
-
-    def __init__(self, indexed: IndexedDataset) -> None:
-        self.indexed = indexed
-
-    def __len__(self) -> int:
-        return len(self.indexed)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.indexed[index]
-
-    def __getitems__(self, indices: Sequence[int]) -> IndexedBatch:
-        return self.indexed.fetch(indices)
-
-
-def _with_index(sample: dict[str, Any], index: int) -> dict[str, Any]:
-    """A copy of ``sample`` with its ``"index"``; a sample that carries its own is returned as it is."""
-    return sample if "index" in sample else {**sample, "index": index}
-
-
-def _as_dict(item: Any) -> dict[str, Any]:
+def as_sample(item: Any) -> dict[str, Any]:
     """``item`` as a sample dict: a dict as is, another mapping copied, an ``(input, label)`` pair named."""
-    if type(item) is dict:
+    if isinstance(item, dict):
         return item
     if isinstance(item, Mapping):
         return dict(item)

@@ -28,7 +28,7 @@ from kd_core.checkpoint import (
     save_weights,
     set_rng_state,
 )
-from kd_core.data import CollateWithIndex, IndexedDataset, epoch_batches, in_order
+from kd_core.data import epoch_batches, in_order, loader
 from kd_core.errors import CheckpointError, ConfigError, NonFiniteLossError, TapError
 from kd_core.objective import Objective
 from kd_core.runs import RunDir, environment
@@ -252,11 +252,11 @@ class Distiller:
                               hint=f"term {compared[0].name!r} compares teacher and student logits")
 
     # -- helpers ------------------------------------------------------------------------------------
-    def _loader(self, dataset: IndexedDataset, batches: Sequence[list[int]]) -> Iterable[Any]:
+    def _loader(self, dataset: Dataset, batches: Sequence[list[int]]) -> Iterable[Any]:
         # a private generator (for worker seeds): iterating must not draw from the global RNG, or a resumed run
         # would diverge
         generator = torch.Generator().manual_seed(self.seed)
-        return dataset.loader(batches, self.collate, num_workers=self.num_workers, generator=generator)
+        return loader(dataset, batches, self.collate, num_workers=self.num_workers, generator=generator)
 
     def _batches(self, dataset: Dataset, phase_index: int, epoch: int) -> list[list[int]]:
         return epoch_batches(len(dataset), self.batch_size, self.seed, phase_index, epoch,
@@ -269,8 +269,7 @@ class Distiller:
 
     def in_order(self, dataset: Dataset) -> Iterator[Any]:
         """``dataset`` in order, in batches of ``eval_batch_size`` carrying ``"index"``, on the run's device."""
-        indexed = dataset if isinstance(dataset, IndexedDataset) else IndexedDataset(dataset)
-        for batch in self._loader(indexed, in_order(len(indexed), self.eval_batch_size)):
+        for batch in self._loader(dataset, in_order(len(dataset), self.eval_batch_size)):  # type: ignore[arg-type]
             yield self.backend.to_device(batch)
 
     def evaluate(self, dataset: Dataset, model: nn.Module | None = None) -> dict[str, float]:
@@ -311,8 +310,6 @@ class Distiller:
     def fit(self, train: Dataset, val: Dataset | None = None, out: str | os.PathLike = "runs/distill",
             config: dict[str, Any] | None = None, resume: bool = False) -> FitResult:
         """Train through every phase; write checkpoints, metrics and config under ``out``."""
-        train = IndexedDataset(train)
-        val = IndexedDataset(val) if val is not None else None
         config = dict(config or {})
         config.setdefault("seed", self.seed)
         config.setdefault("phases", [{"name": p.name, "epochs": p.epochs} for p in self.phases])
@@ -329,7 +326,7 @@ class Distiller:
             self.teacher.bind(taps or [LOGITS], self.forward)
             self.teacher.prepare(self, train)  # to the device; a cached teacher builds its cache
         self.student.to(self.backend.device)
-        probe = CollateWithIndex(self.collate)(train.fetch([0, min(1, len(train) - 1)]))  # as the loader makes them
+        probe = next(iter(self._loader(train, [[0, min(1, len(train) - 1)]])))  # type: ignore[arg-type]
         self._probe_shapes(self.backend.to_device(probe))
 
         env = environment(self.seed, {"backend": self.backend.describe()})
@@ -342,7 +339,7 @@ class Distiller:
         finally:
             self.run.close()
 
-    def _fit(self, train: IndexedDataset, val: IndexedDataset | None, resume_state: dict[str, Any] | None,
+    def _fit(self, train: Dataset, val: Dataset | None, resume_state: dict[str, Any] | None,
              resume: bool) -> FitResult:
         assert self.run is not None
         history: list[dict[str, float]] = []
