@@ -1,18 +1,19 @@
-"""TinyBERT: the layer map, hand-computed losses, attention taps, training through Distiller, save/reload, bad input."""
+"""TinyBERT: the layer map, hand-computed losses, attention taps, training through Distiller, save/reload, bad input,
+and toy-size CLI studies (tinybert-task on glosses and on a CSV with an hf:DIR teacher, tinybert-general)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 import torch
-from kd_core import Backend, Phase, adamw
+from kd_core import Backend, Distiller, FrozenTeacher, Phase, adamw
 from kd_core.errors import ConfigError, KDError
 from kd_core.taps import TapSet
 from kd_core.transformer_losses import attention_scores
 from kd_nlu.data.text import TextCollator, TextDataset, encoder_forward
-from kd_nlu.methods.common import fit_text
 from kd_nlu.models.student import build_student, load_student, save_student, student_config
 from kd_nlu.tinybert.augment import EmbeddingNeighbours, augment
 from kd_nlu.tinybert.layers import check_layer_map, encoder_layout, uniform_layer_map
@@ -49,6 +50,14 @@ def tiny_student(teacher: torch.nn.Module, head: bool = True, layers: int = 2, h
     config = student_config(teacher.config, layers=layers, hidden=hidden, intermediate=32,
                             num_labels=3 if head else None, dropout=0.0)
     return build_student(config, head=head)
+
+
+def fit(model, phases, data, teacher, out: Path, forward=encoder_forward, val=None):
+    """Train through kd-core's Distiller, as the study arms do."""
+    distiller = Distiller(model, phases, teacher=FrozenTeacher(teacher), backend=Backend(device="cpu"), batch_size=16,
+                          seed=0, forward=forward, collate=TextCollator(0))
+    distiller.fit(data, val, out=out, config={})
+    return distiller.student
 
 
 def texts(n: int = 24) -> tuple[list[str], list[int]]:
@@ -170,9 +179,8 @@ def test_general_then_task_run_reduces_intermediate_loss(tokenizer, tmp_path: Pa
     t_base, s_base = tiny_teacher(head=False), tiny_student(tiny_teacher(head=False), head=False)
     general = intermediate_objective(s_base, t_base)
     before = objective_values(general, s_base, t_base, batches)
-    s_base = fit_text(s_base, [Phase("general", general, epochs=4, optimizer=adamw(5e-3))],
-                      TextDataset(words, None, tokenizer, 16), None, tmp_path / "general", Backend(device="cpu"),
-                      seed=0, batch_size=16, config={}, teacher=t_base, forward=hidden_forward)
+    s_base = fit(s_base, [Phase("general", general, epochs=4, optimizer=adamw(5e-3))],
+                 TextDataset(words, None, tokenizer, 16), t_base, tmp_path / "general", forward=hidden_forward)
     after = objective_values(general, s_base, t_base, batches)
     assert after["total"] < 0.7 * before["total"]
     assert all(after[k] < before[k] for k in before if k.startswith("attn"))
@@ -184,10 +192,9 @@ def test_general_then_task_run_reduces_intermediate_loss(tokenizer, tmp_path: Pa
     pred = prediction_objective()
     task_before = objective_values(layers, student, teacher, batches)
     pred_before = objective_values(pred, student, teacher, batches, forward=encoder_forward)
-    student = fit_text(student, [Phase("intermediate", layers, epochs=3, optimizer=adamw(3e-3)),
-                                 Phase("prediction", pred, epochs=3, optimizer=adamw(3e-3))],
-                       train, train, tmp_path / "task", Backend(device="cpu"), seed=0, batch_size=16, config={},
-                       teacher=teacher)
+    student = fit(student, [Phase("intermediate", layers, epochs=3, optimizer=adamw(3e-3)),
+                            Phase("prediction", pred, epochs=3, optimizer=adamw(3e-3))],
+                  train, teacher, tmp_path / "task", val=train)
     assert objective_values(layers, student, teacher, batches)["total"] < task_before["total"]
     assert objective_values(pred, student, teacher, batches, encoder_forward)["total"] < pred_before["total"]
 
@@ -248,14 +255,6 @@ def test_augmentation_replaces_words_with_embedding_neighbours(tokenizer) -> Non
         augment(["a"], [0], neighbours, copies=-1)
 
 
-def test_eval_of_a_run_without_a_saved_student_names_run(tmp_path: Path) -> None:
-    from kd_core.errors import RunDirError
-    from kd_nlu.methods.tinybert import TaskConfig, TaskPlan
-
-    with pytest.raises(RunDirError, match="RUN"):
-        TaskPlan(TaskConfig()).evaluate(tmp_path)
-
-
 def test_svd_embeddings_are_the_teachers_projected_onto_its_top_directions() -> None:
     from kd_nlu.models.student import init_embeddings_from_teacher
 
@@ -285,3 +284,179 @@ def test_svd_embeddings_refuse_a_student_wider_than_the_teacher() -> None:
     teacher = tiny_student(tiny_teacher())  # the narrow one as "teacher"
     with pytest.raises(ConfigError, match=r"student\.hidden"):
         init_embeddings_from_teacher(tiny_teacher(), teacher)
+
+
+# -- the studies, from the CLI, at toy size ---------------------------------------------------------------
+TOPICS = {"animal": ["cat", "dog", "horse", "bird", "fish", "cow"], "money": ["bank", "price", "market", "tax", "cash",
+                                                                            "loan"],
+          "weather": ["rain", "snow", "wind", "storm", "cloud", "sun"]}
+ARMS = {"tinybert": "variant", "kd": "kd", "scratch": "scratch", "intermediate-then-ce": "baseline"}
+PAIRS = [["kd", "scratch"], ["tinybert", "kd"], ["tinybert", "scratch"], ["tinybert", "intermediate-then-ce"],
+         ["intermediate-then-ce", "scratch"]]
+TOY = ["seeds=[0]", "student.model=small", "student.layers=1", "student.hidden=32", "student.intermediate=64",
+       "student.epochs=2", "student.batch_size=8", "intermediate.epochs=1", "augment.copies=1"]
+
+
+def distill(recipe: str, out: Path, *overrides: str) -> int:
+    from kd_nlu.cli import main
+
+    return main(["distill", "--recipe", recipe, "--device", "cpu", "--out", str(out),
+                 *[a for o in overrides for a in ("--set", o)]])
+
+
+@pytest.fixture(scope="module")
+def hf_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer BERT classifier (hidden 64, 4 heads) over the topics, saved with MiniLM's tokenizer."""
+    from kd_nlu.models.teacher import load_tokenizer, minilm_path
+    from transformers import AutoConfig
+
+    folder = tmp_path_factory.mktemp("hf") / "teacher"
+    base = AutoConfig.from_pretrained(str(minilm_path()), local_files_only=True)
+    torch.manual_seed(0)
+    config = student_config(base, layers=2, hidden=64, intermediate=128, heads=4, num_labels=3, dropout=0.0)
+    config.id2label = dict(enumerate(sorted(TOPICS)))
+    config.label2id = {n: i for i, n in config.id2label.items()}
+    BertForSequenceClassification(config).save_pretrained(folder)
+    load_tokenizer().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """36 rows of a three-topic CSV (text in `sentence`, label in `topic`)."""
+    rows = [f'"the {w} and the {ws[(k + 2) % 6]} were {["near", "far", "here"][k % 3]}",{topic}'
+            for topic, ws in TOPICS.items() for k, w in enumerate(ws * 2)]
+    path = tmp_path_factory.mktemp("csv") / "topics.csv"
+    path.write_text("sentence,topic\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def csv_task(table: Path) -> list[str]:
+    return [f"data.source=csv:{table}", "data.text_column=sentence", "data.label_column=topic",
+            "data.max_length=16", "data.val_fraction=0.2", "data.test_fraction=0.2"]
+
+
+def records(run: Path, arm: str) -> list[dict]:
+    return [json.loads(line) for line in (run / f"{arm}-seed0" / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_tinybert_task_on_glosses_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default recipe at toy size: MiniLM fine-tuned here, four arms, their comparisons, students saved."""
+    from kd_nlu.models.teacher import MINILM_MODULE
+
+    pytest.importorskip(MINILM_MODULE)
+    monkeypatch.setenv("KD_DATA_HOME", str(tmp_path / "home"))
+    run = tmp_path / "run"
+    assert distill("tinybert-task", run, *TOY, "student.hidden=24", "student.intermediate=48",  # 12 heads
+                   "data.gloss_classes=3", "data.train_size=24", "data.val_size=9", "data.test_size=9",
+                   "data.max_length=16", "teacher.epochs=1", "teacher.batch_size=8") == 0
+    results = json.loads((run / "results.json").read_text())
+    assert {k: v["role"] for k, v in results["arms"].items()} == ARMS
+    assert [[c["a"], c["b"]] for c in results["comparisons"]] == PAIRS
+    assert "trained in this run" in results["teacher"]["source"] and results["task"]["sizes"]["train"] == 24
+    # MiniLM has 6 layers: the 1-layer student learns from the last, g(1) = 6
+    losses = json.loads((run / "tinybert-seed0" / "layer_losses.json").read_text())
+    assert losses["layer_map"] == [6] and set(losses["after"]) == {"total", "emb", "attn.1", "hidden.1"}
+    saved = json.loads((run / "kd-seed0" / "model" / "config.json").read_text())
+    assert saved["num_hidden_layers"] == 1 and len(saved["id2label"]) == 3
+    assert "Plain KD against scratch" in (run / "report.md").read_text()
+
+
+def test_tinybert_task_on_a_csv_with_an_hf_teacher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   hf_teacher: Path, table: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Your own CSV and Hugging Face teacher: used as it is; each arm trains what it says; eval re-scores."""
+    monkeypatch.setenv("KD_DATA_HOME", str(tmp_path / "home"))
+    run = tmp_path / "run"
+    assert distill("tinybert-task", run, *TOY, *csv_task(table), f"teacher.model=hf:{hf_teacher}") == 0
+    results = json.loads((run / "results.json").read_text())
+    assert "given with its weights" in results["teacher"]["source"]
+    assert {k: v["role"] for k, v in results["arms"].items()} == ARMS
+    assert [[c["a"], c["b"]] for c in results["comparisons"]] == PAIRS
+    assert results["task"]["sizes"] == {"train": 24, "val": 6, "test": 6}  # 12 rows a class: 8, 2, 2
+    # the phases: tinybert distils the layers (teacher layer 2 for the 1-layer student), then the logits
+    losses = json.loads((run / "tinybert-seed0" / "layer_losses.json").read_text())
+    assert losses["layer_map"] == [2] and losses["after"]["total"] != losses["before"]["total"]
+    terms = {arm: [{k for r in records(run, arm) if r.get("phase") == p for k in r if k.startswith("loss/")}
+                   for p in (0, 1)] for arm in ARMS}
+    assert terms["tinybert"][0] >= {"loss/emb", "loss/attn.1", "loss/hidden.1"}
+    assert "loss/pred" in terms["tinybert"][1]
+    assert terms["kd"] == [{"loss/total", "loss/pred"}, set()]
+    assert terms["scratch"] == [{"loss/total", "loss/ce"}, set()]
+    assert "loss/ce" in terms["intermediate-then-ce"][1] and "loss/attn.1" in terms["intermediate-then-ce"][0]
+    assert not (run / "kd-seed0" / "layer_losses.json").exists()
+    # every arm saw the same augmented texts: 24 rows + 1 copy each, at batch 8 -> 6 steps per epoch
+    assert max(r["step"] for r in records(run, "scratch") if "step" in r) == 2 * 6
+    config = json.loads((run / "tinybert-seed0" / "model" / "config.json").read_text())
+    assert config["id2label"] == {"0": "animal", "1": "money", "2": "weather"}
+    # eval reloads every student from its checkpoint and scores it as the study did
+    from kd_nlu.cli import main
+
+    capsys.readouterr()
+    assert main(["eval", str(run), "--device", "cpu"]) == 0
+    scores = dict(line.split(": ") for line in capsys.readouterr().out.strip().splitlines())
+    for arm in ARMS:
+        assert float(scores[f"{arm}/seed0/accuracy"]) == pytest.approx(results["arms"][arm]["seeds"]["0"]["accuracy"])
+
+
+def test_general_student_saved_with_save_pretrained_starts_a_task_study(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        hf_teacher: Path, table: Path) -> None:
+    """tinybert-general on a text file lowers the held-out attention MSE; its student starts tinybert-task."""
+    monkeypatch.setenv("KD_DATA_HOME", str(tmp_path / "home"))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"the {a} saw the {b} in the {c}" for a in TOPICS["animal"]
+                                for b in TOPICS["weather"] for c in ("rain", "bank")) + "\n")
+    general = tmp_path / "general"
+    assert distill("tinybert-general", general, f"data.text_file={corpus}", "data.held_out=16", "data.max_length=16",
+                   f"teacher.model=hf:{hf_teacher}", "student.layers=1", "student.hidden=32",
+                   "student.intermediate=64", "student.epochs=3", "student.lr=0.005", "student.batch_size=8") == 0
+    results = json.loads((general / "results.json").read_text())
+    assert results["task"]["sizes"] == {"train": 56, "val": 8, "test": 8}
+    assert results["task"]["headline"] == "attention_mse" and not results["task"]["higher_is_better"]
+    teacher = results["teacher"]["test"]
+    assert teacher["attention_mse"] == 0 and teacher["hidden_cka"] == pytest.approx(1)
+    losses = json.loads((general / "general-seed0" / "layer_losses.json").read_text())
+    assert losses["layer_map"] == [2] and losses["after"]["total"] < losses["before"]["total"]
+    saved = general / "general-seed0" / "model"
+    assert (saved / "tokenizer.json").is_file() and (saved / "model.safetensors").is_file()
+    task = tmp_path / "task"
+    assert distill("tinybert-task", task, *TOY, *csv_task(table), f"teacher.model=hf:{hf_teacher}",
+                   f"student.model=hf:{saved}", "arms=[tinybert,kd]") == 0
+    from safetensors.torch import load_file
+
+    start = load_file(saved / "model.safetensors")
+    key = "embeddings.word_embeddings.weight"
+    # the study's student is the general one with a new head: the same embeddings before training
+    from kd_nlu.tasks import TextData, TextModel, text_task
+
+    student = text_task(TextData(source=f"csv:{table}", text_column="sentence", label_column="topic"),
+                        TextModel(model=f"hf:{hf_teacher}"), TextModel(model=f"hf:{saved}")).student(0)
+    assert torch.equal(student.bert.embeddings.word_embeddings.weight, start[key])
+    assert set(json.loads((task / "results.json").read_text())["arms"]) == {"tinybert", "kd"}
+
+
+def test_linear_cka_by_hand() -> None:
+    from kd_nlu.tinybert.evaluation import linear_cka
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 6, generator=g)
+    rotation, _ = torch.linalg.qr(torch.randn(6, 6, generator=g))
+    assert linear_cka(x, 3 * x @ rotation) == pytest.approx(1.0)
+    assert linear_cka(x, torch.cat([x, torch.zeros(200, 2)], 1)) == pytest.approx(1.0)  # across widths
+    y = torch.tensor([[1.0], [2.0], [3.0]])
+    # centred x = [-1, 0, 1], y' = [1, 0, 1] - 2/3 -> orthogonal to x: CKA 0
+    assert linear_cka(y, torch.tensor([[1.0], [0.0], [1.0]])) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_bad_recipes_are_one_line_errors(tmp_path: Path, hf_teacher: Path, table: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert distill("tinybert-task", tmp_path / "a", *TOY, "intermediate.epochs=2") == 2
+    assert "intermediate.epochs" in capsys.readouterr().err
+    assert distill("tinybert-task", tmp_path / "b", *TOY, "arms=[kd,scratch]") == 2
+    assert "tinybert" in capsys.readouterr().err
+    other = tmp_path / "other"  # a student over another vocabulary
+    tiny_teacher().save_pretrained(other)
+    assert distill("tinybert-task", tmp_path / "c", *TOY, *csv_task(table), f"teacher.model=hf:{hf_teacher}",
+                   f"student.model=hf:{other}") == 2
+    assert "student.model" in capsys.readouterr().err and not (tmp_path / "c").exists()

@@ -1,54 +1,61 @@
-"""TinyBERT: Transformer distillation of a MiniLM teacher into a small BERT student, general then task.
+"""TinyBERT: Transformer distillation (embeddings, pre-softmax attention, hidden states, then predictions).
 
 Jiao, Yin, Shang, Jiang, Chen, Li, Wang and Liu, "TinyBERT: Distilling BERT for Natural Language
-Understanding", Findings of EMNLP 2020, arXiv:1909.10351.
+Understanding", Findings of EMNLP 2020, arXiv:1909.10351. The losses, the uniform layer map g(m) = m·N/M and
+the learned projection W_h are in ``kd_nlu.tinybert.objectives``; the word-replacement augmentation (neighbours
+in the teacher's input embeddings: no GloVe or MLM head offline) in ``kd_nlu.tinybert.augment``.
 
-- ``tinybert-general``: the pre-trained (not fine-tuned) MiniLM teacher, unlabelled transfer text
-  (fortunes and WordNet example sentences), embedding + pre-softmax attention + hidden-state MSE over
-  a uniform layer map g(m) = m·N/M, a learned projection W_h for the width gap. The student is saved
-  with ``save_pretrained`` (and the teacher's tokenizer) so ``AutoModel`` reloads it.
-- ``tinybert-task``: the MiniLM teacher fine-tuned on the WordNet gloss task; the training texts grow by
-  word-replacement augmentation (neighbours in the teacher's input-embedding space: no GloVe or MLM head
-  offline, see ``kd_nlu.tinybert.augment``); phase 1 distils the intermediate layers, phase 2 the
-  prediction layer (soft cross-entropy at temperature t). The student may start from a general one.
+``tinybert-task`` is a ``Study`` over any text task (``kd_nlu.tasks``: WordNet glosses by default, or
+``data.source=csv:FILE``; teacher ``minilm``, fine-tuned here, or ``hf:DIR``). Every arm starts from the same
+student (``student.model``: a ``small`` BERT, or ``hf:DIR`` such as a ``tinybert-general`` student), trains
+``student.epochs`` epochs on the same augmented train split, and is evaluated on the same test split:
 
-The losses and the layer map are in ``kd_nlu.tinybert.objectives``; both plans train through
-``kd_core.Distiller`` (``kd_nlu.methods.common.fit_text``).
+- ``tinybert`` (variant): ``intermediate.epochs`` of intermediate-layer distillation, then prediction-layer
+  distillation (soft cross-entropy at ``temperature``) for the remaining epochs; never a gold label;
+- ``kd`` (kd): prediction-layer distillation alone for every epoch;
+- ``scratch`` (scratch): cross-entropy on the labels for every epoch;
+- ``intermediate-then-ce`` (baseline): the intermediate stage, then cross-entropy on the labels.
+
+Each arm's phases restart AdamW with cosine decay. ``<arm>-seed<seed>/layer_losses.json`` holds the
+intermediate-layer loss per term on the validation split before and after training (and the layer map).
+
+``tinybert-general`` distils a pre-trained encoder (not fine-tuned) into a small one on unlabelled text
+(fortunes and WordNet example sentences, or ``data.text_file``): a ``Study`` with one arm, ``general``,
+scored on held-out text by the attention-score MSE to the teacher (the attention term of the objective,
+which needs no projection) and the linear CKA of the mapped hidden states. The student is saved with
+``save_pretrained`` and the teacher's tokenizer in ``general-seed<seed>/model``, so ``tinybert-task`` can
+start from it (``student.model=hf:RUN/general-seed0/model``).
 """
 
 from __future__ import annotations
 
-import copy
 import json
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-from kd_core import Backend, Phase, adamw, cosine_lr
+from kd_core.engine import Phase, adamw, cosine_lr
 from kd_core.errors import ConfigError
-from kd_core.metrics import count_parameters, measure_latency
-from kd_core.plots import plot_loss_curves
-from kd_core.progress import console, progress_bar
-from kd_core.recipes import Method, RecipeConfig, RunContext
-from kd_core.report import command_line, markdown_table, write_report
-from kd_core.runs import RunDir
+from kd_core.objective import Objective
+from kd_core.recipes import RunContext
+from kd_core.signals import FrozenTeacher
+from kd_core.study import Arm, ArmRun
+from kd_core.study_recipe import StudyRecipe, study_method
+from kd_core.task import Splits, Task
 from pydantic import Field, model_validator
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
-from kd_nlu.data.text import TextDataset
-from kd_nlu.methods.common import Strict, TrainConfig, classifier_metrics, fit_text, open_run, text_loader
-from kd_nlu.models.student import (
-    build_student,
-    init_embeddings_from_teacher,
-    load_student,
-    save_student,
-    student_config,
-)
-from kd_nlu.models.teacher import GlossTeacherConfig
-from kd_nlu.tinybert.augment import EmbeddingNeighbours, augment
+from kd_nlu.data.text import TextCollator, TextDataset
+from kd_nlu.methods.common import Strict, supervised_objective
+from kd_nlu.tasks import TextData, TextModel, text_task
+from kd_nlu.tinybert.augment import augmented
+from kd_nlu.tinybert.evaluation import general_evaluator
+from kd_nlu.tinybert.layers import check_layer_map, encoder_layout
 from kd_nlu.tinybert.objectives import (
     PARTS,
-    check_tokenizers,
     hidden_forward,
     intermediate_objective,
     objective_values,
@@ -57,21 +64,8 @@ from kd_nlu.tinybert.objectives import (
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 Part = Literal["embeddings", "attention", "hidden"]
-
-
-class StudentConfig(Strict):
-    """The student's shape: depth, width, FFN width and heads (default: the teacher's head count).
-
-    ``embeddings``: ``random`` (the paper) or ``teacher-svd`` (the teacher's embedding tables projected onto
-    their top singular directions: small embeddings that start with the teacher's token geometry).
-    """
-
-    layers: Annotated[int, Field(gt=0)] = 4
-    hidden: Annotated[int, Field(gt=0)] = 312
-    intermediate: Annotated[int, Field(gt=0)] = 1200
-    heads: Annotated[int, Field(gt=0)] | None = None
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
-    embeddings: Literal["random", "teacher-svd"] = "random"
+ArmName = Literal["tinybert", "kd", "scratch", "intermediate-then-ce"]
+ROLES = {"tinybert": "variant", "kd": "kd", "scratch": "scratch", "intermediate-then-ce": "baseline"}
 
 
 class LayerConfig(Strict):
@@ -84,299 +78,272 @@ class LayerConfig(Strict):
     average_heads: bool = False
 
 
-class GeneralData(Strict):
-    """Unlabelled transfer text: how many sentences, of which a held-out part, and the token budget.
-
-    ``text_file``: your own corpus (UTF-8, one sentence per line) instead of fortunes + WordNet examples.
-    """
-
-    text_file: str | None = None
-    limit: Annotated[int, Field(gt=1)] = 4000
-    held_out: Annotated[int, Field(gt=0)] = 200
-    max_length: Annotated[int, Field(ge=4, le=512)] = 64
-    seed: int = 0
-
-
-class GeneralConfig(RecipeConfig):
-    """The ``tinybert-general`` recipe."""
-
-    method: Literal["tinybert-general"] = "tinybert-general"
-    data: GeneralData = GeneralData()
-    student: StudentConfig = StudentConfig()
-    layers: LayerConfig = LayerConfig()
-    train: TrainConfig = TrainConfig(epochs=3, lr=5e-4, batch_size=32, weight_decay=0.01)
-
-
 class AugmentConfig(Strict):
     """Word replacement: p per word, top-M neighbours, N augmented copies per training text."""
 
     enabled: bool = True
     p: Annotated[float, Field(ge=0, le=1)] = 0.4
     top_m: Annotated[int, Field(gt=0)] = 15
-    copies: Annotated[int, Field(ge=0)] = 4
+    copies: Annotated[int, Field(ge=0)] = 2
     seed: int = 0
 
 
-class TaskConfig(RecipeConfig):
-    """The ``tinybert-task`` recipe; ``teacher`` is N1's ``GlossTeacherConfig`` (data and fine-tuning)."""
+class StageConfig(Strict):
+    """The intermediate-layer stage: its epochs (out of ``student.epochs``) and AdamW learning rate."""
+
+    epochs: Annotated[int, Field(gt=0)] = 3
+    lr: Annotated[float, Field(gt=0)] = 5e-4
+
+
+class TaskConfig(StudyRecipe):
+    """The ``tinybert-task`` recipe: ``student.epochs`` is every arm's budget, ``student.lr`` the learning rate of
+    the prediction, KD and cross-entropy phases."""
 
     method: Literal["tinybert-task"] = "tinybert-task"
-    teacher: GlossTeacherConfig = GlossTeacherConfig()
-    reuse_teacher: bool = True
-    student: StudentConfig = StudentConfig()
-    init_from: str | None = None
+    latency_iterations: Annotated[int, Field(ge=0)] = 0  # kd-core's model_cost cannot call a model on a dict yet
+    data: TextData = TextData(max_length=32)
+    teacher: TextModel = TextModel()
+    student: TextModel = TextModel(model="small", epochs=6, lr=3e-4)
+    intermediate: StageConfig = StageConfig()
     layers: LayerConfig = LayerConfig()
     augment: AugmentConfig = AugmentConfig()
-    intermediate: TrainConfig = TrainConfig(epochs=10, lr=5e-4, batch_size=32, weight_decay=0.01)
-    prediction: TrainConfig = TrainConfig(epochs=3, lr=3e-4, batch_size=32, weight_decay=0.01)
     temperature: Annotated[float, Field(gt=0)] = 1.0
-    latency_iterations: Annotated[int, Field(gt=0)] = 20
+    arms: Annotated[list[ArmName], Field(min_length=1)] = Field(
+        default_factory=lambda: ["tinybert", "kd", "scratch", "intermediate-then-ce"])
 
     @model_validator(mode="after")
-    def _one_batch_size(self) -> TaskConfig:
-        # one Distiller runs both phases, with one batch size
-        if self.prediction.batch_size != self.intermediate.batch_size:
-            raise ValueError(f"prediction.batch_size must equal intermediate.batch_size "
-                             f"({self.intermediate.batch_size}), received {self.prediction.batch_size}")
+    def _budget(self) -> TaskConfig:
+        if len(set(self.arms)) != len(self.arms) or "tinybert" not in self.arms:
+            raise ValueError(f"arms must include 'tinybert' and not repeat, received {self.arms}")
+        if self.intermediate.epochs >= self.student.epochs:
+            raise ValueError(f"intermediate.epochs must be below student.epochs ({self.student.epochs}, every "
+                             f"arm's budget), received {self.intermediate.epochs}")
         return self
 
 
-def layer_objective(student: nn.Module, teacher: nn.Module, layers: LayerConfig):
-    """The intermediate-layer objective of a ``LayerConfig``."""
-    return intermediate_objective(student, teacher, layer_map=layers.layer_map, projection=layers.projection,
-                                  parts=layers.parts, mask_padding=layers.mask_padding,
-                                  average_heads=layers.average_heads)
+def layer_objective(student: nn.Module, teacher: nn.Module, layers: LayerConfig, **changes: Any) -> Objective:
+    """The intermediate-layer objective of a ``LayerConfig`` (``changes`` override its fields)."""
+    options = {**layers.model_dump(), **changes}
+    return intermediate_objective(student, teacher, **options)
 
 
-def save_with_tokenizer(model: nn.Module, tokenizer: Any, directory: Path) -> Path:
-    """``save_pretrained`` the model and its tokenizer into ``directory``."""
-    save_student(model, directory)
-    tokenizer.save_pretrained(str(directory))
-    return directory
+def _batches(run: ArmRun, dataset: Dataset) -> list[Any]:
+    loader = DataLoader(dataset, batch_size=64, collate_fn=run.study.task.collate)
+    return [run.study.backend.to_device(b) for b in loader]
 
 
-def augmented_train(train: TextDataset, teacher: nn.Module, tokenizer: Any, config: AugmentConfig) -> TextDataset:
-    """``train`` plus ``config.copies`` word-replacement copies of each text (neighbours in ``teacher``'s
-    input embeddings), or ``train``'s texts alone when augmentation is off."""
-    texts, labels = list(train.texts), list(train.labels)
-    if config.enabled and config.copies:
-        neighbours = EmbeddingNeighbours.from_model(teacher, tokenizer, config.top_m)
-        texts, labels = augment(texts, labels, neighbours, config.copies, config.p, config.seed)
-    return TextDataset(texts, labels, tokenizer, train.max_length)
+def fit_arm(run: ArmRun, phases: list[Phase], train: Dataset, layer_map: list[int] | None = None) -> nn.Module:
+    """Train ``run.student`` through ``phases`` on ``train`` with the study's Distiller settings; when a phase is
+    named ``intermediate``, write its per-term validation loss before and after, and ``layer_map``, to
+    ``layer_losses.json``."""
+    signal = FrozenTeacher(run.teacher) if any(p.objective.needs_teacher for p in phases) else None
+    layers = next((p.objective for p in phases if p.name == "intermediate"), None)
+    if layers is not None:
+        val = _batches(run, run.study.task.data.val)
+        device = run.study.backend.device
+        before = objective_values(layers.to(device), run.student.to(device), run.teacher, val)
+    distiller = run.distiller(phases, signal)
+    distiller.fit(train, run.study.task.data.val, out=run.out, config=run.config(),
+                  resume=run.resume and (run.out / "config.yaml").is_file())
+    if layers is not None and run.study.backend.is_main:
+        record = {"layer_map": layer_map, "split": "val", "before": before,
+                  "after": objective_values(layers, distiller.student, run.teacher, val)}
+        (run.out / "layer_losses.json").write_text(json.dumps(record, indent=1))
+    return distiller.student
 
 
-def cost(model: nn.Module, vocab_size: int, iterations: int, length: int = 64) -> dict[str, float]:
-    """Parameters and CPU latency (p50 ms) at batch 1 and 32, sequence ``length``, of a CPU copy of ``model``."""
-    cpu = copy.deepcopy(model).cpu().eval()
-    generator = torch.Generator().manual_seed(0)
-    result: dict[str, float] = {"params": count_parameters(cpu)}
-    for batch in (1, 32):
-        ids = torch.randint(1000, vocab_size, (batch, length), generator=generator)
-        result[f"latency_ms_b{batch}"] = measure_latency(cpu, ids, warmup=3, iterations=iterations).p50_ms
-    return result
+def layer_map(config: LayerConfig, student: nn.Module, teacher: nn.Module) -> list[int]:
+    """The teacher layer each student layer learns from (``config.layer_map``, else uniform)."""
+    return check_layer_map(config.layer_map, encoder_layout(student).num_layers, encoder_layout(teacher).num_layers)
 
 
-def _curves(run: Path, keys: list[str]) -> list[dict[str, Any]]:
-    return [r for r in RunDir(run).metrics() if any(k in r for k in keys)]
+def task_phases(config: TaskConfig, arm: str, student: nn.Module, teacher: nn.Module) -> list[Phase]:
+    """The phases of one ``tinybert-task`` arm (see the module doc)."""
+    s, stage = config.student, config.intermediate
+
+    def phase(name: str, objective: Objective, epochs: int, lr: float) -> Phase:
+        return Phase(name, objective, epochs=epochs, optimizer=adamw(lr, s.weight_decay), scheduler=cosine_lr)
+
+    if arm in ("kd", "scratch"):
+        objective = prediction_objective(config.temperature) if arm == "kd" else supervised_objective()
+        return [phase("prediction" if arm == "kd" else "ce", objective, s.epochs, s.lr)]
+    last = (phase("prediction", prediction_objective(config.temperature), s.epochs - stage.epochs, s.lr)
+            if arm == "tinybert" else phase("ce", supervised_objective(), s.epochs - stage.epochs, s.lr))
+    return [phase("intermediate", layer_objective(student, teacher, config.layers), stage.epochs, stage.lr), last]
 
 
-class GeneralPlan:
-    """General distillation on unlabelled text; reports the held-out intermediate loss before and after."""
+def task_arms(config: TaskConfig, task: Task) -> dict[str, Arm]:
+    """Every arm the recipe lists, all on the same augmented train split (built once, from the study's teacher)."""
+    train: dict[str, TextDataset] = {}
 
-    def __init__(self, config: GeneralConfig) -> None:
-        self.config = config
+    def fit(name: str) -> Callable[[ArmRun], nn.Module]:
+        def run(arm_run: ArmRun) -> nn.Module:
+            if "data" not in train:
+                a = config.augment
+                train["data"] = augmented(task.data.train, arm_run.teacher, a.copies if a.enabled else 0, a.p,
+                                          a.top_m, a.seed)
+            phases = task_phases(config, name, arm_run.student, arm_run.teacher)
+            mapping = layer_map(config.layers, arm_run.student, arm_run.teacher)
+            return fit_arm(arm_run, phases, train["data"], mapping)
+        return run
 
-    def run(self, context: RunContext) -> Path:
-        """Distil, save the student and write the report under ``context.out``."""
-        from kd_nlu.data.transfer import read_text_file, unlabelled_texts
-        from kd_nlu.models.teacher import load_minilm
-
-        c = self.config
-        texts = (read_text_file(c.data.text_file, "data.text_file", c.data.limit, c.data.seed) if c.data.text_file
-                 else unlabelled_texts(c.data.limit, c.data.seed))  # bad data fails before the run folder exists
-        if c.data.held_out >= len(texts):
-            raise ConfigError("data.held_out", f"fewer than the {len(texts)} sentences", c.data.held_out)
-        backend = Backend(device=context.device, precision=context.precision)
-        top = open_run(context, c.model_dump(), c.seed, backend)
-        teacher, tokenizer = load_minilm(None)
-        torch.manual_seed(c.seed)
-        student = build_student(student_config(teacher.config, c.student.layers, c.student.hidden,
-                                               c.student.intermediate, c.student.heads, dropout=c.student.dropout),
-                                head=False)
-        if c.student.embeddings == "teacher-svd":
-            init_embeddings_from_teacher(student, teacher)
-        objective = layer_objective(student, teacher, c.layers)
-        train = TextDataset(texts[c.data.held_out:], None, tokenizer, c.data.max_length)
-        held = TextDataset(texts[: c.data.held_out], None, tokenizer, c.data.max_length)
-        held_batches = list(text_loader(held, 64, tokenizer.pad_token_id))
-        before = objective_values(objective, student, teacher, held_batches)
-        phases = [Phase("general", objective, epochs=c.train.epochs, optimizer=adamw(c.train.lr, c.train.weight_decay),
-                        scheduler=cosine_lr)]
-        with progress_bar() as progress:
-            student = fit_text(student, phases, train, None, top.path / "distill", backend, seed=c.seed,
-                               batch_size=c.train.batch_size, config={"recipe": c.model_dump()}, label="general",
-                               progress=progress, teacher=teacher, resume=context.resume,
-                               pad_token_id=tokenizer.pad_token_id, forward=hidden_forward)
-        student.cpu()
-        after = objective_values(objective, student, teacher.cpu(), held_batches)
-        saved = save_with_tokenizer(student, tokenizer, top.path / "student")
-        results = {"held_out_before": before, "held_out_after": after, "student_dir": str(saved),
-                   "train_texts": len(train), "held_out_texts": len(held),
-                   "params": {"teacher": count_parameters(teacher), "student": count_parameters(student)}}
-        top.write_json("results.json", results)
-        rows = [{"term": k, "before": before[k], "after": after[k]} for k in before]
-        png = plot_loss_curves(_curves(top.path / "distill", ["loss/total"]), top.plots / "loss_curves.png",
-                               keys=["loss/total"])
-        write_report(top, "TinyBERT general distillation (MiniLM-L6 teacher)", [
-            ("Summary", f"Held-out intermediate loss {before['total']:.4f} → **{after['total']:.4f}** over "
-                        f"{len(held)} unseen sentences; {len(train)} training sentences, {c.train.epochs} epochs. "
-                        f"Student {c.student.layers} layers × {c.student.hidden} "
-                        f"({results['params']['student']:,} parameters; teacher {results['params']['teacher']:,}). "
-                        f"Saved to `{saved}` (reload with `AutoModel.from_pretrained`).\n"),
-            ("Held-out loss per term", markdown_table(rows)),
-            ("Reproduce", f"```\n{command_line()}\n```\n"),
-        ], plots=[("Training loss", png)])
-        console.print(f"student saved to {saved}")
-        return top.path
+    what = {"tinybert": f"intermediate layers {config.intermediate.epochs} epochs, then prediction layer (T = "
+                        f"{config.temperature})",
+            "kd": f"prediction layer alone (soft CE, T = {config.temperature})",
+            "scratch": "cross-entropy on the labels alone",
+            "intermediate-then-ce": f"intermediate layers {config.intermediate.epochs} epochs, then cross-entropy"}
+    return {name: Arm(list, role=ROLES[name], fit=fit(name), batch_size=config.student.batch_size,
+                      description=what[name]) for name in config.arms}
 
 
-class TaskPlan:
-    """Task distillation on the gloss task: intermediate phase, then prediction phase; compare with the teacher."""
-
-    def __init__(self, config: TaskConfig) -> None:
-        self.config = config
-
-    def student(self, teacher: nn.Module, tokenizer: Any, num_labels: int) -> tuple[nn.Module, str]:
-        """The student this config describes (fresh, seeded by ``seed``, or ``init_from``) and its origin."""
-        c = self.config
-        if c.init_from:
-            from transformers import AutoTokenizer
-
-            directory = Path(c.init_from)
-            student_tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True) \
-                if (directory / "tokenizer_config.json").is_file() else tokenizer
-            check_tokenizers(tokenizer, student_tokenizer)
-            return load_student(directory, num_labels=num_labels), f"initialised from `{directory}`"
-        torch.manual_seed(c.seed)
-        config = student_config(teacher.config, c.student.layers, c.student.hidden, c.student.intermediate,
-                                c.student.heads, num_labels=num_labels, dropout=c.student.dropout)
-        student = build_student(config, head=True)
-        if c.student.embeddings == "teacher-svd":
-            kept = init_embeddings_from_teacher(student, teacher)["energy_kept"]
-            return student, (f"random layers, embeddings from the teacher's top-{c.student.hidden} singular "
-                             f"directions ({100 * kept:.1f}% of the word-embedding energy)")
-        return student, "randomly initialised"
-
-    def run(self, context: RunContext) -> Path:
-        """Fine-tune (or reuse) the teacher, distil in two phases, evaluate, save, report."""
-        from kd_nlu.models.teacher import gloss_teacher
-
-        c = self.config
-        backend = Backend(device=context.device, precision=context.precision)
-        top = open_run(context, c.model_dump(), c.seed, backend)
-        with progress_bar() as progress:
-            gt = gloss_teacher(c.teacher, out=top.path / "teacher", backend=backend, progress=progress,
-                               reuse=c.reuse_teacher, resume=context.resume)
-            teacher, tokenizer = gt.model, gt.tokenizer
-            num_labels = len(gt.task.label_names)
-            student, origin = self.student(teacher, tokenizer, num_labels)
-            train = gt.splits["train"]
-            augmented = augmented_train(train, teacher, tokenizer, c.augment)
-            objective = layer_objective(student, teacher, c.layers)
-            phases = [
-                Phase("intermediate", objective, epochs=c.intermediate.epochs,
-                      optimizer=adamw(c.intermediate.lr, c.intermediate.weight_decay), scheduler=cosine_lr),
-                Phase("prediction", prediction_objective(c.temperature), epochs=c.prediction.epochs,
-                      optimizer=adamw(c.prediction.lr, c.prediction.weight_decay), scheduler=cosine_lr),
-            ]
-            student = fit_text(student, phases, augmented, gt.splits.get("val"), top.path / "distill", backend,
-                               seed=c.seed, batch_size=c.intermediate.batch_size,
-                               config={"recipe": c.model_dump()}, label="task", progress=progress, teacher=teacher,
-                               resume=context.resume, pad_token_id=tokenizer.pad_token_id)
-        results = self._evaluate(teacher, student, tokenizer, gt.splits["test"], backend, top.path)
-        results.update({"teacher_note": gt.note, "student_origin": origin, "train_texts": len(train),
-                        "augmented_texts": len(augmented), "classes": num_labels})
-        top.write_json("results.json", results)
-        self._report(top, results, context)
-        return top.path
-
-    def evaluate(self, run: Path, device: str = "auto") -> dict[str, float]:
-        """Test metrics of the saved student of a finished run (``kd-nlu eval RUN``), reloaded with AutoModel."""
-        from kd_core.errors import RunDirError
-        from transformers import AutoTokenizer
-
-        from kd_nlu.models.teacher import gloss_datasets
-
-        directory = Path(run) / "student"
-        if not (directory / "config.json").is_file():
-            raise RunDirError("RUN", "a finished tinybert-task run with a saved student/ folder", str(run))
-        backend = Backend(device=device)
-        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-        task, splits = gloss_datasets(self.config.teacher.data, tokenizer)
-        student = load_student(directory, num_labels=len(task.label_names)).to(backend.device)
-        metrics, _ = classifier_metrics(student, splits["test"], backend, pad_token_id=tokenizer.pad_token_id)
-        return {f"student/{k}": v for k, v in metrics.items()} | {"student/params": count_parameters(student)}
-
-    def _evaluate(self, teacher: nn.Module, student: nn.Module, tokenizer: Any, test: TextDataset,
-                  backend: Backend, out: Path) -> dict[str, Any]:
-        pad = tokenizer.pad_token_id
-        s_metrics, _ = classifier_metrics(student, test, backend, pad_token_id=pad)
-        t_metrics, _ = classifier_metrics(teacher, test, backend, pad_token_id=pad)
-        saved = save_with_tokenizer(student.cpu(), tokenizer, out / "student")
-        reloaded = load_student(saved, num_labels=int(student.config.num_labels))
-        batch = next(iter(text_loader(test, 16, pad)))
-        student.eval()
-        with torch.no_grad():
-            keys = {k: batch[k] for k in ("input_ids", "attention_mask")}
-            diff = float((student(**keys).logits - reloaded(**keys).logits).abs().max())
-        vocab = int(teacher.config.vocab_size)
-        iterations = self.config.latency_iterations
-        t_cost, s_cost = cost(teacher, vocab, iterations), cost(student, vocab, iterations)
-        return {"teacher": {**t_metrics, **t_cost}, "student": {**s_metrics, **s_cost},
-                "ratios": {"params": t_cost["params"] / s_cost["params"],
-                           "latency_b1": t_cost["latency_ms_b1"] / s_cost["latency_ms_b1"],
-                           "latency_b32": t_cost["latency_ms_b32"] / s_cost["latency_ms_b32"],
-                           "accuracy": s_metrics["accuracy"] / max(t_metrics["accuracy"], 1e-12)},
-                "student_dir": str(saved), "reload_max_abs_logit_diff": diff}
-
-    def _report(self, top: RunDir, results: dict[str, Any], context: RunContext) -> Path:
-        c = self.config
-        rows = [{"model": name, "accuracy %": 100 * r["accuracy"], "ECE %": 100 * r["ece"], "params": r["params"],
-                 "CPU ms (b1, seq 64)": r["latency_ms_b1"], "CPU ms (b32, seq 64)": r["latency_ms_b32"]}
-                for name, r in (("MiniLM teacher", results["teacher"]), ("TinyBERT student", results["student"]))]
-        ratio = results["ratios"]
-        summary = (f"Student/teacher: **{ratio['params']:.1f}× fewer parameters**, **{ratio['latency_b1']:.1f}×** "
-                   f"(batch 1) and **{ratio['latency_b32']:.1f}×** (batch 32) lower CPU latency, "
-                   f"**{100 * ratio['accuracy']:.1f}%** of the teacher's test accuracy "
-                   f"(paper: 7.5×, 9.4×, 96.8%). {results['classes']} gloss classes; "
-                   f"{results['train_texts']} training glosses → {results['augmented_texts']} with augmentation "
-                   f"(p = {c.augment.p}, M = {c.augment.top_m}, N = {c.augment.copies}, teacher-embedding "
-                   f"neighbours). Phases: intermediate {c.intermediate.epochs} epochs, prediction "
-                   f"{c.prediction.epochs} epochs (T = {c.temperature}). Student {c.student.layers} × "
-                   f"{c.student.hidden}, {results['student_origin']}. Teacher: {results['teacher_note']}. "
-                   f"Saved student reloads with identical logits (max |Δ| = "
-                   f"{results['reload_max_abs_logit_diff']:.2e}).\n")
-        keys = ["loss/total"]
-        png = plot_loss_curves(_curves(top.path / "distill", keys), top.plots / "loss_curves.png", keys=keys)
-        return write_report(top, "TinyBERT task distillation on WordNet glosses", [
-            ("Summary", summary),
-            ("Results (test split)", markdown_table(rows, digits=2)),
-            ("Reproduce", f"```\n{command_line()}\n```\nDevice: {context.device}.\n"),
-            ("Results JSON", f"```json\n{json.dumps(results['ratios'], indent=1)}\n```\n"),
-        ], plots=[("Training loss (both phases)", png)])
+def task_compare(config: TaskConfig, arms: dict[str, Arm]) -> list[tuple[str, str]]:
+    """KD vs scratch, then TinyBERT vs KD, scratch and intermediate-then-CE, and that control vs scratch."""
+    pairs = [("kd", "scratch"), ("tinybert", "kd"), ("tinybert", "scratch"), ("tinybert", "intermediate-then-ce"),
+             ("intermediate-then-ce", "scratch")]
+    return [p for p in pairs if set(p) <= set(arms)]
 
 
-def build_general(config: GeneralConfig) -> GeneralPlan:
-    """The plan for a validated ``tinybert-general`` config."""
-    return GeneralPlan(config)
+def task(config: TaskConfig, context: RunContext) -> Task:
+    """The text task of ``data``, ``teacher`` and ``student``; an ``hf:DIR`` student must share the teacher's
+    vocabulary."""
+    built = text_task(config.data, config.teacher, config.student, context)
+    if config.student.model.startswith("hf:"):
+        path = Path(config.student.model.removeprefix("hf:")).expanduser() / "config.json"
+        vocab = json.loads(path.read_text()).get("vocab_size") if path.is_file() else None
+        size = len(built.extras["tokenizer"])
+        if vocab is not None and vocab != size:
+            raise ConfigError("student.model", f"a model over the teacher's vocabulary ({size} tokens)",
+                              f"vocab_size {vocab}")
+    return built
 
 
-def build_task(config: TaskConfig) -> TaskPlan:
-    """The plan for a validated ``tinybert-task`` config."""
-    return TaskPlan(config)
+def task_notes(config: TaskConfig, task: Task) -> str:
+    """The settings behind the numbers."""
+    a, s, stage = config.augment, config.student, config.intermediate
+    texts = len(task.data.train) * (1 + (a.copies if a.enabled else 0))
+    shape = f"{s.layers} layers × {s.hidden} (FFN {s.intermediate})" if s.model == "small" else s.model
+    teacher = (f"teacher {config.teacher.model}, fine-tuned {config.teacher.epochs} epochs (AdamW lr "
+               f"{config.teacher.lr}) on the train split" if not task.teacher_trained else
+               f"teacher {config.teacher.model}, used as it is")
+    return (f"Every arm trains {s.epochs} epochs on the same {texts:,} texts: the train split plus "
+            f"{a.copies if a.enabled else 0} word-replacement copies of each (p = {a.p}, top-{a.top_m} neighbours in "
+            f"the teacher's input embeddings). Intermediate stage: {stage.epochs} epochs, AdamW lr {stage.lr}, parts "
+            f"{', '.join(config.layers.parts)}, layer map {config.layers.layer_map or 'uniform'}; the other phases "
+            f"lr {s.lr}, batch {s.batch_size}, cosine decay restarted per phase. Student {shape}; {teacher}. "
+            f"Per-term intermediate losses (val, before/after) in each arm's layer_losses.json.")
 
 
-GENERAL = Method(name="tinybert-general", config_model=GeneralConfig, build=build_general, domain="nlu",
-                 recipes=RECIPES, summary="TinyBERT general distillation: MiniLM-L6 -> small BERT on unlabelled text")
-TASK = Method(name="tinybert-task", config_model=TaskConfig, build=build_task, domain="nlu", recipes=RECIPES,
-              summary="TinyBERT task distillation on WordNet glosses: augmented intermediate, then prediction layer")
+# -- tinybert-general ----------------------------------------------------------------------------------------
+class GeneralData(Strict):
+    """Unlabelled transfer text: ``text_file`` (UTF-8, one sentence per line; default fortunes + WordNet example
+    sentences), how many sentences, how many held out (half validation, half test), the token budget."""
+
+    text_file: str | None = None
+    limit: Annotated[int, Field(gt=1)] = 4000
+    held_out: Annotated[int, Field(ge=2)] = 200
+    max_length: Annotated[int, Field(ge=4, le=512)] = 64
+    seed: int = 0
+
+
+class GeneralConfig(StudyRecipe):
+    """The ``tinybert-general`` recipe: ``teacher.model`` (``minilm`` or ``hf:DIR``, used as it is) and the
+    ``student`` (``small`` or ``hf:DIR``) with its training settings."""
+
+    method: Literal["tinybert-general"] = "tinybert-general"
+    seeds: Annotated[list[int], Field(min_length=1)] = Field(default_factory=lambda: [0])
+    latency_iterations: Annotated[int, Field(ge=0)] = 0
+    data: GeneralData = GeneralData()
+    teacher: TextModel = TextModel()
+    student: TextModel = TextModel(model="small", epochs=2, lr=5e-4)
+    layers: LayerConfig = LayerConfig()
+
+
+def _encoder(spec: TextModel, role: str, base: Any = None) -> nn.Module:
+    """A transformers encoder without a head: MiniLM, an ``hf:DIR`` (its base model) or a ``small`` BERT."""
+    from transformers import AutoModel
+
+    from kd_nlu.models.student import build_student, student_config
+    from kd_nlu.models.teacher import _quiet_transformers, load_minilm
+    from kd_nlu.tasks import _hf_dir
+
+    if spec.model == "minilm":
+        return load_minilm(None)[0]
+    if spec.model.startswith("hf:"):
+        with _quiet_transformers():
+            return AutoModel.from_pretrained(str(_hf_dir(spec.model, f"{role}.model")), local_files_only=True,
+                                             attn_implementation="eager", use_safetensors=True)
+    if spec.model == "small" and base is not None:
+        return build_student(student_config(base, spec.layers, spec.hidden, spec.intermediate), head=False)
+    raise ConfigError(f"{role}.model", "'minilm' or 'hf:DIR'" if role == "teacher" else "'small' or 'hf:DIR'",
+                      spec.model)
+
+
+def general_task(config: GeneralConfig, context: RunContext) -> Task:
+    """Unlabelled transfer text split into train, validation and test; the teacher encoder given as it is."""
+    from kd_nlu.data.transfer import read_text_file, unlabelled_texts
+    from kd_nlu.tasks import _tokenizer
+
+    d = config.data
+    texts = (read_text_file(d.text_file, "data.text_file", d.limit, d.seed) if d.text_file
+             else unlabelled_texts(d.limit, d.seed))
+    if d.held_out >= len(texts):
+        raise ConfigError("data.held_out", f"fewer than the {len(texts)} sentences", d.held_out)
+    tokenizer = _tokenizer(config.teacher)
+    half = d.held_out // 2
+    parts = {"val": texts[:half], "test": texts[half:d.held_out], "train": texts[d.held_out:]}
+    splits = Splits(**{k: TextDataset(v, None, tokenizer, d.max_length) for k, v in parts.items()})
+    teacher = cache(lambda: _encoder(config.teacher, "teacher"))
+
+    def student(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return _encoder(config.student, "student", teacher().config)
+
+    def save(model: nn.Module, directory: Path) -> None:
+        model.save_pretrained(directory)
+        tokenizer.save_pretrained(str(directory))
+
+    source = Path(d.text_file).name if d.text_file else "fortunes + WordNet example sentences"
+    evaluator = general_evaluator(teacher, config.layers.layer_map, config.layers.average_heads)
+    return Task(name="transfer-text", splits=lambda: splits, teacher=teacher, student=student,
+                key={"texts": len(texts), "source": source, "teacher": config.teacher.model},
+                teacher_trained=True, evaluator=evaluator, headline="attention_mse", higher_is_better=False,
+                percent=(), forward=hidden_forward, collate=TextCollator(tokenizer.pad_token_id or 0),
+                description=f"unlabelled text ({source})", save=save, extras={"tokenizer": tokenizer})
+
+
+def general_arms(config: GeneralConfig, task: Task) -> dict[str, Arm]:
+    """One arm: the intermediate-layer objective for ``student.epochs`` epochs."""
+    s = config.student
+
+    def fit(run: ArmRun) -> nn.Module:
+        layers = layer_objective(run.student, run.teacher, config.layers)
+        phase = Phase("intermediate", layers, epochs=s.epochs, optimizer=adamw(s.lr, s.weight_decay),
+                      scheduler=cosine_lr)
+        return fit_arm(run, [phase], task.data.train, layer_map(config.layers, run.student, run.teacher))
+
+    return {"general": Arm(list, role="variant", fit=fit, batch_size=s.batch_size,
+                           description=f"{', '.join(config.layers.parts)} MSE, {s.epochs} epochs")}
+
+
+def general_notes(config: GeneralConfig, task: Task) -> str:
+    """The settings behind the numbers."""
+    s = config.student
+    shape = f"{s.layers} layers × {s.hidden} (FFN {s.intermediate})" if s.model == "small" else s.model
+    return (f"Student {shape}; teacher {config.teacher.model} (pre-trained, not fine-tuned). {s.epochs} epochs, "
+            f"AdamW lr {s.lr}, batch {s.batch_size}, cosine decay; parts {', '.join(config.layers.parts)}, layer map "
+            f"{config.layers.layer_map or 'uniform'}. Scores on held-out text: attention_mse (lower is better; "
+            f"the teacher scores 0) and hidden_cka (1 for the teacher). The student is saved with its tokenizer "
+            f"in general-seed<seed>/model: start tinybert-task from it with student.model=hf:<that folder>.")
+
+
+TASK = study_method(
+    "tinybert-task", TaskConfig, task=task, arms=task_arms, compare=task_compare, notes=task_notes,
+    teacher_training=lambda c: c.teacher.train_spec(), domain="nlu", recipes=RECIPES,
+    title=lambda c, t: f"TinyBERT task distillation vs prediction KD, scratch and intermediate-then-CE on "
+                       f"{t.description}",
+    summary="TinyBERT task distillation (augmented intermediate, then prediction layer) vs KD, CE and controls")
+GENERAL = study_method(
+    "tinybert-general", GeneralConfig, task=general_task, arms=general_arms, notes=general_notes,
+    teacher_training=lambda c: None, domain="nlu", recipes=RECIPES,
+    title=lambda c, t: f"TinyBERT general distillation of {c.teacher.model} on {t.description}",
+    summary="TinyBERT general distillation: a pre-trained encoder -> small BERT on unlabelled text")

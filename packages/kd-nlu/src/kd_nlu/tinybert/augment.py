@@ -20,6 +20,9 @@ import torch
 import torch.nn.functional as F
 from kd_core.errors import ConfigError
 from torch import nn
+from torch.utils.data import Dataset, Subset
+
+from kd_nlu.data.text import TextDataset
 
 _WORD = re.compile(r"[A-Za-z]+|[^\sA-Za-z]+")
 
@@ -91,3 +94,26 @@ def augment(texts: Sequence[str], labels: Sequence[int], neighbours: EmbeddingNe
             out_texts.append(augment_text(text, neighbours, rng, p))
             out_labels.append(int(label))
     return out_texts, out_labels
+
+
+def split_texts(dataset: Dataset) -> tuple[list[str], list[int] | None, TextDataset]:
+    """The texts and labels of a text split (a ``TextDataset`` or a ``Subset`` of one) and the dataset itself."""
+    base, rows = (dataset.dataset, list(dataset.indices)) if isinstance(dataset, Subset) else (dataset, None)
+    if not isinstance(base, TextDataset):
+        raise ConfigError("data", "a text task whose splits are TextDatasets", type(base).__name__)
+    rows = rows if rows is not None else list(range(len(base)))
+    labels = None if base.labels is None else [base.labels[i] for i in rows]
+    return [base.texts[i] for i in rows], labels, base
+
+
+def augmented(train: Dataset, teacher: nn.Module, copies: int, p: float = 0.4, top_m: int = 15,
+              seed: int = 0) -> TextDataset:
+    """``train`` followed by ``copies`` word-replacement copies of each text (neighbours in ``teacher``'s input
+    embeddings), tokenised like ``train``."""
+    texts, labels, base = split_texts(train)
+    if copies:
+        if labels is None:
+            raise ConfigError("data", "labelled texts to augment", "no labels")
+        weights = teacher.get_input_embeddings().weight.detach().cpu()
+        texts, labels = augment(texts, labels, EmbeddingNeighbours(weights, base.tokenizer, top_m), copies, p, seed)
+    return TextDataset(texts, labels, base.tokenizer, base.max_length)
