@@ -13,6 +13,7 @@ import torch
 from kd_core import Backend
 from kd_core.errors import ConfigError, KDError
 from kd_core.generators import ImageGenerator
+from kd_vision.cil.evaluation import IncrementalClassifier, IncrementalEvaluator, task_accuracies
 from kd_vision.cil.generators import GaussianMixtureGenerator
 from kd_vision.cil.heads import SeenClassesForward
 from kd_vision.cil.losses import IGNORE, labelled_cross_entropy, old_class_kl
@@ -28,6 +29,7 @@ from kd_vision.cil.training import VARIANTS, task_dataset, task_objective
 from kd_vision.cli import main
 from kd_vision.data.digits import MEAN, STD, make_splits
 from kd_vision.methods.common import TrainConfig
+from kd_vision.methods.replay import ReplayConfig, arms, compare
 
 TASKS = [(0, 1), (2, 3), (4, 5)]
 CLIP = ((0.0 - MEAN) / STD, (1.0 - MEAN) / STD)
@@ -184,23 +186,98 @@ def test_replay_forgets_less_than_fine_tuning(digits: dict, gmm, tmp_path: Path)
     assert np.isclose(results["D"]["final_accuracy"], np.mean(results["D"]["matrix"][-1]))
 
 
-# -- the recipe through the CLI -------------------------------------------------------------------------
-TINY = ["--set", "seeds=[0]", "--set", "train.epochs=1", "--set", "data.generator_size=100",
+# -- the evaluator ----------------------------------------------------------------------------------------
+def test_task_accuracies_and_the_incremental_evaluator_by_hand() -> None:
+    tasks = [(0, 1), (2, 3)]
+    labels = torch.tensor([0, 1, 2, 3])
+    # sample 1 (class 1) prefers class 2: right while class 2 is masked (after task 0), wrong after task 1
+    logits = torch.tensor([[5.0, 0, 0, 0], [0, 1, 3, 0], [0, 0, 4, 0], [0, 0, 5, 1]])
+    assert task_accuracies(logits, labels, tasks[:1]) == [1.0]
+    assert task_accuracies(logits, labels, tasks) == [0.5, 0.5]  # [class 0 right, 1 wrong], [2 right, 3 wrong]
+    evaluator = IncrementalEvaluator(tasks)
+    batches = [{"input": logits, "label": labels}]
+    plain = torch.nn.Identity()  # no history: one fixed model after every step
+    # matrix [[1.0], [0.5, 0.5]]: A = (1.0, 0.5), average 0.75, final 0.5, forgetting 1.0 − 0.5
+    assert evaluator(plain, batches, lambda m, b: m(b["input"])) == pytest.approx({
+        "average_incremental_accuracy": 0.75, "final_accuracy": 0.5, "forgetting": 0.5,
+        "accuracy_after_task1": 1.0, "accuracy_after_task2": 0.5})
+    model = IncrementalClassifier(torch.nn.Identity(), 2)
+    assert model.rows() == []
+    model.record([[0.8], [0.1, 0.2]])  # earlier rows come from the history, the last from the batches
+    assert [pytest.approx(row) for row in model.rows()] == [[0.8], [0.1, 0.2]]
+    scores = evaluator(model, batches, lambda m, b: m(b["input"]))
+    assert scores["average_incremental_accuracy"] == pytest.approx((0.8 + 0.5) / 2)
+    assert scores["forgetting"] == pytest.approx(0.8 - 0.5)
+
+
+# -- the recipe: arms on a Study -------------------------------------------------------------------------
+TINY = ["--set", "seeds=[0,1]", "--set", "train.epochs=1", "--set", "data.generator_size=100",
         "--set", "data.train_size=150", "--set", "data.test_size=100", "--set", "stream.classes_per_task=5",
-        "--set", "generator.per_class=5", "--set", "generator.components=2", "--device", "cpu"]
+        "--set", "generator.per_class=5", "--set", "generator.components=2", "--set", "latency_iterations=0",
+        "--device", "cpu"]
 
 
-def test_tiny_end_to_end_run_writes_report_and_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_arms_roles_and_comparisons() -> None:
+    config = ReplayConfig.model_validate({"name": "t"})
+    built = arms(config, None)
+    assert {n: a.role for n, a in built.items()} == {"A-finetune": "scratch", "B-exemplars-kd": "kd",
+                                                     "C-generated-kd": "baseline", "D-generated-replay": "variant"}
+    assert all(a.fit is not None for a in built.values())
+    assert compare(config, built) == [("B-exemplars-kd", "A-finetune"), ("D-generated-replay", "B-exemplars-kd"),
+                                      ("D-generated-replay", "A-finetune"), ("D-generated-replay", "C-generated-kd"),
+                                      ("C-generated-kd", "B-exemplars-kd")]
+    two = ReplayConfig.model_validate({"name": "t", "arms": ["D", "A"]})
+    assert compare(two, arms(two, None)) == [("D-generated-replay", "A-finetune")]
+    with pytest.raises(ValueError, match="include D"):
+        ReplayConfig.model_validate({"name": "t", "arms": ["A", "B"]})
+
+
+def test_tiny_study_writes_cil_metrics_and_paired_comparisons(tmp_path: Path, data_home: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    fits = []
+    original = GaussianMixtureGenerator.fit.__func__
+
+    def counting(cls, *args, **kwargs):
+        fits.append(1)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(GaussianMixtureGenerator, "fit", classmethod(counting))
     out = tmp_path / "run"
     assert main(["distill", "--recipe", "replay-cil", "--out", str(out), *TINY]) == 0
-    report = (out / "report.md").read_text()
-    for needle in ("avg incremental acc", "forgetting", "D: B + generated", "A: fine-tune", "Accuracy matrix"):
-        assert needle in report
-    assert (out / "plots" / "accuracy_per_task.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(fits) == 1  # the generator is fitted once per study, for every arm and seed that replays
     results = json.loads((out / "results.json").read_text())
-    assert set(results["variants"]) == {"D", "A"} and results["tasks"] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
-    run = results["variants"]["D"]["seeds"]["0"]
-    assert len(run["matrix"]) == 2 and 0.0 <= run["final_accuracy"] <= 1.0
+    assert results["task"]["headline"] == "average_incremental_accuracy"
+    assert list(results["arms"]) == ["A-finetune", "B-exemplars-kd", "C-generated-kd", "D-generated-replay"]
+    assert set(results["teacher"]["test"]) >= {"average_incremental_accuracy", "final_accuracy", "forgetting"}
+    for name, arm in results["arms"].items():
+        for seed in ("0", "1"):
+            metrics = arm["seeds"][seed]
+            stream = json.loads((out / f"{name}-seed{seed}" / "stream.json").read_text())
+            assert stream["tasks"] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]] and len(stream["matrix"]) == 2
+            (first,), (a, b) = stream["matrix"]  # the test metrics are those of the stream's accuracy matrix
+            assert metrics["average_incremental_accuracy"] == pytest.approx((first + (a + b) / 2) / 2)
+            assert metrics["final_accuracy"] == pytest.approx((a + b) / 2)
+            assert metrics["forgetting"] == pytest.approx(first - a)
+            assert (out / f"{name}-seed{seed}" / "task1" / "checkpoints" / "final.safetensors").is_file()
+    for c in results["comparisons"]:
+        x, y = (results["arms"][n]["seeds"] for n in (c["a"], c["b"]))
+        expected = [100 * (x[s]["average_incremental_accuracy"] - y[s]["average_incremental_accuracy"])
+                    for s in ("0", "1")]
+        assert c["differences"] == pytest.approx(expected) and c["n"] == 2
+    assert [(c["a"][0], c["b"][0]) for c in results["comparisons"]] == [("B", "A"), ("D", "B"), ("D", "A"),
+                                                                        ("D", "C"), ("C", "B")]
+    report = (out / "report.md").read_text()
+    for needle in ("**Plain KD against scratch**: **B-exemplars-kd**", "**D-generated-replay**",
+                   "average_incremental_accuracy %", "joint-training reference"):
+        assert needle in report
+    # re-scoring the saved students (their accuracy history travels in the checkpoint) gives the same numbers
+    capsys.readouterr()
+    assert main(["eval", str(out), "--device", "cpu"]) == 0
+    scores = dict(line.rsplit(": ", 1) for line in capsys.readouterr().out.splitlines() if ": " in line)
+    for name, arm in results["arms"].items():
+        assert float(scores[f"{name}/seed1/average_incremental_accuracy"]) == pytest.approx(
+            arm["seeds"]["1"]["average_incremental_accuracy"])
 
 
 def test_a_bad_class_order_is_refused_naming_the_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,21 +4,23 @@ Before anything trains, a variant that replays generated images checks its gener
 ``ImageGenerator`` protocol and the data (image shape, known classes) and probes one generated batch,
 so a generator of the wrong resolution or one that returns classes it was not asked for is refused
 with a ``ConfigError`` first. Then, for each task t: draw S_{<t} (``generated_per_class`` images of each
-old class, checked again), train through ``Distiller`` (:func:`kd_vision.cil.training.train_task`), add
-the task's exemplars to the memory, and evaluate on every task seen so far (one accuracy-matrix row).
+old class, checked again), train through ``Distiller`` (``trainer``, by default
+:func:`kd_vision.cil.training.train_task`; a Study passes one built on its ``ArmRun.distiller``), add the
+task's exemplars to the memory, and evaluate on every task seen so far (one accuracy-matrix row).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from kd_core import Backend
+from kd_core import Backend, Objective
 from kd_core.generators import ImageGenerator, check_generator, generate_checked
 from torch import nn
+from torch.utils.data import Dataset
 
 from kd_vision.cil.evaluation import accuracy_row
 from kd_vision.cil.memory import ExemplarMemory
@@ -29,7 +31,11 @@ from kd_vision.data.digits import DigitsDataset
 from kd_vision.methods.common import TrainConfig
 from kd_vision.models import build_model
 
-__all__ = ["StreamResult", "StreamSettings", "run_stream"]
+__all__ = ["StreamResult", "StreamSettings", "TaskTrainer", "run_stream"]
+
+#: ``trainer(model, objective, dataset, seen, out, seed, config)`` trains ``model`` on one task (the classes
+#: ``seen`` so far unmasked) through ``Distiller`` in ``out`` and returns it.
+TaskTrainer = Callable[[nn.Module, Objective, Dataset, Sequence[int], Path, int, dict[str, Any]], nn.Module]
 
 
 @dataclass(frozen=True)
@@ -46,12 +52,13 @@ class StreamSettings:
 
 @dataclass
 class StreamResult:
-    """The accuracy matrix of one run and its summary metrics."""
+    """The accuracy matrix of one run, its summary metrics and the model after the last task."""
 
     variant: str
     seed: int
     tasks: list[list[int]]
     matrix: list[list[float]] = field(default_factory=list)
+    model: nn.Module | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: variant, seed, tasks, matrix and the metrics."""
@@ -65,7 +72,8 @@ def _image_shape(dataset: DigitsDataset) -> tuple[int, ...]:
 
 def run_stream(variant: str, tasks: Sequence[Sequence[int]], train: DigitsDataset, test: DigitsDataset,
                generator: ImageGenerator | None, settings: StreamSettings, seed: int, out: Path, backend: Backend,
-               progress: Any = None, resume: bool = False, model: nn.Module | None = None) -> StreamResult:
+               progress: Any = None, resume: bool = False, model: nn.Module | None = None,
+               trainer: TaskTrainer | None = None) -> StreamResult:
     """Train one model through ``tasks`` with ``variant`` (A-D) and return its accuracy matrix."""
     spec = VARIANTS[variant]
     shape = _image_shape(train)
@@ -89,9 +97,14 @@ def run_stream(variant: str, tasks: Sequence[Sequence[int]], train: DigitsDatase
         objective = task_objective(spec, old, settings.kd_temperature, settings.kd_weight)
         config = {"variant": variant, "seed": seed, "task": t, "classes": list(task),
                   "train": settings.train.model_dump(), "samples": len(dataset)}
-        model, _ = train_task(model, objective, dataset, seen, settings.train, out / f"task{t}", backend,
-                              f"{variant} s{seed} t{t}", progress, seed=seed * 1000 + t, config=config, resume=resume)
+        if trainer is None:
+            model, _ = train_task(model, objective, dataset, seen, settings.train, out / f"task{t}", backend,
+                                  f"{variant} s{seed} t{t}", progress, seed=seed * 1000 + t, config=config,
+                                  resume=resume)
+        else:
+            model = trainer(model, objective, dataset, seen, out / f"task{t}", seed * 1000 + t, config)
         if spec.memory:
             memory.add(current, task)
         result.matrix.append(accuracy_row(model, test, tasks[: t + 1], backend))
+    result.model = model
     return result
