@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+from transformers import BertConfig, BertForSequenceClassification
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "cat", "dog", "bird", "red", "blue", "green", "run", "sit",
          "fly", "the", "a", "very", "small"]
@@ -42,6 +42,8 @@ def toy_study_files(folder: Path, rows: int = 60, layers: int = 2) -> list[str]:
     """A toy CSV (``toy_texts``) and a tiny BERT teacher directory with its tokenizer in ``folder``; returns the
     ``--set`` arguments that point a text study recipe at them at toy size (1-layer, 16-wide student)."""
 
+    from transformers import BertTokenizerFast
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     texts, labels = toy_texts(rows, seed=0)
@@ -59,16 +61,3 @@ def toy_study_files(folder: Path, rows: int = 60, layers: int = 2) -> list[str]:
                 "student.layers": 1, "student.hidden": 16, "student.intermediate": 32, "student.lr": 0.001,
                 "student.batch_size": 12, "seeds": "[0]", "latency_iterations": 0}
     return [a for key, value in settings.items() for a in ("--set", f"{key}={value}")]
-
-
-def tiny_resources(teachers: int = 1):
-    """Tiny splits, tokenizer, random BERT teachers and a student builder, as ``TextResources``."""
-    from kd_nlu.data.text import TextDataset
-    from kd_nlu.methods.common import TextResources
-
-    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)})
-    splits = {name: TextDataset(*toy_texts(n, seed), tokenizer, max_length=8)
-              for name, n, seed in (("train", 36, 0), ("val", 12, 1), ("test", 12, 2))}
-    return TextResources(splits=splits, num_classes=3,
-                         teachers={f"t{k}": tiny_bert(100 + k).eval() for k in range(teachers)},
-                         build_student=lambda seed: tiny_bert(seed), pad_token_id=0)

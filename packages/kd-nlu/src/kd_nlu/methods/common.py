@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any
 
 import torch
 from kd_core import Backend, Distiller, FrozenTeacher, Objective, Phase, Term, adamw, cosine_lr
@@ -23,22 +23,17 @@ from kd_core.metrics import (
     CalibrationResult,
     classification_metrics,
     expected_calibration_error,
-    format_mean_std,
-    mean_std,
 )
-from kd_core.plots import plot_bars
 from kd_core.progress import ProgressCallback
 from kd_core.recipes import (
     Method,
     RunContext,
     open_run,  # noqa: F401 - re-exported
 )
-from kd_core.report import command_line, markdown_table, write_report
-from kd_core.runs import RunDir
-from kd_core.signals import CachedTeacher, Forward, Signal
+from kd_core.signals import CachedTeacher, Signal
 from kd_core.study import Arm, ArmRun
 from kd_core.study_recipe import StudyPlan, StudyRecipe
-from kd_core.taps import LOGITS, select_logits
+from kd_core.taps import select_logits
 from kd_core.task import Task
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
@@ -46,9 +41,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from kd_nlu.data.text import TextCollator, encoder_forward
 from kd_nlu.tasks import TextModel
-
-if TYPE_CHECKING:
-    from kd_nlu.models.teacher import GlossTeacherConfig
 
 
 class Strict(BaseModel):
@@ -216,150 +208,3 @@ def read_json(path: Path) -> Any:
 
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
-
-
-# -- plan-era text-KD pieces: rl-multi-teacher still uses them until it is ported -----------------------------
-
-
-class StudentSpec(Strict):
-    """The student: MiniLM's pretrained encoder with a new head (``minilm``), or a smaller random BERT
-    with the teacher's vocabulary (``random``: ``layers``, ``hidden``, ``intermediate``, ``heads``)."""
-
-    init: Literal["minilm", "random"] = "random"
-    layers: Annotated[int, Field(gt=0)] = 2
-    hidden: Annotated[int, Field(gt=0)] = 192
-    intermediate: Annotated[int, Field(gt=0)] = 768
-    heads: Annotated[int, Field(gt=0)] | None = None
-    train: TrainConfig = TrainConfig(epochs=8, lr=5e-4, batch_size=32)
-
-
-@dataclass
-class TextResources:
-    """What a text-KD plan trains on: tokenised splits, class count, frozen teachers and a student builder.
-
-    Plans load the gloss task and MiniLM teachers by default; tests pass tiny ones instead.
-    """
-
-    splits: dict[str, Dataset]
-    num_classes: int
-    teachers: dict[str, nn.Module]
-    build_student: Callable[[int], nn.Module]
-    pad_token_id: int = 0
-    notes: dict[str, str] = field(default_factory=dict)
-
-
-def student_builder(spec: StudentSpec, teacher: nn.Module, num_classes: int) -> Callable[[int], nn.Module]:
-    """``seed -> fresh student`` for ``spec`` (MiniLM from its files, or a random BERT shaped after ``teacher``)."""
-
-    def build(seed: int) -> nn.Module:
-        torch.manual_seed(seed)
-        if spec.init == "minilm":
-            from kd_nlu.models.teacher import load_minilm
-
-            return load_minilm(num_classes)[0]
-        from kd_nlu.models.student import build_student, student_config
-
-        return build_student(student_config(teacher.config, layers=spec.layers, hidden=spec.hidden,
-                                            intermediate=spec.intermediate, heads=spec.heads,
-                                            num_labels=num_classes))
-
-    return build
-
-
-def gloss_resources(teacher_config: GlossTeacherConfig, student: StudentSpec, backend: Backend, progress: Any = None,
-                    out: Path | None = None, reuse: bool = True) -> TextResources:
-    """The gloss task and N1's cached fine-tuned MiniLM teacher (``kd_nlu.models.teacher.gloss_teacher``)."""
-    from kd_nlu.models.teacher import gloss_teacher
-
-    t = gloss_teacher(teacher_config, out=out, backend=backend, progress=progress, reuse=reuse)
-    classes = len(t.task.label_names)
-    return TextResources(splits=t.splits, num_classes=classes, teachers={"minilm": t.model},
-                         build_student=student_builder(student, t.model, classes),
-                         pad_token_id=int(t.tokenizer.pad_token_id), notes={"minilm": t.note})
-
-
-def cached_signal(model: nn.Module, train: Dataset, directory: Path, backend: Backend, pad_token_id: int = 0,
-                  batch_size: int = 128) -> CachedTeacher:
-    """The frozen ``model``'s logits over ``train`` computed once into ``directory`` and served from there."""
-    from kd_core.data import IndexedDataset
-
-    signal = CachedTeacher(FrozenTeacher(model.to(backend.device)), directory)
-    signal.bind([LOGITS], encoder_forward)
-    if not signal.exists():
-        batches = text_loader(IndexedDataset(train), batch_size, pad_token_id)
-        signal.build(backend.to_device(b) for b in batches)
-    return signal
-
-
-def fit_with_callbacks(model: nn.Module, phases: Sequence[Phase], resources: TextResources, out: Path,
-                       backend: Backend, *, seed: int, batch_size: int, config: dict[str, Any], label: str,
-                       progress: Any = None, teacher: Signal | None = None, callbacks: Sequence[Callback] = (),
-                       forward: Forward = encoder_forward, resume: bool = False, **options: Any) -> nn.Module:
-    """``common.fit_text`` with extra callbacks and forward (which ``fit_text`` does not take yet)."""
-    distiller = Distiller(model, phases=phases, teacher=teacher, backend=backend,
-                          callbacks=[ProgressCallback(label, progress), *callbacks], batch_size=batch_size,
-                          seed=seed, forward=forward, collate=TextCollator(resources.pad_token_id), **options)
-    distiller.fit(resources.splits["train"], resources.splits.get("val"), out=out, config=config,
-                  resume=resume and (Path(out) / "config.yaml").is_file())
-    return distiller.student
-
-
-def score_arms(students: Mapping[str, Mapping[int, nn.Module]], test: Dataset, backend: Backend,
-               pad_token_id: int) -> dict[str, dict[str, dict[str, float]]]:
-    """arm -> seed -> test metrics (accuracy, NLL, ECE, Brier)."""
-    return {arm: {str(seed): classifier_metrics(model, test, backend, pad_token_id)[0]
-                  for seed, model in by_seed.items()} for arm, by_seed in students.items()}
-
-
-def arm_rows(scores: Mapping[str, Mapping[str, Mapping[str, float]]], labels: Mapping[str, str]) -> list[dict]:
-    """Report rows: accuracy, ECE and NLL as mean ± std over seeds, one row per arm."""
-    rows = []
-    for arm, by_seed in scores.items():
-        values = list(by_seed.values())
-        rows.append({"arm": labels.get(arm, arm),
-                     "accuracy %": format_mean_std([100 * v["accuracy"] for v in values]),
-                     "ECE %": format_mean_std([100 * v["ece"] for v in values]),
-                     "NLL": format_mean_std([v["nll"] for v in values], digits=3)})
-    return rows
-
-
-def arm_report(top: RunDir, title: str, summary: str, rows: list[dict], context: RunContext,
-               extra: Sequence[tuple[str, str]] = ()) -> Path:
-    """The report of a multi-arm text-KD run: summary, the arms' table (``arm_rows``), ``extra`` sections, the
-    command, and a bar chart of the mean test accuracy per arm."""
-    acc = plot_bars({r["arm"]: float(str(r["accuracy %"]).split(" ")[0]) for r in rows},
-                    top.plots / "accuracy.png", title="Test accuracy", ylabel="accuracy (%)")
-    return write_report(top, title, [
-        ("Summary", summary), ("Results (test split, mean ± std over seeds)", markdown_table(rows)), *extra,
-        ("Reproduce", f"```\n{command_line()}\n```\nDevice: {context.device}.\n")],
-        plots=[("Test accuracy", acc)])
-
-
-def mean_accuracy(scores: Mapping[str, Mapping[str, float]]) -> float:
-    """Mean test accuracy (%) over seeds."""
-    return 100 * mean_std([v["accuracy"] for v in scores.values()])[0]
-
-
-def evaluate_arms(run: Path, config: Any, resources: TextResources | None, device: str = "auto") -> dict[str, float]:
-    """Test metrics of every arm's final student (``<arm>-seed<seed>/checkpoints/final.safetensors``) in ``run``.
-
-    ``config`` is a text-KD recipe config with ``teacher``, ``student``, ``arms`` and ``seeds``; the gloss task
-    and the cached teacher are loaded when ``resources`` is None (never retrained: a missing cache is an error).
-    """
-    from kd_core.checkpoint import load_weights
-    from kd_core.errors import RunDirError
-
-    backend = Backend(device=device)
-    missing = [f"{arm}-seed{seed}" for arm in config.arms for seed in config.seeds
-               if not (Path(run) / f"{arm}-seed{seed}" / "checkpoints" / "final.safetensors").is_file()]
-    if missing:
-        raise RunDirError("RUN", "a finished run with every arm's final checkpoint", f"{run} lacks {missing}")
-    res = resources or gloss_resources(config.teacher, config.student, backend, reuse=True)
-    scores: dict[str, float] = {}
-    for arm in config.arms:
-        for seed in config.seeds:
-            model = load_weights(res.build_student(seed),
-                                 Path(run) / f"{arm}-seed{seed}" / "checkpoints" / "final.safetensors")
-            metrics, _ = classifier_metrics(model.to(backend.device), res.splits["test"], backend, res.pad_token_id)
-            scores.update({f"{arm}/seed{seed}/{k}": v for k, v in metrics.items() if k in ("accuracy", "ece", "nll")})
-    return scores

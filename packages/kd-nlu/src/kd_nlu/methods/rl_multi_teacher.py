@@ -1,78 +1,65 @@
-"""Reinforced multi-teacher selection on the WordNet gloss task: a policy picks, per text, which teachers to trust.
+"""Reinforced multi-teacher selection: a policy picks, per text, which teachers the student distils from.
 
 Yuan, Shou, Pei, Lin, Gong, Fu and Jiang, "Reinforced Multi-Teacher Selection for Knowledge Distillation",
 AAAI 2021 (arXiv:2012.06048); state and reward as reconstructed in ``kd_core.reinforced``. The teachers are the
-fine-tuned MiniLM and smaller BERTs fine-tuned here (optionally with label noise on one group of classes each, our
-way of making each teacher unreliable somewhere). ``kd_core.reinforced.ReinforcedWeighting`` is the ``Ensemble``'s
-weighting: a Bernoulli policy over state features of each (text, teacher) pair, trained with REINFORCE and a
-moving-average baseline on a reward that ``PolicyReward`` computes after every student step (by default the
-drop of the student's loss on a held-out dev subset). The student minimises
-(1 − α)·CE + α·τ²·KL(p_ens^τ ‖ p_S^τ), the KD term dropped for texts that selected no teacher.
+study's teacher (MiniLM fine-tuned on the WordNet glosses by default) and smaller BERTs fine-tuned here, with
+label noise on one group of classes each (our way of making each teacher unreliable somewhere); they are cached
+under ``$KD_DATA_HOME/teachers`` keyed by their spec and the data. The ``rl`` arm's signal is an ``Ensemble``
+weighted by ``ReinforcedWeighting``, a Bernoulli policy over state features of each (text, teacher) pair trained
+with REINFORCE and a moving-average baseline on the reward ``PolicyReward`` computes after every student step
+(by default the drop of the student's loss on a held-out dev subset). The student minimises
+(1 − α)·CE + α·τ²·KL(p_ens^τ ‖ p_S^τ), the KD term weighted by ``weighting.sample_weights`` (0 for texts that
+selected no teacher).
 
-Arms: ``ce`` (no teacher), ``best-single`` (the teacher best on validation), ``uniform`` (equal weights),
-``rl`` (the policy) and ``oracle`` (per text, the teachers whose argmax is the gold label; uniform when none
-is). Teacher logits are computed once per teacher and served from ``CachedTeacher`` s.
+Arms: ``ce`` (scratch), ``best-single`` (kd: the teacher best on validation), ``uniform`` (equal weights),
+``oracle`` (per text, the teachers whose argmax is the gold label; uniform when none is) and ``rl`` (variant).
+Every teacher's logits are computed once and served from ``CachedTeacher`` s.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-from kd_core import Backend
-from kd_core.losses import cross_entropy, kl_divergence
-from kd_core.metrics import format_mean_std
-from kd_core.objective import Objective, Term
-from kd_core.progress import console, progress_bar
-from kd_core.recipes import Method, RecipeConfig, RunContext
+from kd_core.datacache import cached_model
+from kd_core.engine import Phase, adamw, cosine_lr
 from kd_core.reinforced import PolicyReward, ReinforcedWeighting, RewardKind
-from kd_core.report import markdown_table
-from kd_core.runs import RunDir
 from kd_core.signals import Batch, Ensemble, Signal, TeacherOutput, UniformWeighting
+from kd_core.study import Arm, ArmRun, supervised_phases
+from kd_core.study_recipe import StudyRecipe
 from kd_core.taps import LOGITS
+from kd_core.task import Task, classification_outputs
 from pydantic import Field, model_validator
 from torch import nn
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
-from kd_nlu.data.text import TextDataset
 from kd_nlu.methods.common import (
     KDSection,
     Strict,
-    StudentSpec,
-    TextResources,
     TrainConfig,
-    arm_report,
-    arm_rows,
-    cached_model,
-    cached_signal,
-    classifier_metrics,
-    digest,
-    evaluate_arms,
-    fit_text,
-    fit_with_callbacks,
-    gloss_resources,
-    mean_accuracy,
-    open_run,
-    predict_logits,
-    score_arms,
-    single_phase,
+    cached_teacher,
+    hinton_objective,
+    read_json,
     supervised_objective,
+    text_method,
+    train_arm,
 )
-from kd_nlu.models.teacher import GlossTeacherConfig
+from kd_nlu.tasks import TextData, TextModel
 
-RLArm = Literal["ce", "best-single", "uniform", "rl", "oracle"]
-LABELS = {"ce": "CE only", "best-single": "best single teacher", "uniform": "uniform teachers",
-          "rl": "RL selection", "oracle": "oracle selection"}
+ArmName = Literal["ce", "best-single", "uniform", "oracle", "rl"]
+ROLES = {"ce": "scratch", "best-single": "kd", "uniform": "baseline", "oracle": "baseline", "rl": "variant"}
 
 
 class ExtraTeacher(Strict):
     """A smaller BERT teacher fine-tuned here; ``label_noise`` corrupts the labels of class group ``noisy_group``
     (of ``groups`` equal groups of consecutive classes) or of every class when ``noisy_group`` is None."""
 
-    name: Annotated[str, Field(min_length=1)]
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
     layers: Annotated[int, Field(gt=0)] = 2
     hidden: Annotated[int, Field(gt=0)] = 192
     intermediate: Annotated[int, Field(gt=0)] = 768
@@ -96,31 +83,28 @@ class PolicySection(Strict):
     dev_size: Annotated[int, Field(gt=0)] = 128
 
 
-
-
-class RLConfig(RecipeConfig):
-    """The ``rl-multi-teacher`` recipe. ``teacher`` is N1's MiniLM ``GlossTeacherConfig`` (also the data)."""
+class RLConfig(StudyRecipe):
+    """The ``rl-multi-teacher`` recipe: the study's teacher plus ``extra_teachers``."""
 
     method: Literal["rl-multi-teacher"] = "rl-multi-teacher"
-    teacher: GlossTeacherConfig = GlossTeacherConfig()
+    data: TextData = TextData(max_length=32)
+    teacher: TextModel = TextModel(model="minilm", epochs=3, lr=1e-4)
     extra_teachers: list[ExtraTeacher] = Field(default_factory=lambda: [
         ExtraTeacher(name="bert2-noisy-g0", label_noise=0.6, noisy_group=0),
         ExtraTeacher(name="bert2-noisy-g1", label_noise=0.6, noisy_group=1)])
-    student: StudentSpec = StudentSpec()
+    student: TextModel = TextModel(model="small", layers=2, hidden=192, intermediate=768, epochs=8, lr=5e-4)
     kd: KDSection = KDSection(temperature=2.0)
     policy: PolicySection = PolicySection()
-    arms: Annotated[list[RLArm], Field(min_length=1)] = Field(
-        default_factory=lambda: ["ce", "best-single", "uniform", "rl", "oracle"])
-    seeds: Annotated[list[int], Field(min_length=1)] = Field(default_factory=lambda: [0, 1, 2])
-    reuse_teacher: bool = True
+    arms: Annotated[list[ArmName], Field(min_length=1)] = Field(
+        default_factory=lambda: ["ce", "best-single", "uniform", "oracle", "rl"])
 
     @model_validator(mode="after")
     def _consistent(self) -> RLConfig:
-        if len(set(self.arms)) != len(self.arms) or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"arms and seeds must not repeat, received {self.arms} and {self.seeds}")
+        if len(set(self.arms)) != len(self.arms):
+            raise ValueError(f"arms must not repeat, received {self.arms}")
         names = [t.name for t in self.extra_teachers]
-        if len(set(names)) != len(names) or "minilm" in names:
-            raise ValueError(f"extra_teachers names must be unique and not 'minilm', received {names}")
+        if len(set(names)) != len(names) or "teacher" in names:
+            raise ValueError(f"extra_teachers names must be unique and not 'teacher', received {names}")
         for t in self.extra_teachers:
             if t.noisy_group is not None and t.noisy_group >= t.groups:
                 raise ValueError(f"extra_teachers[{t.name}].noisy_group must be below groups ({t.groups}), "
@@ -140,6 +124,19 @@ def noisy_labels(labels: Sequence[int], num_classes: int, noise: float, group: i
     return out
 
 
+class Relabelled(Dataset):
+    """``dataset`` with its items' ``label`` replaced by ``labels``."""
+
+    def __init__(self, dataset: Dataset, labels: Sequence[int]) -> None:
+        self.dataset, self.labels = dataset, list(labels)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {**self.dataset[index], "label": self.labels[index]}
+
+
 class OracleWeighting:
     """Per text, equal weights on the teachers whose argmax is the gold label (all teachers when none is)."""
 
@@ -153,174 +150,159 @@ class OracleWeighting:
         """Static: nothing to learn."""
 
 
-class RLPlan:
-    """Teachers once; every arm for every seed; test metrics, selection rates and a report."""
+class TeacherPool:
+    """Every teacher of one study, built once (the extra ones trained or read from the cache) and scored; their
+    validation/test accuracy and per-class training accuracy go to ``<study>/teachers.json``."""
 
-    def __init__(self, config: RLConfig, resources: TextResources | None = None) -> None:
+    def __init__(self, config: RLConfig) -> None:
         self.config = config
-        self.resources = resources
-        self.policies: dict[int, ReinforcedWeighting] = {}
+        self.models: dict[str, nn.Module] = {}
+        self.best = ""
 
-    def _extra_teacher(self, spec: ExtraTeacher, res: TextResources, backend: Backend, progress: Any,
-                       out: Path) -> tuple[nn.Module, str]:
+    def _extra(self, spec: ExtraTeacher, run: ArmRun) -> tuple[nn.Module, str]:
         from kd_nlu.models.student import build_student, student_config
 
-        base = next(iter(res.teachers.values()))
-        train = res.splits["train"]
-        assert isinstance(train, TextDataset)
-        labels = noisy_labels(train.labels or [], res.num_classes, spec.label_noise, spec.noisy_group, spec.groups,
-                              spec.seed)
-        noisy = TextDataset(train.texts, labels, train.tokenizer, max_length=train.max_length)
+        task = run.study.task
+        train = task.data.train
+        labels = noisy_labels([int(train[i]["label"]) for i in range(len(train))], len(task.class_names or []),
+                              spec.label_noise, spec.noisy_group, spec.groups, spec.seed)
 
         def build() -> nn.Module:
             torch.manual_seed(spec.seed)
-            return build_student(student_config(base.config, layers=spec.layers, hidden=spec.hidden,
-                                                intermediate=spec.intermediate, num_labels=res.num_classes))
+            return build_student(student_config(run.teacher.config, layers=spec.layers, hidden=spec.hidden,
+                                                intermediate=spec.intermediate, num_labels=len(task.class_names or [])))
 
         def fit(model: nn.Module) -> nn.Module:
-            return fit_text(model, single_phase(supervised_objective(), spec.train, restore_best=True), noisy,
-                            res.splits.get("val"), out / spec.name, backend, seed=spec.seed,
-                            batch_size=spec.train.batch_size, config={"teacher": spec.model_dump()},
-                            label=spec.name, progress=progress, pad_token_id=res.pad_token_id)
+            t = spec.train
+            phase = Phase("train", supervised_objective(), epochs=t.epochs,
+                          optimizer=adamw(t.lr, t.weight_decay), scheduler=cosine_lr, restore_best=True)
+            own = dataclasses.replace(run, name=spec.name, student=model, out=run.out.parent / "teachers" / spec.name)
+            return train_arm(own, [phase], train=Relabelled(train, labels), batch_size=t.batch_size, seed=spec.seed)
 
-        return cached_model(build, fit, f"gloss-{spec.name}", self.config.reuse_teacher, spec=spec.model_dump(),
-                            data=digest(texts=train.texts, labels=train.labels))
+        return cached_model(build, fit, f"{task.name}-{spec.name}", self.config.reuse_teacher,
+                            spec=spec.model_dump(), data=task.key)
 
-    def _teachers(self, backend: Backend, progress: Any, top: Path) -> TextResources:
-        c = self.config
-        if self.resources is None:
-            self.resources = gloss_resources(c.teacher, c.student, backend, progress, top / "teacher",
-                                             c.reuse_teacher)
-        res = self.resources
-        for spec in c.extra_teachers:
-            if spec.name not in res.teachers:
-                res.teachers[spec.name], res.notes[spec.name] = self._extra_teacher(spec, res, backend, progress,
-                                                                                    top / "teachers")
-        return res
-
-    def _signal(self, arm: str, signals: dict[str, Signal],
-                best: str) -> tuple[Signal | None, ReinforcedWeighting | None]:
-        c, names = self.config, list(signals)
-        if arm == "ce":
-            return None, None
-        if arm == "best-single":
-            return signals[best], None
-        if arm == "uniform":
-            return Ensemble([signals[n] for n in names], UniformWeighting()), None
-        if arm == "oracle":
-            return Ensemble([signals[n] for n in names], OracleWeighting()), None
-        p = c.policy
-        weighting = ReinforcedWeighting(len(names), self.resources.num_classes, hidden=p.hidden, lr=p.lr,
-                                        baseline_momentum=p.baseline_momentum, entropy_bonus=p.entropy_bonus,
-                                        use_label=p.use_label, warmup_steps=p.warmup_steps)
-        return Ensemble([signals[n] for n in names], weighting), weighting
-
-    def evaluate(self, run: Path, device: str = "auto") -> dict[str, float]:
-        """Test metrics of every arm's final student in a finished run (``kd-nlu eval RUN``)."""
-        return evaluate_arms(run, self.config, self.resources, device)
-
-    def run(self, context: RunContext) -> Path:
-        """Train the teachers (or reuse them), every arm for every seed, evaluate and report."""
-        c = self.config
-        backend = Backend(device=context.device, precision=context.precision)
-        top = open_run(context, c.model_dump(), c.seeds[0], backend)
-        students: dict[str, dict[int, nn.Module]] = {arm: {} for arm in c.arms}
-        selection: dict[str, list[list[float]]] = {}
-        with progress_bar() as progress:
-            res = self._teachers(backend, progress, top.path)
-            val = res.splits.get("val") or res.splits["train"]
-            teacher_val = {n: classifier_metrics(m, val, backend, res.pad_token_id)[0]["accuracy"]
-                           for n, m in res.teachers.items()}
-            best = max(teacher_val, key=teacher_val.get)
-            signals: dict[str, Signal] = {n: cached_signal(m, res.splits["train"], top.path / f"outputs-{n}", backend,
-                                                           res.pad_token_id) for n, m in res.teachers.items()}
-            dev: Dataset = Subset(val, range(min(c.policy.dev_size, len(val))))
-            for seed in c.seeds:
-                for arm in c.arms:
-                    signal, weighting = self._signal(arm, signals, best)
-                    selected = weighting.sample_weights if weighting is not None else None
-                    objective = supervised_objective() if signal is None else Objective(
-                        Term("kd", kl_divergence, teacher=LOGITS, weight=c.kd.alpha, sample_weight=selected,
-                             temperature=c.kd.temperature),
-                        Term("ce", cross_entropy, target="label", weight=1 - c.kd.alpha))
-                    callbacks = [PolicyReward(weighting, dev=dev if c.policy.reward != "train_loss" else None,
-                                              kind=c.policy.reward)] if weighting is not None else []
-                    students[arm][seed] = fit_with_callbacks(
-                        res.build_student(seed), single_phase(objective, c.student.train), res,
-                        top.path / f"{arm}-seed{seed}", backend, seed=seed, batch_size=c.student.train.batch_size,
-                        config={"recipe": c.model_dump(), "arm": arm, "seed": seed}, label=f"{arm} s{seed}",
-                        progress=progress, teacher=signal, callbacks=callbacks, resume=context.resume)
-                    if weighting is not None:
-                        self.policies[seed] = weighting
-                        selection[str(seed)] = weighting.selection_rates().nan_to_num(0.0).tolist()
-        console.print("evaluating on the test split")
-        test = res.splits["test"]
-        results = {"teachers": {n: classifier_metrics(m, test, backend, res.pad_token_id)[0]
-                                for n, m in res.teachers.items()},
-                   "teacher_val_accuracy": teacher_val, "best_single": best,
-                   "seeds": score_arms(students, test, backend, res.pad_token_id), "selection_rates": selection,
-                   "teacher_train_class_accuracy": self._class_accuracy(res, backend)}
-        results["selection_vs_reliability"] = _correlations(selection, results["teacher_train_class_accuracy"])
-        top.write_json("results.json", results)
-        self._report(top, results, res, context)
-        return top.path
-
-    @staticmethod
-    def _class_accuracy(res: TextResources, backend: Backend) -> list[list[float]]:
-        """Each teacher's accuracy on the training texts of each gold class, ``[C][T]``."""
-        columns = []
-        for model in res.teachers.values():
-            logits, labels = predict_logits(model, res.splits["train"], backend, pad_token_id=res.pad_token_id)
+    def get(self, run: ArmRun) -> dict[str, nn.Module]:
+        """The teachers by name (``teacher`` first), built on the first call."""
+        if self.models:
+            return self.models
+        study, notes = run.study, {"teacher": "the study's teacher"}
+        self.models["teacher"] = run.teacher
+        for spec in self.config.extra_teachers:
+            model, notes[spec.name] = self._extra(spec, run)
+            self.models[spec.name] = model.to(study.backend.device)
+        train = [study.backend.to_device(b) for b in DataLoader(study.task.data.train, batch_size=256,
+                                                                 collate_fn=study.task.collate)]
+        val = [study.backend.to_device(b) for b in DataLoader(study.task.data.val, batch_size=256,
+                                                               collate_fn=study.task.collate)]
+        report = {}
+        for name, model in self.models.items():
+            logits, labels = classification_outputs(model, train, study.task.forward)
             right = (logits.argmax(-1) == labels).double()
-            hits = torch.zeros(res.num_classes, dtype=torch.float64).index_add_(0, labels, right)
-            seen = torch.zeros(res.num_classes, dtype=torch.float64).index_add_(0, labels, torch.ones_like(right))
-            columns.append((hits / seen.clamp_min(1)).tolist())
-        return [list(row) for row in zip(*columns)]
+            classes = len(study.task.class_names or [])
+            hits = torch.zeros(classes, dtype=torch.float64).index_add_(0, labels, right)
+            seen = torch.zeros(classes, dtype=torch.float64).index_add_(0, labels, torch.ones_like(right))
+            report[name] = {"val_accuracy": study.score(model, val)["accuracy"],
+                            "test_accuracy": study.score(model, study.test_batches())["accuracy"],
+                            "class_accuracy": (hits / seen.clamp_min(1)).tolist(), "source": notes[name]}
+        self.best = max(report, key=lambda n: report[n]["val_accuracy"])
+        report = {"best_single": self.best, "teachers": report}
+        (run.out.parent / "teachers.json").write_text(json.dumps(report, indent=1))
+        return self.models
 
-    def _report(self, top: RunDir, results: dict, res: TextResources, context: RunContext) -> Path:
-        c = self.config
-        rows = [{"arm": f"teacher {n}", "accuracy %": f"{100 * m['accuracy']:.2f}", "ECE %": f"{100 * m['ece']:.2f}",
-                 "NLL": f"{m['nll']:.3f}"} for n, m in results["teachers"].items()]
-        rows += arm_rows(results["seeds"], LABELS)
-        means = {a: mean_accuracy(s) for a, s in results["seeds"].items()}
-        claims = []
-        if {"rl", "uniform"} <= means.keys():
-            claims.append(f"RL ≥ uniform {'holds' if means['rl'] >= means['uniform'] else 'does not hold'} "
-                          f"({means['rl']:.2f} vs {means['uniform']:.2f})")
-        if {"uniform", "best-single"} <= means.keys():
-            held = "holds" if means["uniform"] > means["best-single"] else "does not hold"
-            claims.append(f"uniform > best single {held} ({means['uniform']:.2f} vs {means['best-single']:.2f})")
-        corr = results["selection_vs_reliability"]
-        names = list(res.teachers)
-        rates = [{"teacher": n, "selection rate (mean over classes and seeds)": format_mean_std(
-            [sum(r[k] for r in sel) / len(sel) for sel in results["selection_rates"].values()])}
-            for k, n in enumerate(names)] if results["selection_rates"] else []
-        summary = (f"{'; '.join(claims) or 'see the table'} (mean test accuracy %, {len(c.seeds)} seeds). "
-                   f"Correlation between the policy's per-class selection rate and the teacher's per-class training "
-                   f"accuracy: {format_mean_std(corr, 3) if corr else 'n/a'} (the spec expects positive).\n\n"
-                   f"Teachers: {'; '.join(f'{k}: {v}' for k, v in res.notes.items())}. Best single on validation: "
-                   f"{results['best_single']}. Reward: {c.policy.reward}; KD τ = {c.kd.temperature}, α = {c.kd.alpha}. "
-                   f"Train {len(res.splits['train'])} / test {len(res.splits['test'])} texts.\n")
-        return arm_report(top, "Reinforced multi-teacher selection on the WordNet gloss task", summary, rows,
-                          context, extra=[("Policy selection rates", markdown_table(rates))])
+    def signals(self, run: ArmRun) -> dict[str, Signal]:
+        """One cached-logits signal per teacher."""
+        return {name: cached_teacher(f"outputs-{name}")(model, run.out.parent) for name, model in self.get(run).items()}
 
 
-def _correlations(selection: dict[str, list[list[float]]], reliability: list[list[float]]) -> list[float]:
-    """Per seed, Pearson r between selection rates and teacher class accuracies over all (class, teacher) pairs."""
-    out = []
-    acc = torch.tensor(reliability, dtype=torch.float64).reshape(-1)
-    for rates in selection.values():
-        r = torch.tensor(rates, dtype=torch.float64).reshape(-1)
-        if r.std() > 0 and acc.std() > 0:
-            out.append(float(torch.corrcoef(torch.stack([r, acc]))[0, 1]))
-    return out
+def arms(config: RLConfig, task: Task) -> dict[str, Arm]:
+    """Every arm the recipe lists; the teacher arms share one ``TeacherPool``."""
+    train, p, pool = config.student.train_spec(), config.policy, TeacherPool(config)
+
+    def fit(run: ArmRun) -> nn.Module:
+        signals = pool.signals(run)
+        if run.name == "best-single":
+            return train_arm(run, train.phases(hinton_objective(config.kd)), signals[pool.best])
+        if run.name != "rl":
+            weighting = OracleWeighting() if run.name == "oracle" else UniformWeighting()
+            return train_arm(run, train.phases(hinton_objective(config.kd)), Ensemble(list(signals.values()),
+                                                                                       weighting))
+        classes = len(run.study.task.class_names or [])
+        policy = ReinforcedWeighting(len(signals), classes, hidden=p.hidden, lr=p.lr, seed=run.seed,
+                                     baseline_momentum=p.baseline_momentum, entropy_bonus=p.entropy_bonus,
+                                     use_label=p.use_label, warmup_steps=p.warmup_steps)
+        val = run.study.task.data.val
+        reward = PolicyReward(policy, dev=Subset(val, range(min(p.dev_size, len(val)))) if p.reward != "train_loss"
+                              else None, kind=p.reward)
+        student = train_arm(run, train.phases(hinton_objective(config.kd, sample_weight=policy.sample_weights)),
+                            Ensemble(list(signals.values()), policy), callbacks=[reward])
+        (run.out / "selection.json").write_text(json.dumps({
+            "teachers": list(signals), "rates": policy.selection_rates().nan_to_num(0.0).tolist(),
+            "steps": policy.steps, "rewards": len(policy.history)}))
+        return student
+
+    descriptions = {"ce": "cross-entropy alone", "best-single": "Hinton KD from the teacher best on validation",
+                    "uniform": "Hinton KD from the mean of every teacher's logits",
+                    "oracle": "per text, the teachers that are right (uniform when none is)",
+                    "rl": f"per text, the teachers a REINFORCE policy selects (reward {p.reward})"}
+    return {name: Arm(lambda: supervised_phases(train), role=ROLES[name], fit=None if name == "ce" else fit,
+                      batch_size=train.batch_size, description=descriptions[name]) for name in config.arms}
 
 
-def build(config: RLConfig) -> RLPlan:
-    """The plan for a validated ``rl-multi-teacher`` config."""
-    return RLPlan(config)
+def compare(config: RLConfig, arms: dict[str, Arm]) -> list[tuple[str, str]]:
+    """Best single teacher against CE, the policy against it, CE and uniform; uniform against the best single;
+    the oracle (an upper bound of selection) against the policy."""
+    pairs = [("best-single", "ce"), ("rl", "best-single"), ("rl", "ce"), ("rl", "uniform"),
+             ("uniform", "best-single"), ("oracle", "rl")]
+    return [(a, b) for a, b in pairs if a in arms and b in arms]
 
 
-METHOD = Method(name="rl-multi-teacher", config_model=RLConfig, build=build, domain="nlu",
-                recipes=Path(__file__).resolve().parent.parent / "recipes",
-                summary="Reinforced multi-teacher selection: a REINFORCE policy weighs MiniLM and small BERT teachers")
+def notes(config: RLConfig, task: Task) -> str:
+    """The teachers and settings behind the numbers."""
+    extra = "; ".join(f"{t.name}: {t.layers}-layer BERT, {t.train.epochs} epochs, label noise {t.label_noise} on "
+                      f"{'every class' if t.noisy_group is None else f'class group {t.noisy_group} of {t.groups}'}"
+                      for t in config.extra_teachers)
+    s, p = config.student, config.policy
+    return (f"Teachers: the study's teacher ({config.teacher.model}) and {extra or 'no others'}. KD: τ = "
+            f"{config.kd.temperature}, α = {config.kd.alpha}. Student {s.model}: {s.epochs} epochs, AdamW lr {s.lr}. "
+            f"Policy: hidden {p.hidden}, lr {p.lr}, warm-up {p.warmup_steps} steps, reward {p.reward} (dev subset "
+            f"{p.dev_size}), label in the state: {p.use_label}.")
+
+
+def _pearson(a: list[float], b: list[float]) -> float | None:
+    x, y = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
+    return float(torch.corrcoef(torch.stack([x, y]))[0, 1]) if x.std() > 0 and y.std() > 0 else None
+
+
+def teacher_sections(config: RLConfig, results: dict[str, Any], run: Path) -> list[tuple[str, str]]:
+    """The teachers' own accuracy, and what the policy selected (and whether it tracks the teachers' reliability)."""
+    pool = read_json(run / "teachers.json")
+    if pool is None:
+        return []
+    rows = "\n".join(f"| {name} | {100 * t['val_accuracy']:.2f} | {100 * t['test_accuracy']:.2f} | {t['source']} |"
+                     for name, t in pool["teachers"].items())
+    sections = [("Teachers", "| teacher | val accuracy % | test accuracy % | source |\n|---|---|---|---|\n"
+                 f"{rows}\n\nBest single teacher on validation: **{pool['best_single']}**.\n")]
+    lines = []
+    for seed in results["seeds"]:
+        chosen = read_json(run / f"rl-seed{seed}" / "selection.json")
+        if chosen is None:
+            continue
+        rates = [[row[k] for row in chosen["rates"]] for k in range(len(chosen["teachers"]))]
+        reliability = [[pool["teachers"][n]["class_accuracy"][c] for c in range(len(chosen["rates"]))]
+                       for n in chosen["teachers"]]
+        r = _pearson([v for row in rates for v in row], [v for row in reliability for v in row])
+        shown = ", ".join(f"{n} {sum(v) / len(v):.2f}" for n, v in zip(chosen["teachers"], rates, strict=True))
+        lines.append(f"- seed {seed}: mean selection rate {shown}; Pearson r between per-class selection rate and "
+                     f"the teacher's per-class training accuracy: {'n/a' if r is None else f'{r:.3f}'} "
+                     f"({chosen['rewards']} policy updates over {chosen['steps']} steps)")
+    if lines:
+        sections.append(("Policy selection", "\n".join(lines) + "\n\nA policy that learned which teacher to trust "
+                         "where selects reliable teachers more often (r > 0).\n"))
+    return sections
+
+
+METHOD = text_method("rl-multi-teacher", RLConfig, arms=arms, compare=compare, notes=notes, extra=teacher_sections,
+                     title=lambda c, t: f"Reinforced multi-teacher selection on {t.description}",
+                     summary="Reinforced multi-teacher selection: a REINFORCE policy weighs MiniLM and small BERT "
+                             "teachers per text; vs best single, uniform, oracle, CE")
