@@ -1,4 +1,5 @@
-"""CES-KD and TAKD plans: config checks before training, tiny end-to-end runs, routing recorded in results."""
+"""CES-KD and TAKD as arms: roles and comparisons, config checks before training, routing by hand, and a
+toy-size CLI run of each recipe (the pool and the assistants trained once and cached)."""
 
 from __future__ import annotations
 
@@ -6,49 +7,64 @@ import json
 from pathlib import Path
 
 import pytest
+from kd_core.errors import ConfigError
+from kd_core.recipes import RunContext, load_recipe
 from kd_vision.cli import main
-from kd_vision.methods.ceskd import CESKDConfig, PoolPlan, build_net, direction
+from kd_vision.methods.ceskd import CESKDConfig, TAKDConfig, arms, compare, task
 
 # 8x8 digits, two 1-epoch experts (w2 < w4), one seed: seconds, not minutes
 TINY = ["--set", "data.source=sklearn8x8", "--set", "data.train_size=48", "--set", "data.teacher_train_size=64",
         "--set", "data.val_size=20", "--set", "data.test_size=40",
         "--set", "experts=[{model: digit-cnn-w2, epochs: 1, lr: 0.01}, {model: digit-cnn-w4, epochs: 1, lr: 0.01}]",
         "--set", "student.model=digit-cnn-w2", "--set", "student.epochs=1", "--set", "seeds=[0]",
-        "--set", "latency_iterations=2", "--device", "cpu"]
+        "--set", "latency_iterations=1", "--device", "cpu"]
 
 
-
-def test_tiny_ces_kd_run_writes_report_results_and_routes_by_curriculum(tmp_path: Path, data_home: Path) -> None:
-    out = tmp_path / "ces"
-    args = ["distill", "--recipe", "ces-kd", "--out", str(out), *TINY,
-            "--set", "compare=[ces-kd, anti-curriculum]", "--set", "curriculum.gamma_start=3.0"]
-    assert main(args) == 0
-    report = (out / "report.md").read_text()
-    for needle in ("CES-KD", "anti-curriculum", "Curriculum routing", "hardest 25 %"):
-        assert needle in report
-    results = json.loads((out / "results.json").read_text())
-    assert set(results["seeds"]) == {"ces-kd", "anti-curriculum"}
-    assert 0.0 <= results["seeds"]["ces-kd"]["0"]["accuracy"] <= 1.0
-    assert [e["model"] for e in results["experts"]] == ["digit-cnn-w2", "digit-cnn-w4"]
-    ces, anti = results["routing"]["ces-kd"], results["routing"]["anti-curriculum"]
-    # 48 samples, K = 2, γ = 3 at the start: only u^3 >= 1/2 (u >= 0.794, the 10 hardest) go to the teacher
-    assert ces["0.00"]["shares"] == pytest.approx([38 / 48, 10 / 48])
-    assert ces["1.00"]["shares"] == pytest.approx([0.5, 0.5])
-    assert ces["1.00"]["hardest_quarter_mean_expert"] == 2.0 and ces["1.00"]["easiest_quarter_mean_expert"] == 1.0
-    assert anti["1.00"]["hardest_quarter_mean_expert"] == 1.0 and anti["1.00"]["easiest_quarter_mean_expert"] == 2.0
-    assert len(list((out / "expert-logits").glob("expert*/cache.safetensors"))) == 2
+def _ces(**changes) -> CESKDConfig:
+    return CESKDConfig.model_validate({"name": "x", **changes})
 
 
-def test_tiny_takd_run_distils_along_the_chain(tmp_path: Path, data_home: Path) -> None:
-    out = tmp_path / "takd"
-    assert main(["distill", "--recipe", "takd", "--out", str(out), *TINY, "--set", "compare=[takd]"]) == 0
-    assert "TAKD" in (out / "report.md").read_text()
-    results = json.loads((out / "results.json").read_text())
-    assert [a["model"] for a in results["assistants"]] == ["digit-cnn-w2"]
-    assert (out / "assistant1" / "checkpoints" / "final.safetensors").is_file()  # KD from the teacher
-    assert (out / "takd-seed0" / "checkpoints" / "final.safetensors").is_file()
-    # experts, assistants and the teacher are cached separately: 2 CE experts + 1 assistant
-    assert len(list((data_home / "teachers").glob("*.safetensors"))) == 3
+def test_arms_roles_and_comparisons() -> None:
+    config = _ces(arms=["ces-kd", "anti-curriculum", "takd", "kd", "scratch"])
+    built = arms(config, task=None)
+    assert {n: a.role for n, a in built.items()} == {"ces-kd": "variant", "anti-curriculum": "baseline",
+                                                     "takd": "baseline", "kd": "kd", "scratch": "scratch"}
+    assert [n for n, a in built.items() if a.fit is not None] == ["ces-kd", "anti-curriculum", "takd"]
+    assert [t.name for t in built["kd"].phases()[0].objective.terms] == ["kd", "ce"]
+    assert [t.name for t in built["scratch"].phases()[0].objective.terms] == ["ce"]
+    assert compare(config, built) == [("kd", "scratch"), ("ces-kd", "kd"), ("ces-kd", "takd"),
+                                      ("ces-kd", "anti-curriculum"), ("ces-kd", "scratch"), ("takd", "kd"),
+                                      ("takd", "scratch")]
+    takd = TAKDConfig.model_validate({"name": "x"})
+    built = arms(takd, task=None)
+    assert built["takd"].role == "variant"
+    assert compare(takd, built) == [("kd", "scratch"), ("takd", "kd"), ("takd", "scratch")]
+
+
+def test_config_checks() -> None:
+    with pytest.raises(ValueError, match="at least one assistant"):
+        _ces(experts=[{"model": "teacher-cnn", "epochs": 1, "lr": 0.1}])
+    with pytest.raises(ValueError, match="own arm"):
+        _ces(arms=["takd", "kd"])
+    with pytest.raises(ValueError, match="arms"):
+        _ces(arms=["ces-kd", "magic"])
+    with pytest.raises(ValueError, match="arms"):
+        TAKDConfig.model_validate({"name": "x", "arms": ["takd", "ces-kd"]})  # no curriculum in takd
+
+
+def test_the_pool_must_grow_and_digit_cnn_widths_build(tmp_path: Path, data_home: Path) -> None:
+    context = RunContext(out=tmp_path / "unused", device="cpu")
+    small = {"source": "sklearn8x8", "train_size": 20, "val_size": 10, "test_size": 10}
+    shrinking = _ces(data=small, experts=[{"model": "teacher-cnn", "epochs": 1, "lr": 0.1},
+                                          {"model": "digit-cnn-w4", "epochs": 1, "lr": 0.1}])
+    with pytest.raises(ConfigError, match="smallest to largest") as info:
+        arms(shrinking, task(shrinking, context))
+    assert info.value.argument == "experts"
+    config = _ces(data=small, student={"model": "digit-cnn-w3", "epochs": 1, "lr": 0.1})
+    built = task(config, context)
+    assert built.student(0).width == 3 and built.extras["build"](config.experts[0], "experts[0]").width == 4
+    with pytest.raises(ConfigError, match=r"experts\[0\]\.model"):
+        built.extras["build"](config.experts[0].model_copy(update={"model": "nope"}), "experts[0].model")
 
 
 @pytest.mark.parametrize("recipe", ["ces-kd", "takd"])
@@ -63,20 +79,64 @@ def test_an_empty_assistant_pool_is_refused_before_training(recipe: str, tmp_pat
     assert not out.exists() and not (data_home / "teachers").exists()
 
 
-def test_experts_must_grow_and_names_must_exist() -> None:
-    with pytest.raises(ValueError, match="smallest to largest"):
-        PoolPlan(CESKDConfig.model_validate({"name": "x", "experts": [
-            {"model": "teacher-cnn", "epochs": 1, "lr": 0.1}, {"model": "digit-cnn-w4", "epochs": 1, "lr": 0.1}]}))
-    with pytest.raises(ValueError, match=r"student\.model"):
-        PoolPlan(CESKDConfig.model_validate({"name": "x", "student": {"model": "nope", "epochs": 1, "lr": 0.1}}))
-    with pytest.raises(ValueError, match="compare"):
-        CESKDConfig.model_validate({"name": "x", "compare": ["ces-kd", "magic"]})
-    assert build_net("digit-cnn-w3").width == 3
+def test_tiny_ces_kd_run_writes_report_results_and_routes_by_curriculum(tmp_path: Path, data_home: Path) -> None:
+    out = tmp_path / "ces"
+    args = ["distill", "--recipe", "ces-kd", "--out", str(out), *TINY,
+            "--set", "arms=[ces-kd, anti-curriculum, kd, scratch]", "--set", "curriculum.gamma_start=3.0"]
+    assert main(args) == 0
+    report = (out / "report.md").read_text()
+    for needle in ("**Plain KD against scratch**", "**ces-kd**", "**anti-curriculum**", "## Experts and assistants",
+                   "## Curriculum routing", "hardest 25 %"):
+        assert needle in report
+    assert report.index("## Curriculum routing") < report.index("## Reproduce")
+    results = json.loads((out / "results.json").read_text())
+    assert {n: a["role"] for n, a in results["arms"].items()} == {"ces-kd": "variant", "anti-curriculum": "baseline",
+                                                                  "kd": "kd", "scratch": "scratch"}
+    assert 0.0 <= results["arms"]["ces-kd"]["seeds"]["0"]["accuracy"] <= 1.0
+    assert [(c["a"], c["b"]) for c in results["comparisons"]] == [
+        ("kd", "scratch"), ("ces-kd", "kd"), ("ces-kd", "anti-curriculum"), ("ces-kd", "scratch")]
+    assert [e["model"] for e in results["pool"]["experts"]] == ["digit-cnn-w2"]  # E_2 is the study's teacher
+    assert results["pool"]["assistants"] == []  # no takd arm: no assistant trained
+    ces, anti = results["routing"]["ces-kd"], results["routing"]["anti-curriculum"]
+    # 48 samples, K = 2, γ = 3 at the start: only u^3 >= 1/2 (u >= 0.794, the 10 hardest) go to the teacher
+    assert ces["0.00"]["shares"] == pytest.approx([38 / 48, 10 / 48])
+    assert ces["1.00"]["shares"] == pytest.approx([0.5, 0.5])
+    assert ces["1.00"]["hardest_quarter_mean_expert"] == 2.0 and ces["1.00"]["easiest_quarter_mean_expert"] == 1.0
+    assert anti["1.00"]["hardest_quarter_mean_expert"] == 1.0 and anti["1.00"]["easiest_quarter_mean_expert"] == 2.0
+    # the experts' logits were computed once and served to both curriculum arms
+    assert len(list((out / "expert-logits").glob("expert*/cache.safetensors"))) == 2
+    assert len(list((data_home / "teachers").glob("*.safetensors"))) == 2  # the teacher and expert E_1
 
 
-def test_direction_reports_the_spec_orderings() -> None:
-    summary = {v: {"accuracy_mean": a} for v, a in
-               {"ces-kd": 90.0, "takd": 89.0, "kd": 88.0, "anti-curriculum": 91.0, "scratch": 80.0}.items()}
-    checks = direction(summary)
-    assert checks["ces-kd >= takd"] and checks["takd > kd"] and not checks["anti-curriculum < ces-kd"]
-    assert direction({"kd": {"accuracy_mean": 1.0}})["ces-kd >= takd"] is None
+def test_tiny_takd_run_distils_along_the_chain(tmp_path: Path, data_home: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "takd"
+    assert main(["distill", "--recipe", "takd", "--out", str(out), *TINY]) == 0
+    report = (out / "report.md").read_text()
+    assert "**takd**" in report and "## Experts and assistants" in report and "Curriculum routing" not in report
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["arms"]) == ["takd", "kd", "scratch"]
+    assert [(c["a"], c["b"]) for c in results["comparisons"]] == [("kd", "scratch"), ("takd", "kd"),
+                                                                  ("takd", "scratch")]
+    assert [a["model"] for a in results["pool"]["assistants"]] == ["digit-cnn-w2"]
+    assert (out / "assistant1" / "checkpoints" / "final.safetensors").is_file()  # KD from the teacher
+    assert (out / "takd-seed0" / "checkpoints" / "final.safetensors").is_file()
+    # the teacher and the assistant are cached separately (no CE expert is needed for TAKD)
+    assert len(list((data_home / "teachers").glob("*.safetensors"))) == 2
+    capsys.readouterr()
+    assert main(["eval", str(out), "--device", "cpu"]) == 0
+    printed = dict(line.split(": ") for line in capsys.readouterr().out.splitlines() if ": " in line)
+    assert float(printed["takd/seed0/accuracy"]) == pytest.approx(results["arms"]["takd"]["seeds"]["0"]["accuracy"])
+    # a second run reuses the cached teacher and assistant
+    again = tmp_path / "again"
+    assert main(["distill", "--recipe", "takd", "--out", str(again), *TINY, "--set", "arms=[takd]"]) == 0
+    assert "reused from" in json.loads((again / "results.json").read_text())["pool"]["assistants"][0]["note"]
+    assert not (again / "assistant1").exists()
+
+
+def test_the_two_recipes_load_with_their_methods() -> None:
+    for name, arm_names in (("ces-kd", ["ces-kd", "takd", "kd", "scratch"]), ("takd", ["takd", "kd", "scratch"])):
+        method, config = load_recipe(name, domain="vision")
+        assert method.name == config.method == name and config.arms == arm_names
+        assert config.data.source == "mnist5k" and config.data.teacher_train_size == 2500
+        assert [e.model for e in config.experts] == ["digit-cnn-w4", "digit-cnn-w12", "teacher-cnn"]
