@@ -91,7 +91,7 @@ def test_digits_run_reports_accuracy_before_and_after_in_the_plot_and_table(tmp_
     assert accuracy["after"] >= accuracy["after pruning"] - 0.05  # fine-tuning does not make it worse
     assert results["example_input"]["shape"] == [1, 1, 8, 8]
     report = (out / "report.md").read_text()
-    assert "accuracy %" in report and "Digits test accuracy" in report
+    assert "accuracy %" in report and "Test accuracy (sklearn digits 8x8" in report and "distillation" in report
     model = load_pruned(out / "model")
     from kd_edge.data.digits import demo_data
 

@@ -1,11 +1,11 @@
 """The ``kd-edge`` command: ``distill``, ``recipes``, ``eval`` (kd-core's) and ``export``, ``quantize``, ``bench``
 (and ``prune`` when ``kd_edge.prune.command`` is installed). The command bodies are in ``kd_edge.commands``.
 
-``export``, ``quantize`` and ``bench`` take a student by name (``--model cnn|mlp|...``, with ``--weights`` from
-a safetensors file, or trained for ``--train-epochs`` on the demo digits) or, for quantize and bench, an
-``.onnx`` file (``--onnx``). Calibration and evaluation data are the 8x8 sklearn digits (kd-core's blobs if
-scikit-learn is missing). Each command writes a run directory with ``report.md``, a size–accuracy–latency plot
-and ``results.json``, and prints where they are.
+``export``, ``quantize``, ``bench`` and ``prune`` take a model from a run directory of any domain (``--run``), a
+built-in digit student, a pruned-model directory or a ``package.module:function`` builder (``--model``), a
+local Hugging Face directory (``--hf``) or, for quantize and bench, an ``.onnx`` file (``--onnx``); data come
+from the run's task or ``--data`` (``kd_edge.sources``). Each command writes a run directory with ``report.md``,
+a size–accuracy–latency plot and ``results.json``, and prints where they are.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from typing import Any
 from kd_core.cli import default_out, domain_main, domain_parser
 from kd_core.errors import ConfigError, KDError
 
-#: ``kd_edge.models.small.model_names()``, repeated here so that ``--help`` does not import torch (a test checks).
-MODEL_NAMES = ("cnn", "cnn-wide", "mlp", "mlp-wide")
+from kd_edge.sources import MODEL_NAMES  # noqa: F401  (the names, without importing torch: a test checks)
 
 
 def _ints(text: str) -> list[int]:
@@ -45,17 +44,14 @@ def _prune_command() -> Any | None:
 
 
 def _model_arguments(parser: argparse.ArgumentParser, onnx: bool) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help=f"a student by name ({', '.join(MODEL_NAMES)}) or a pruned-model "
-                                        "directory written by kd-edge prune (a digit classifier)")
-    if onnx:
-        source.add_argument("--onnx", help="an FP32 .onnx model taking 8x8 digit images (64 values per sample)")
-    parser.add_argument("--weights", help="safetensors weights for --model (default: train it, see --train-epochs)")
+    from kd_edge.sources import add_data_arguments, add_source_arguments
+
+    add_source_arguments(parser, onnx=onnx)
+    add_data_arguments(parser)
     parser.add_argument("--train-epochs", type=int, default=5,
-                        help="without --weights: epochs of supervised training on the demo digits")
-    parser.add_argument("--calibration-size", type=int, default=128, help="calibration images (from train)")
+                        help="a built-in student or builder without --weights: epochs of supervised training here")
+    parser.add_argument("--calibration-size", type=int, default=128, help="calibration inputs (from train)")
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset of the export")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="run directory (default runs/edge-<command>, -2, ... if taken)")
 
 
@@ -88,22 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    """Every path and number checked before any work starts (a ``ConfigError`` naming the option)."""
-    from kd_edge.models.small import model_names
-
-    model = getattr(args, "model", None)
-    if model is not None and model not in model_names() and not (Path(model) / "architecture.json").is_file():
-        raise ConfigError("--model", f"one of {model_names()} or a pruned-model directory (with architecture.json)",
-                          model)
-    if model is not None and model not in model_names() and args.weights is not None:
-        raise ConfigError("--weights", "no --weights with a pruned-model directory (it holds its weights)",
-                          args.weights)
-    for option in ("weights", "onnx"):
-        value = getattr(args, option, None)
-        if value is not None and not Path(value).is_file():
-            raise ConfigError(f"--{option}", "an existing file", value)
-    if args.weights is not None and getattr(args, "onnx", None) is not None:
-        raise ConfigError("--weights", "no --weights with --onnx (the ONNX file holds its weights)", args.weights)
+    """Every number checked before any work starts (a ``ConfigError`` naming the option); the model, data and
+    paths are checked by ``kd_edge.sources.resolve``."""
     if args.train_epochs < 0:
         raise ConfigError("--train-epochs", "an integer >= 0", args.train_epochs)
     if args.calibration_size < 1:
@@ -130,11 +112,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "prune":
             return int(_prune_command().run(args))
         _check_args(args)
-        out = Path(args.out) if args.out else default_out(f"edge-{args.command}", resume=False)
         from kd_edge import commands  # torch, onnx and ORT load only here, so --help stays fast
+        from kd_edge.sources import resolve
 
+        source = resolve(args)  # every check on the model and data, before the run directory exists
+        out = Path(args.out) if args.out else default_out(f"edge-{args.command}", resume=False)
         run_dir = {"export": commands.run_export, "quantize": commands.run_quantize,
-                   "bench": commands.run_bench}[args.command](args, out)
+                   "bench": commands.run_bench}[args.command](args, out, source)
     except KDError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -11,59 +11,44 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from kd_core.errors import ConfigError
+from kd_edge.sources import Source
 
 __all__ = ["run_bench", "run_export", "run_quantize"]
 
 
 class _Student:
-    """The command's subject: the demo data, the FP32 ONNX file and, for --model, the PyTorch module."""
+    """The command's subject: its data, the FP32 ONNX file and, unless it is an ONNX file, the PyTorch module."""
 
-    def __init__(self, args: argparse.Namespace, run: Any) -> None:
-        import onnx
-        import torch
-        from kd_core.checkpoint import load_weights, save_weights
+    def __init__(self, args: argparse.Namespace, run: Any, source: Source) -> None:
+        from kd_core.checkpoint import save_weights
 
-        from kd_edge.data.digits import demo_data, train_classifier
+        from kd_edge.data.digits import train_classifier
         from kd_edge.export import export_onnx, parity
-        from kd_edge.models.small import build_model, model_names
 
-        self.data = demo_data(calibration_size=args.calibration_size, seed=args.seed)
-        self.module = None
-        self.notes: list[str] = [f"Data: {self.data.source}; {len(self.data.train_y)} train images "
-                                 f"({args.calibration_size} of them for calibration), {len(self.data.test_y)} test."]
+        data = source.data
+        assert data is not None  # resolve() always gives export, quantize and bench data
+        self.data, self.module, self.label = data, source.model, source.label
+        self.notes: list[str] = [f"Data: {data.source}; {len(data.train_y)} train inputs "
+                                 f"({len(data.calib_x)} of them for calibration), {len(data.test_y)} test.",
+                                 *source.notes]
         self.export = self.parity = None
-        if args.model is not None:
-            model = build_model(args.model, seed=args.seed) if args.model in model_names() else None
-            if model is None:
-                from kd_edge.prune.record import load_pruned
-
-                model = load_pruned(args.model)
-                self.notes.append(f"Model: the pruned model in `{args.model}` (its own weights).")
-            elif args.weights:
-                load_weights(model, args.weights)
-                self.notes.append(f"Weights: {args.weights}.")
-            else:
-                train_classifier(model, self.data.train_x, self.data.train_y, epochs=args.train_epochs,
-                                 seed=args.seed)
+        if source.model is not None:
+            model = source.model
+            if source.train:
+                train_classifier(model, data.train_x, data.train_y, epochs=args.train_epochs,
+                                 seed=args.seed or 0)
                 save_weights(model, run.checkpoints / "student.safetensors")
                 self.notes.append(f"Weights: trained {args.train_epochs} epochs here (AdamW, cross-entropy), saved "
                                   f"to `checkpoints/student.safetensors`.")
             self.module = model.eval()
-            self.export = export_onnx(model, self.data.test_x[:2], run.path / "model.onnx", opset=args.opset)
-            self.parity = parity(model, self.export.path, self.data.test_x, self.data.test_y,
+            self.export = export_onnx(model, data.test_x[:2], run.path / "model.onnx", opset=args.opset)
+            self.parity = parity(model, self.export.path, data.test_x, data.test_y,
                                  atol=getattr(args, "atol", 1e-4), save_to=run.path / "parity.json")
             self.onnx_path = Path(self.export.path)
         else:
-            self.onnx_path = Path(args.onnx)
-            graph = onnx.load(str(self.onnx_path), load_external_data=False).graph
-            dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]]
-            if len(graph.input) != 1 or not dims or 0 in dims or int(torch.tensor(dims).prod()) != 64:
-                raise ConfigError("--onnx", "a model with one input of 64 values per sample (8x8 digits)",
-                                  f"{len(graph.input)} input(s), per-sample shape {dims}")
-            self.data.train_x, self.data.calib_x, self.data.test_x = (
-                t.reshape(len(t), *dims) for t in (self.data.train_x, self.data.calib_x, self.data.test_x))
-        self.input_shape = tuple(self.data.test_x.shape[1:])
+            assert source.onnx is not None
+            self.onnx_path = source.onnx  # its input shape was checked against the data by resolve()
+        self.input_shape = tuple(data.test_x.shape[1:])
 
     def accuracy(self, path: str | Path) -> float:
         """Test accuracy of an ONNX model through ONNX Runtime."""
@@ -80,10 +65,11 @@ class _Student:
             return float((self.module(self.data.test_x).argmax(1) == self.data.test_y).double().mean())
 
 
-def _open_run(args: argparse.Namespace, out: Path) -> Any:
+def _open_run(args: argparse.Namespace, out: Path, source: Source) -> Any:
     from kd_core.runs import RunDir
 
-    config = {k: v for k, v in vars(args).items() if k != "func"}
+    config = {**{k: v for k, v in vars(args).items() if k != "func"}, "data_source": source.data.source
+              if source.data is not None else None}
     return RunDir.create(out, config)
 
 
@@ -122,11 +108,11 @@ def _export_summary(student: _Student) -> tuple[str, dict]:
     return text, {"export": asdict(e), "parity": asdict(p)}
 
 
-def run_export(args: argparse.Namespace, out: Path) -> Path:
+def run_export(args: argparse.Namespace, out: Path, source: Source) -> Path:
     from kd_edge.report import finish_run
 
-    run = _open_run(args, out)
-    student = _Student(args, run)
+    run = _open_run(args, out, source)
+    student = _Student(args, run, source)
     candidates = {"pytorch": student.module, "ort-fp32": student.onnx_path}
     latency = _quick_latency(candidates, student.input_shape)
     rows, points = _model_rows(student, candidates, latency)
@@ -134,7 +120,7 @@ def run_export(args: argparse.Namespace, out: Path) -> Path:
     from kd_edge.latency import rows_to_json
 
     results["latency"] = rows_to_json(latency)
-    finish_run(run, f"kd-edge export: {args.model}", summary, [("Models (test split, CPU)", rows)], points,
+    finish_run(run, f"kd-edge export: {student.label}", summary, [("Models (test split, CPU)", rows)], points,
                results, notes=" ".join(student.notes))
     return run.path
 
@@ -148,7 +134,7 @@ def _scheme_sentence(made: Any) -> str:
     return f"INT8 scheme **{made.scheme}** ({made.scheme_reason}{error}). "
 
 
-def run_quantize(args: argparse.Namespace, out: Path) -> Path:
+def run_quantize(args: argparse.Namespace, out: Path, source: Source) -> Path:
     from dataclasses import asdict
 
     from kd_core.progress import progress_bar
@@ -158,8 +144,8 @@ def run_quantize(args: argparse.Namespace, out: Path) -> Path:
     from kd_edge.report import finish_run
     from kd_edge.sensitivity import layer_sensitivity, mixed_precision
 
-    run = _open_run(args, out)
-    student = _Student(args, run)
+    run = _open_run(args, out, source)
+    student = _Student(args, run, source)
     src, data = student.onnx_path, student.data
     results: dict[str, Any] = _export_summary(student)[1]
     tables: list[tuple[str, list]] = []
@@ -195,12 +181,12 @@ def run_quantize(args: argparse.Namespace, out: Path) -> Path:
                f"Size {made.size_ratio:.3f}× the FP32 ONNX file, accuracy {fp32['accuracy %']:.2f}% → "
                f"{new['accuracy %']:.2f}%, batch-1 p50 {fp32['p50 ms']:.4f} → {new['p50 ms']:.4f} ms "
                f"(ORT, 1 thread). {_scheme_sentence(made)}{_export_summary(student)[0]}")
-    finish_run(run, f"kd-edge quantize ({args.mode}): {args.model or Path(args.onnx).name}", summary,
+    finish_run(run, f"kd-edge quantize ({args.mode}): {student.label}", summary,
                [("Models (test split, CPU)", rows), *tables], points, results, notes=" ".join(student.notes))
     return run.path
 
 
-def run_bench(args: argparse.Namespace, out: Path) -> Path:
+def run_bench(args: argparse.Namespace, out: Path, source: Source) -> Path:
     from kd_core.progress import progress_bar
 
     from kd_edge.latency import benchmark, rows_to_json
@@ -208,8 +194,8 @@ def run_bench(args: argparse.Namespace, out: Path) -> Path:
     from kd_edge.report import finish_run
     from kd_edge.sensitivity import layer_sensitivity, mixed_precision
 
-    run = _open_run(args, out)
-    student = _Student(args, run)
+    run = _open_run(args, out, source)
+    student = _Student(args, run, source)
     src, data = student.onnx_path, student.data
     candidates: dict[str, Any] = {"pytorch": student.module} if student.module is not None else {}
     candidates["ort-fp32"] = src
@@ -223,7 +209,7 @@ def run_bench(args: argparse.Namespace, out: Path) -> Path:
     with progress_bar() as progress:
         task = progress.add_task("latency", total=blocks, info="")
         latency = benchmark(candidates, student.input_shape, batch_sizes=args.batch_sizes, threads=args.threads,
-                            warmup=args.warmup, iterations=args.iterations, seed=args.seed,
+                            warmup=args.warmup, iterations=args.iterations, seed=args.seed or 0,
                             on_step=lambda label: progress.update(task, advance=1, info=label))
     rows, points = _model_rows(student, candidates, [r for r in latency if r.batch_size == args.batch_sizes[0]
                                                      and r.threads == args.threads[0]])
@@ -244,7 +230,7 @@ def run_bench(args: argparse.Namespace, out: Path) -> Path:
     notes = (" ".join(student.notes) + " Peak MB: rise of the peak resident set (VmHWM, reset before each "
              "candidate) over the resident set before that candidate's warm-up, i.e. a forward pass's working "
              "memory; Linux only.")
-    finish_run(run, f"kd-edge bench: {args.model or Path(args.onnx).name}", summary,
+    finish_run(run, f"kd-edge bench: {student.label}", summary,
                [("Models (test split; latency at the first batch size and thread count)", rows),
                 ("Latency (ms per forward pass)", timing)], points, results, notes=notes)
     return run.path

@@ -1,43 +1,49 @@
 """``kd-edge prune``: prune a model (channels, layers, U-Net inner layers) and write a run directory.
 
-The model comes from a builder reference (``kd_edge.models.unet:build_unet`` with ``--model-kwargs``)
-or from a pruned-model directory written earlier (so pruning steps chain). The run directory holds
-``model/`` (architecture record + safetensors, reloadable with ``kd_edge.prune.record.load_pruned``),
-``results.json``, ``plots/size_latency.png`` and ``report.md`` with parameters, MACs, size and CPU
-latency before and after. ``run`` raises ``KDError`` on bad input, before any model is built.
+The model comes from any source ``kd_edge.sources`` resolves: a run directory of any domain (``--run``), a
+builder reference (``kd_edge.models.unet:build_unet`` with ``--model-kwargs``, ``--weights``), a built-in digit
+student, a pruned-model directory written earlier (so pruning steps chain) or a local Hugging Face directory
+(``--hf``). With data (the run's task, ``--data``, ``--digits`` or the data a pruned model records) accuracy is
+measured before and after, and the pruned model is fine-tuned by distillation from the unpruned one through
+kd-core's ``Distiller`` (a ``FrozenTeacher`` of the unpruned model, α·T²·KL + (1 − α)·CE on the train split).
+The run directory holds ``model/`` (architecture record + safetensors, reloadable with
+``kd_edge.prune.record.load_pruned``; the record also names the data), ``results.json``,
+``plots/size_latency.png`` and ``report.md`` with parameters, MACs, size and CPU latency before and after.
+``run`` raises ``KDError`` on bad input (trust included), before any model is pruned or a run directory made.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kd_core.cli import default_out
-from kd_core.errors import CheckpointError, ConfigError
+from kd_core.errors import ConfigError
 
 if TYPE_CHECKING:
     from torch import nn
 
     from kd_edge.prune.common import ExampleInputs
+    from kd_edge.sources import EdgeData
 
 # torch, torch_pruning, matplotlib and the pruning modules are imported inside the functions that use them, so
 # that ``kd-edge --help`` (which calls ``add_arguments``) does not load them.
 
 RECORD = "architecture.json"  # kd_edge.prune.record.RECORD, repeated so that the help text costs no import
 
-__all__ = ["METHODS", "add_arguments", "run"]
+__all__ = ["METHODS", "add_arguments", "distill_finetune", "run"]
 
 METHODS = ("channels", "layers", "unet-inner", "unet-cut")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``kd-edge prune``."""
-    parser.add_argument("--model", required=True,
-                        help="a builder 'package.module:function' (with --model-kwargs) or a pruned-model directory")
-    parser.add_argument("--model-kwargs", default="{}", help="JSON keyword arguments for the builder")
+    from kd_edge.sources import add_data_arguments, add_source_arguments
+
+    add_source_arguments(parser, onnx=False)
+    add_data_arguments(parser)
     parser.add_argument("--method", default="channels", choices=METHODS,
                         help="channels: structured channel pruning; layers: drop blocks (--layers); "
                              "unet-inner: prune --ratio of the filters of the --levels innermost U-Net levels; "
@@ -52,18 +58,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rank channels across layers instead of the same ratio per layer")
     parser.add_argument("--input-shape", default=None,
                         help="example input shape, e.g. 1,3,32,32 (token models: batch,sequence); "
-                             "default: known for kd builders and saved records")
-    parser.add_argument("--trust", action="append", default=[], metavar="PREFIX",
-                        help="also import builders from this package prefix")
+                             "default: the data's, or known for kd builders and saved records")
     parser.add_argument("--latency-iterations", type=int, default=30, help="timed CPU forward passes")
-    parser.add_argument("--digits", action="store_true",
-                        help="measure accuracy on the real 8x8 digits test split before and after (a classifier of "
-                             "[N,1,8,8] images such as kd_edge.models.small:build_model)")
-    parser.add_argument("--weights", default=None, help="trained safetensors weights for a builder model (--digits)")
+    parser.add_argument("--digits", action="store_true", help="the real 8x8 digits as data (same as --data digits)")
     parser.add_argument("--train-epochs", type=int, default=8,
-                        help="with --digits and no --weights: train the built model this long first")
+                        help="with data, a built model and no --weights: train it this long first (cross-entropy)")
     parser.add_argument("--finetune-epochs", type=int, default=2,
-                        help="with --digits: fine-tune the pruned model this long on the digits train split")
+                        help="with data: distil the unpruned model into the pruned one this long (0: no fine-tuning)")
+    parser.add_argument("--finetune-lr", type=float, default=1e-3, help="AdamW learning rate of the fine-tuning")
+    parser.add_argument("--kd-temperature", type=float, default=4.0, help="fine-tuning: the KD temperature T")
+    parser.add_argument("--kd-alpha", type=float, default=0.9, help="fine-tuning: the weight α of the KD term")
+    parser.add_argument("--batch-size", type=int, default=64, help="fine-tuning batch size")
     parser.add_argument("--out", default=None, help="run directory (default runs/prune-<method>)")
 
 
@@ -83,7 +88,6 @@ def _check_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.method not in METHODS:
         raise ConfigError("--method", f"one of {list(METHODS)}", args.method)
     from kd_edge.prune.common import check_ratio
-    from kd_edge.prune.record import read_record
 
     if args.method in ("channels", "unet-inner"):
         check_ratio(args.ratio, "--ratio")
@@ -98,22 +102,17 @@ def _check_args(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, name, 0)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(f"--{name.replace('_', '-')}", "an integer >= 0", value)
-    if getattr(args, "weights", None) and not Path(args.weights).is_file():
-        raise CheckpointError("--weights", "an existing safetensors file", args.weights,
-                              hint="the path does not exist")
-    try:
-        kwargs = json.loads(args.model_kwargs)
-    except json.JSONDecodeError:
-        raise ConfigError("--model-kwargs", "a JSON object such as '{\"depth\": 4}'", args.model_kwargs) from None
-    if not isinstance(kwargs, dict):
-        raise ConfigError("--model-kwargs", "a JSON object", args.model_kwargs)
-    model = str(args.model)
-    if Path(model).exists():
-        read_record(model)  # raises if it is not a pruned-model directory
-    elif ":" not in model or "/" in model:
-        raise CheckpointError("--model", f"a pruned-model directory (holding {RECORD}) or 'package.module:function'",
-                              model, hint="the path does not exist")
-    return {"layers": layers, "kwargs": kwargs, "shape": _parse_ints(args.input_shape, "--input-shape")}
+    if getattr(args, "digits", False) and getattr(args, "data", None):
+        raise ConfigError("--digits", "either --digits or --data", args.data)
+    if not args.finetune_lr > 0:
+        raise ConfigError("--finetune-lr", "a learning rate > 0", args.finetune_lr)
+    if not args.kd_temperature > 0:
+        raise ConfigError("--kd-temperature", "a temperature > 0", args.kd_temperature)
+    if not 0.0 <= args.kd_alpha <= 1.0:
+        raise ConfigError("--kd-alpha", "a weight in [0, 1]", args.kd_alpha)
+    if args.batch_size < 1:
+        raise ConfigError("--batch-size", "an integer >= 1", args.batch_size)
+    return {"layers": layers, "shape": _parse_ints(args.input_shape, "--input-shape")}
 
 
 def _input_spec(source: dict[str, Any] | None, saved: dict[str, Any], shape: list[int] | None,
@@ -205,37 +204,51 @@ def _plot(before: dict[str, float], after: dict[str, float], delta: float, path:
     return save_figure(fig, path)
 
 
-def _digits_accuracy(model: nn.Module, data: Any) -> float:
+def _accuracy(model: nn.Module, data: EdgeData) -> float:
     import torch
 
     with torch.no_grad():
         return float((model.eval()(data.test_x).argmax(-1) == data.test_y).double().mean())
 
 
-def _digits_before(args: argparse.Namespace, model: nn.Module, data: Any, from_record: bool) -> list[str]:
-    """Load ``--weights`` or train a freshly built model; returns notes for the report."""
-    from kd_core.checkpoint import load_weights
+class _Items:
+    """``{"input", "label"}`` items over tensors: what ``Distiller.fit`` reads."""
 
-    from kd_edge.data.digits import train_classifier
+    def __init__(self, x: Any, y: Any) -> None:
+        self.x, self.y = x, y
 
-    if args.weights:
-        load_weights(model, args.weights)
-        return [f"weights loaded from `{args.weights}`"]
-    if from_record:
-        return ["weights from the pruned-model directory"]
-    train_classifier(model, data.train_x, data.train_y, epochs=args.train_epochs)
-    return [f"trained {args.train_epochs} epochs on the digits train split (AdamW, cross-entropy)"]
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"input": self.x[index], "label": self.y[index]}
+
+
+def distill_finetune(pruned: nn.Module, unpruned: nn.Module, data: EdgeData, out: Path, *, epochs: int,
+                     lr: float = 1e-3, temperature: float = 4.0, alpha: float = 0.9, batch_size: int = 64,
+                     seed: int = 0) -> nn.Module:
+    """Fine-tune ``pruned`` by distillation from ``unpruned`` through kd-core's ``Distiller``: a ``FrozenTeacher``
+    of the unpruned model, α·T²·KL(teacher ‖ student) + (1 − α)·CE on ``data``'s train split (AdamW, cosine
+    decay), validated on its val split when it has one; the run (metrics, checkpoints) goes to ``out``."""
+    from kd_core import Backend, Distiller, FrozenTeacher, Objective, Phase, Term, adamw, cosine_lr
+    from kd_core.losses import cross_entropy, kl_divergence
+
+    objective = Objective(
+        Term("kd", kl_divergence, student="logits", teacher="logits", weight=alpha, temperature=temperature,
+             direction="forward"),
+        Term("ce", cross_entropy, student="logits", target="label", weight=1.0 - alpha),
+    )
+    phase = Phase("finetune", objective, epochs=epochs, optimizer=adamw(lr), scheduler=cosine_lr)
+    distiller = Distiller(pruned, [phase], teacher=FrozenTeacher(unpruned), backend=Backend(device="cpu"),
+                          batch_size=batch_size, seed=seed)
+    val = _Items(data.val_x, data.val_y) if data.val_x is not None and len(data.val_x) else None
+    distiller.fit(_Items(data.train_x, data.train_y), val, out=out,
+                  config={"role": "prune fine-tuning", "kd": {"temperature": temperature, "alpha": alpha},
+                          "lr": lr, "data": data.source})
+    return distiller.student.eval()
 
 
 # -- the command ---------------------------------------------------------------------------------------
-
-def _load(args: argparse.Namespace, kwargs: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
-    from kd_edge.prune.record import build, load_pruned, read_record
-
-    if Path(args.model).exists():
-        return load_pruned(args.model, trusted=args.trust), read_record(args.model).get("extra", {})
-    return build(args.model, trusted=[*args.trust, args.model.partition(":")[0]], **kwargs).eval(), {}
-
 
 def _prune(args: argparse.Namespace, model: nn.Module, example: ExampleInputs, layers: list[int] | None
            ) -> tuple[nn.Module, Any]:
@@ -254,57 +267,78 @@ def _prune(args: argparse.Namespace, model: nn.Module, example: ExampleInputs, l
     return cut_inner_layers(model, levels=args.levels or 1, example_inputs=example)
 
 
+def _example_from(data: EdgeData | None, source: Any, model: nn.Module, saved: dict[str, Any],
+                  shape: list[int] | None) -> tuple[dict[str, Any], ExampleInputs]:
+    """The example input (spec and tensors): the data's first test inputs, else ``_input_spec``."""
+    if data is None:
+        spec = _input_spec(source, saved, shape, model)
+        return spec, _example(spec)
+    per_sample = [int(d) for d in data.test_x.shape[1:]]
+    if shape and list(shape[1:]) != per_sample:
+        raise ConfigError("--input-shape", f"the data's per-sample shape [batch, {', '.join(map(str, per_sample))}]",
+                          shape)
+    batch = shape[0] if shape else 1
+    example = data.test_x[:batch]
+    return {"kind": "image" if len(per_sample) == 3 else "tensor", "shape": [len(example), *per_sample]}, example
+
+
 def run(args: argparse.Namespace) -> int:
-    """Prune, save, measure and report; print where the run directory and the report are."""
+    """Prune, fine-tune by distillation, save, measure and report; print where the run directory and report are."""
     import torch
     from kd_core.report import command_line, markdown_table, write_report
     from kd_core.runs import RunDir
 
+    from kd_edge.data.digits import train_classifier
     from kd_edge.prune.common import call, main_output
     from kd_edge.prune.layers import check_indices, find_stack
-    from kd_edge.prune.record import save_pruned, source_of
+    from kd_edge.prune.record import read_record, save_pruned, source_of
+    from kd_edge.sources import resolve, trusted_builders
 
     parsed = _check_args(args)
-    model, saved = _load(args, parsed["kwargs"])
-    spec = _input_spec(source_of(model), saved, parsed["shape"], model)
-    digits = None
-    if getattr(args, "digits", False):
-        if spec["kind"] != "image" or list(spec["shape"][1:]) != [1, 8, 8]:
-            raise ConfigError("--digits", "a model of [N,1,8,8] digit images", spec["shape"])
-        from kd_edge.data.digits import demo_data
-
-        digits = demo_data()
-    example = _example(spec)
+    source = resolve(args, default_data=False)  # trust, paths, weights and data: all checked before any work
+    model, data, trust = source.model, source.data, tuple(args.trust)
+    assert model is not None
+    saved = read_record(args.model).get("extra", {}) if source.argument == "--model" and Path(args.model).exists() \
+        else {}
+    spec, example = _example_from(data, source_of(model), model, saved, parsed["shape"])
     if args.method == "layers":
         check_indices(parsed["layers"], len(find_stack(model, args.container)[1]))
     out = Path(args.out) if args.out else default_out(f"prune-{args.method}", False)
-    config = {"command": "prune", **{k: v for k, v in vars(args).items() if k != "func"}, "example_input": spec}
+    config = {"command": "prune", **{k: v for k, v in vars(args).items() if k != "func"}, "example_input": spec,
+              "data_source": data.source if data is not None else None}
     run_dir = RunDir.create(out, config)
-    notes: list[str] = []
-    if digits is not None:
-        notes += _digits_before(args, model, digits, Path(args.model).exists())
+    notes: list[str] = list(source.notes)
+    if data is not None and source.train:
+        train_classifier(model, data.train_x, data.train_y, epochs=args.train_epochs, seed=args.seed or 0)
+        notes.append(f"trained {args.train_epochs} epochs on the train split first (AdamW, cross-entropy)")
     original = copy.deepcopy(model).eval()
     model, summary = _prune(args, model, example, parsed["layers"])
     model.eval()
     accuracy: dict[str, float] = {}
-    if digits is not None:
-        from kd_edge.data.digits import train_classifier
-
-        accuracy["before"] = _digits_accuracy(original, digits)
-        accuracy["after pruning"] = _digits_accuracy(model, digits)
+    if data is not None:
+        accuracy["before"] = _accuracy(original, data)
+        accuracy["after pruning"] = _accuracy(model, data)
         if args.finetune_epochs:
-            train_classifier(model, digits.train_x, digits.train_y, epochs=args.finetune_epochs, lr=1e-3)
-            notes.append(f"pruned model fine-tuned {args.finetune_epochs} epochs (AdamW, lr 1e-3)")
-        accuracy["after"] = _digits_accuracy(model, digits)
+            model = distill_finetune(model, copy.deepcopy(original), data, run_dir.path / "finetune",
+                                     epochs=args.finetune_epochs, lr=args.finetune_lr,
+                                     temperature=args.kd_temperature, alpha=args.kd_alpha,
+                                     batch_size=args.batch_size, seed=args.seed or 0)
+            notes.append(f"pruned model fine-tuned {args.finetune_epochs} epochs by distillation from the unpruned "
+                         f"model (kd_core.Distiller, FrozenTeacher, {args.kd_alpha}·T²·KL + "
+                         f"{1 - args.kd_alpha:.2g}·CE, T = {args.kd_temperature}, AdamW lr {args.finetune_lr}, "
+                         f"cosine decay; run in `finetune/`)")
+        accuracy["after"] = _accuracy(model, data)
     measured = _measure({"before": original, "after": model}, example, args.latency_iterations)
     before, after = measured["before"], measured["after"]
     if accuracy:
         before["accuracy"], after["accuracy"] = accuracy["before"], accuracy["after"]
     with torch.no_grad():
         delta = float((main_output(call(model, example)) - main_output(call(original, example))).abs().mean())
-    model_dir = save_pruned(model, run_dir.path / "model", trusted=args.trust, extra={"example_input": spec})
+    extra = {"example_input": spec, **({"data": data.record} if data is not None else {})}
+    with trusted_builders(trust):
+        model_dir = save_pruned(model, run_dir.path / "model", trusted=trust, extra=extra)
     results = {"method": args.method, "summary": summary.as_dict(), "before": before, "after": after,
-               "accuracy": accuracy, "notes": notes,
+               "accuracy": accuracy, "notes": notes, "data": data.source if data is not None else None,
                "mean_abs_output_change": delta, "model_dir": str(model_dir), "example_input": spec}
     run_dir.write_json("results.json", results)
     plot = _plot(before, after, delta, run_dir.plots / "size_latency.png")
@@ -313,14 +347,15 @@ def run(args: argparse.Namespace) -> int:
              "p50 (ms)": row["latency_ms_p50"], "p90 (ms)": row["latency_ms_p90"], "p99 (ms)": row["latency_ms_p99"]}
             for name, row in (("before", before), ("after", after))]
     if accuracy:
-        settings_notes = "; ".join(notes)
-        accuracy_text = (f"Digits test accuracy ({digits.source}, {len(digits.test_y)} images): before "
+        accuracy_text = (f"Test accuracy ({data.source}, {len(data.test_y)} inputs): before "
                          f"{100 * accuracy['before']:.2f}%, right after pruning "
-                         f"{100 * accuracy['after pruning']:.2f}%, "
-                         f"final {100 * accuracy['after']:.2f}%. {settings_notes}.")
+                         f"{100 * accuracy['after pruning']:.2f}%, final {100 * accuracy['after']:.2f}%. "
+                         f"{'; '.join(n.rstrip('.') for n in notes)}.")
     else:
-        accuracy_text = "No task data (pass --digits for a digit classifier): see the output change below."
+        accuracy_text = ("No task data (pass --run, --data or --digits for a classifier): see the output change "
+                         "below.")
     settings = "\n".join(f"- {key}: {value}" for key, value in summary.settings.items())
+    tuned = "after fine-tuning" if accuracy and args.finetune_epochs else "no fine-tuning"
     write_report(run_dir, f"kd-edge prune ({args.method})", [
         ("Command", f"```\n{command_line()}\n```"),
         ("Before and after", markdown_table(rows, digits=3)
@@ -330,10 +365,10 @@ def run(args: argparse.Namespace) -> int:
            "per round, 3 rounds alternating between the two models, the round with the lowest p50 kept."),
         ("Accuracy", accuracy_text),
         ("Settings", settings or "-"),
-        ("Output change", f"Mean |output after − output before| on the example input: {delta:.4g} "
-                          "(no fine-tuning; pruning is normally followed by distillation or fine-tuning)."),
+        ("Output change", f"Mean |output after − output before| on the example input: {delta:.4g} ({tuned})."),
         ("Pruned model", f"`{model_dir}`: {RECORD} + model.safetensors; reload with "
-                         "`kd_edge.prune.record.load_pruned(path)` (no pickle)."),
+                         "`kd_edge.prune.record.load_pruned(path)` (no pickle), or pass it to kd-edge export, "
+                         "quantize and bench as `--model` (its data are recorded with it)."),
     ], plots=[("Size, latency and accuracy" if accuracy else "Size vs latency", plot)])
     print(f"run directory: {run_dir.path}")
     print(f"report: {run_dir.report}")

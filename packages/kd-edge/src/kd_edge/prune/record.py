@@ -38,7 +38,8 @@ __all__ = ["RECORD", "TRUSTED_PREFIXES", "WEIGHTS", "attach_source", "build", "c
 RECORD = "architecture.json"
 WEIGHTS = "model.safetensors"
 FORMAT = "kd-edge-pruned/1"
-TRUSTED_PREFIXES = ("kd_edge.", "kd_core.", "kd_vision.", "kd_nlu.", "kd_generative.", "kd_speech.")
+TRUSTED_PREFIXES = ("kd_edge.", "kd_core.", "kd_vision.", "kd_nlu.", "kd_generative.", "kd_speech.",
+                    "torchvision.models.")
 _SOURCE = "_kd_edge_source"
 _SIMPLE = (bool, int, float, str, type(None))
 
