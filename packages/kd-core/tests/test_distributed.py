@@ -14,7 +14,7 @@ import torch
 SCRIPT = Path(__file__).parent / "scripts" / "sync_arms.py"
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 # per arm, the module that only a wrapping of more than the student keeps in step
-NOT_THE_STUDENT = {"dml": "teacher", "tinybert": "projection"}
+NOT_THE_STUDENT = {"dml": "teacher", "tinybert": "projection", "reinforced": "policy"}
 
 
 def _free_port() -> int:
@@ -37,8 +37,9 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 
 def test_every_trainable_module_ends_identical_on_both_processes(tmp_path):
-    """A co-trained teacher (DML / BD-KD) and a learned hidden-state projection (TinyBERT) are averaged over
-    the processes like the student; wrapping the student alone (the control) leaves them apart."""
+    """A co-trained teacher (DML / BD-KD), a learned hidden-state projection (TinyBERT) and a teacher-selection
+    policy (reinforced multi-teacher) are averaged over the processes like the student; wrapping the student
+    alone and leaving the policy's gradients unaveraged (the control) leaves them apart."""
     synced = _two_processes(tmp_path / "synced")
     control = _two_processes(tmp_path / "control", "--student-only")
     for arm, other in NOT_THE_STUDENT.items():

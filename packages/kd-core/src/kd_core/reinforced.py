@@ -63,6 +63,20 @@ def _non_negative(value: Any, argument: str, upper: float | None = None) -> floa
     return float(value)
 
 
+def mean_over_processes(tensors: Sequence[torch.Tensor]) -> None:
+    """Average each tensor in place over the processes of a distributed run (nothing with one process).
+
+    The policy is trained outside the engine's step (its own REINFORCE backward), so the step's wrapping
+    does not reach it: averaging its gradients and rewards here keeps every process's policy identical."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return
+    for tensor in tensors:
+        dist.all_reduce(tensor)
+        tensor.div_(dist.get_world_size())
+
+
 class ReinforcedWeighting:
     """Per-instance teacher selection ``[B, T]`` by a small policy network trained with REINFORCE.
 
@@ -183,10 +197,13 @@ class ReinforcedWeighting:
         loss = self.surrogate(r)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        mean_over_processes([p.grad for p in self.policy.parameters() if p.grad is not None])
         self.optimizer.step()
         rate = torch.cat([a for _, a in self._pending]).mean(0)
         self._pending.clear()
-        mean_r = float(r.mean())
+        mean_r = r.mean().reshape(1)
+        mean_over_processes([mean_r])  # the baseline follows the reward of every process
+        mean_r = float(mean_r)
         self.history.append({"reward": mean_r, "baseline": self.baseline,
                              **{f"select/{k}": float(v) for k, v in enumerate(rate)}})
         self.baseline = self.momentum * self.baseline + (1 - self.momentum) * mean_r

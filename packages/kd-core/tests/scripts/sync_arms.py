@@ -1,13 +1,15 @@
-"""Two arms whose every trainable module must stay in step across processes, run by a test under torchrun.
+"""Three arms whose every trainable module must stay in step across processes, run by a test under torchrun.
 
 Usage: torchrun --nproc_per_node 2 sync_arms.py OUT [--student-only]
 
 Arms: "dml", a student and a co-trained teacher (``TrainableTeacher``) with BD-KD's balanced KL both ways;
 "tinybert", a student whose hidden states (width 6) match a frozen teacher's (width 12) through a learned
-projection (``HiddenMSE``). Each process writes OUT/rank<R>.pt: per arm, the state dict of every trainable
+projection (``HiddenMSE``); "reinforced", a student taught by two frozen teachers that a REINFORCE policy
+(``ReinforcedWeighting``, rewarded by the train loss) selects per sample.
+Each process writes OUT/rank<R>.pt: per arm, the state dict of every trainable
 module before and after training, and the sample ids it trained on, in order.
-``--student-only`` wraps only the student for several processes (what kd-core did before), so the test
-shows what it catches.
+``--student-only`` wraps only the student for several processes and leaves the policy's gradients unaveraged
+(what kd-core did before), so the test shows what it catches.
 """
 
 from __future__ import annotations
@@ -29,8 +31,12 @@ from kd_core import (
     TrainableTeacher,
     balanced_kl,
     cross_entropy,
+    kl_divergence,
+    reinforced,
 )
 from kd_core.engine import _Trained, sgd
+from kd_core.reinforced import PolicyReward, ReinforcedWeighting
+from kd_core.signals import Ensemble
 from kd_core.testing import BlobDataset, tiny_mlp
 from torch import nn
 
@@ -83,6 +89,19 @@ def tinybert(seen: list[int]) -> tuple[Distiller, dict[str, nn.Module]]:
     return distiller, {"student": student, "projection": projection}
 
 
+def reinforced_arm(seen: list[int]) -> tuple[Distiller, dict[str, nn.Module]]:
+    student = tiny_mlp(hidden=8, seed=2)
+    weighting = ReinforcedWeighting(2, 3, hidden=4, lr=0.05, seed=5)
+    objective = Objective(Term("kd", kl_divergence, teacher="logits", temperature=2.0,
+                               sample_weight=weighting.sample_weights),
+                          Term("ce", cross_entropy, target="label"))
+    signal = Ensemble([FrozenTeacher(tiny_mlp(hidden=16, seed=s)) for s in (6, 7)], weighting)
+    distiller = Distiller(student, [Phase("train", objective, epochs=2, optimizer=sgd(0.1))], teacher=signal,
+                          backend=Backend("cpu"), batch_size=8, forward=recording(seen, student), seed=3,
+                          callbacks=[PolicyReward(weighting, kind="train_loss")])
+    return distiller, {"student": student, "policy": weighting.policy}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
@@ -94,8 +113,9 @@ def main() -> None:
             self._trained = self.backend.wrap(_Trained(self.student, nn.Module(), {}))
 
         Distiller._wrap = wrap_the_student_only  # type: ignore[method-assign]
+        reinforced.mean_over_processes = lambda tensors: None
     written: dict[str, Any] = {}
-    for name, arm in (("dml", dml), ("tinybert", tinybert)):
+    for name, arm in (("dml", dml), ("tinybert", tinybert), ("reinforced", reinforced_arm)):
         seen: list[int] = []
         distiller, modules = arm(seen)
         before = {k: {n: t.clone() for n, t in m.state_dict().items()} for k, m in modules.items()}
