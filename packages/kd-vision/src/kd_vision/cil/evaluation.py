@@ -63,7 +63,7 @@ class IncrementalClassifier(nn.Module):
     def record(self, matrix: Sequence[Sequence[float]]) -> None:
         """Keep ``matrix`` (row i: i + 1 accuracies) as the history."""
         for i, row in enumerate(matrix):
-            self.history[i, : len(row)] = torch.as_tensor(row, dtype=self.history.dtype)
+            self.history[i, : len(row)] = torch.as_tensor(row, dtype=self.history.dtype, device=self.history.device)
 
     def rows(self) -> list[list[float]]:
         """The recorded rows, in order, up to the first one not recorded."""

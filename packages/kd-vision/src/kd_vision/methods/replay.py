@@ -31,7 +31,7 @@ import torch
 from kd_core.checkpoint import save_weights
 from kd_core.recipes import RunContext
 from kd_core.signals import FrozenTeacher
-from kd_core.study import Arm, ArmRun
+from kd_core.study import Arm, ArmRun, Role
 from kd_core.study_recipe import StudyRecipe, study_method
 from kd_core.task import Splits, Task
 from pydantic import Field, field_validator, model_validator
@@ -49,7 +49,7 @@ from kd_vision.models import build_model
 
 NUM_CLASSES = 10
 ARMS = {"A": "A-finetune", "B": "B-exemplars-kd", "C": "C-generated-kd", "D": "D-generated-replay"}
-ROLES = {"A": "scratch", "B": "kd", "C": "baseline", "D": "variant"}
+ROLES: dict[str, Role] = {"A": "scratch", "B": "kd", "C": "baseline", "D": "variant"}
 
 
 class DataConfig(Strict):
@@ -167,7 +167,7 @@ def stream_fit(config: ReplayConfig, variant: str, generator: dict[str, Gaussian
 def arms(config: ReplayConfig, task: Task | None) -> dict[str, Arm]:
     """One arm per variant: A the scratch twin, B plain KD, C a baseline, D (the paper) the variant."""
     generator: dict[str, GaussianMixtureGenerator] = {}  # fitted once, shared by the arms and seeds
-    return {ARMS[v]: Arm(list, role=ROLES[v], batch_size=config.train.batch_size,  # type: ignore[arg-type]
+    return {ARMS[v]: Arm(list, role=ROLES[v], batch_size=config.train.batch_size,
                          fit=stream_fit(config, v, generator), description=VARIANTS[v].description)
             for v in sorted(config.arms)}
 
