@@ -17,3 +17,14 @@ def test_help_names_distill(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_recipes_lists_and_succeeds() -> None:
     assert main(["recipes"]) == 0
+
+
+def test_recipes_lists_the_study_recipes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("tinybert-task", "tinybert-general", "teacher-finetune"))
+
+
+def test_eval_of_a_folder_without_a_run_is_a_one_line_error(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "RUN" in capsys.readouterr().err

@@ -180,3 +180,42 @@ def test_gloss_teacher_fine_tunes_through_distiller_and_is_cached(tmp_path: Path
     assert second.note.startswith("reused") and second.seconds == 0
     for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_teacher_finetune_recipe_fine_tunes_an_hf_model_on_a_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """teacher-finetune is a one-arm study: the teacher model trained by CE, saved for teacher.model=hf:DIR."""
+    import json
+
+    from kd_nlu.cli import main
+    from kd_nlu.models.student import student_config
+    from transformers import AutoConfig, BertForSequenceClassification
+
+    need_minilm()
+    monkeypatch.setenv("KD_DATA_HOME", str(tmp_path / "home"))
+    model_dir = tmp_path / "bert"
+    torch.manual_seed(0)
+    base = AutoConfig.from_pretrained(str(teacher.minilm_path()), local_files_only=True)
+    BertForSequenceClassification(student_config(base, layers=1, hidden=32, intermediate=64, heads=4,
+                                                 num_labels=2)).save_pretrained(model_dir)
+    teacher.load_tokenizer().save_pretrained(model_dir)
+    rows = [(f"the {w} ran across the field", "animal") for w in ("cat", "dog", "horse", "fox", "deer", "wolf")]
+    rows += [(f"the {w} fell again today", "money") for w in ("price", "market", "stock", "rate", "bond", "loan")]
+    (tmp_path / "d.csv").write_text("text,label\n" + "\n".join(f'"{t}",{y}' for t, y in rows) + "\n")
+    run = tmp_path / "run"
+    assert main(["distill", "--recipe", "teacher-finetune", "--device", "cpu", "--out", str(run), "--set",
+                 f"data.source=csv:{tmp_path / 'd.csv'}", "--set", "data.val_fraction=0.2", "--set",
+                 "data.test_fraction=0.2", "--set", f"teacher.model=hf:{model_dir}", "--set", "teacher.epochs=2",
+                 "--set", "teacher.lr=0.001", "--set", "teacher.batch_size=4", "--set", "seeds=[0,1]"]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert list(results["arms"]) == ["finetune"] and results["arms"]["finetune"]["role"] == "scratch"
+    assert "teacher" not in results and set(results["arms"]["finetune"]["seeds"]) == {"0", "1"}
+    report = (run / "report.md").read_text()
+    assert "Majority class of the train split" in report and "50.00 % of the test split" in report
+    saved = run / "finetune-seed1" / "model"
+    assert json.loads((saved / "config.json").read_text())["id2label"] == {"0": "animal", "1": "money"}
+    # the fine-tuned model is a teacher used as it is by a distillation recipe
+    from kd_nlu.tasks import TextData, TextModel, text_task
+
+    data = TextData(source=f"csv:{tmp_path / 'd.csv'}", val_fraction=0.2, test_fraction=0.2)
+    assert text_task(data, TextModel(model=f"hf:{saved}"), TextModel(model="small", hidden=32)).teacher_trained

@@ -389,6 +389,7 @@ def test_tinybert_task_on_a_csv_with_an_hf_teacher(tmp_path: Path, monkeypatch: 
     assert max(r["step"] for r in records(run, "scratch") if "step" in r) == 2 * 6
     config = json.loads((run / "tinybert-seed0" / "model" / "config.json").read_text())
     assert config["id2label"] == {"0": "animal", "1": "money", "2": "weather"}
+    assert (run / "tinybert-seed0" / "model" / "tokenizer.json").is_file()  # a folder AutoTokenizer loads too
     # eval reloads every student from its checkpoint and scores it as the study did
     from kd_nlu.cli import main
 

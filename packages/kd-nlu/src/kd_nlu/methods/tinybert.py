@@ -50,6 +50,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from kd_nlu.data.text import TextCollator, TextDataset
 from kd_nlu.methods.common import Strict, supervised_objective
+from kd_nlu.models.student import with_tokenizer
 from kd_nlu.tasks import TextData, TextModel, text_task
 from kd_nlu.tinybert.augment import augmented
 from kd_nlu.tinybert.evaluation import general_evaluator
@@ -204,9 +205,9 @@ def task_compare(config: TaskConfig, arms: dict[str, Arm]) -> list[tuple[str, st
 
 
 def task(config: TaskConfig, context: RunContext) -> Task:
-    """The text task of ``data``, ``teacher`` and ``student``; an ``hf:DIR`` student must share the teacher's
-    vocabulary."""
-    built = text_task(config.data, config.teacher, config.student, context)
+    """The text task of ``data``, ``teacher`` and ``student`` (students saved with the tokenizer); an ``hf:DIR``
+    student must share the teacher's vocabulary."""
+    built = with_tokenizer(text_task(config.data, config.teacher, config.student, context))
     if config.student.model.startswith("hf:"):
         path = Path(config.student.model.removeprefix("hf:")).expanduser() / "config.json"
         vocab = json.loads(path.read_text()).get("vocab_size") if path.is_file() else None
@@ -298,17 +299,14 @@ def general_task(config: GeneralConfig, context: RunContext) -> Task:
         torch.manual_seed(seed)
         return _encoder(config.student, "student", teacher().config)
 
-    def save(model: nn.Module, directory: Path) -> None:
-        model.save_pretrained(directory)
-        tokenizer.save_pretrained(str(directory))
-
     source = Path(d.text_file).name if d.text_file else "fortunes + WordNet example sentences"
     evaluator = general_evaluator(teacher, config.layers.layer_map, config.layers.average_heads)
-    return Task(name="transfer-text", splits=lambda: splits, teacher=teacher, student=student,
-                key={"texts": len(texts), "source": source, "teacher": config.teacher.model},
-                teacher_trained=True, evaluator=evaluator, headline="attention_mse", higher_is_better=False,
-                percent=(), forward=hidden_forward, collate=TextCollator(tokenizer.pad_token_id or 0),
-                description=f"unlabelled text ({source})", save=save, extras={"tokenizer": tokenizer})
+    built = Task(name="transfer-text", splits=lambda: splits, teacher=teacher, student=student,
+                 key={"texts": len(texts), "source": source, "teacher": config.teacher.model},
+                 teacher_trained=True, evaluator=evaluator, headline="attention_mse", higher_is_better=False,
+                 percent=(), forward=hidden_forward, collate=TextCollator(tokenizer.pad_token_id or 0),
+                 description=f"unlabelled text ({source})", extras={"tokenizer": tokenizer})
+    return with_tokenizer(built)
 
 
 def general_arms(config: GeneralConfig, task: Task) -> dict[str, Arm]:

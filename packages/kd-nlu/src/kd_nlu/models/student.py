@@ -108,3 +108,17 @@ def _embedding_module(model: nn.Module) -> nn.Module:
     if embeddings is None:
         raise ConfigError("model", "a BERT-style encoder with an .embeddings module", type(model).__name__)
     return embeddings
+
+
+def with_tokenizer(task: Any) -> Any:
+    """``task`` (a ``kd_core.Task`` of ``kd_nlu.tasks``) whose saved students also hold the tokenizer, so each
+    ``<arm>-seed<seed>/model`` folder loads with ``AutoTokenizer`` too (and can be an ``hf:DIR`` teacher)."""
+    import dataclasses
+
+    tokenizer = task.extras["tokenizer"]
+
+    def save(model: nn.Module, directory: Path) -> None:
+        model.save_pretrained(directory)
+        tokenizer.save_pretrained(str(directory))
+
+    return dataclasses.replace(task, save=save)
