@@ -11,11 +11,9 @@ scripts as ``python tools/repro/nlu_<name>.py`` (this folder is then on ``sys.pa
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shlex
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +21,6 @@ from typing import Any
 
 import torch
 from kd_core.datacache import data_home
-from kd_core.metrics import mean_std
-from kd_core.recipes import RunContext, load_recipe
 from kd_core.report import markdown_table
 from repro_common import ROOT, base_parser, run_recipe_study, shown, study_page
 
@@ -42,17 +38,6 @@ class Claim:
         """A results-table row."""
         return {"paper's claim": self.text, "here": f"{self.ours:.4f} vs {self.reference:.4f}",
                 "held": "yes" if self.held else "**no**"}
-
-
-def arm_mean(by_arm: dict[str, dict[str, dict[str, float]]], arm: str, key: str) -> float:
-    """Mean of ``key`` over the seeds of ``arm`` (``by_arm[arm][seed][key]``)."""
-    return mean_std([float(r[key]) for r in by_arm[arm].values()])[0]
-
-
-def compare(text: str, by_arm: dict, ours: str, reference: str, key: str, higher_is_better: bool) -> Claim:
-    """The claim that arm ``ours`` beats arm ``reference`` on ``key`` (means over seeds; a tie is not held)."""
-    a, b = arm_mean(by_arm, ours, key), arm_mean(by_arm, reference, key)
-    return Claim(text, a, b, a > b if higher_is_better else a < b)
 
 
 def per_seed_rows(by_arm: dict[str, dict[str, dict[str, float]]], keys: Sequence[tuple[str, float]]) -> list[dict]:
@@ -74,15 +59,6 @@ def parse(doc: str | None, name: str, extra: Callable[[argparse.ArgumentParser],
         return parser.parse_args(argv)
 
     return run
-
-
-def run_recipe(recipe: str, overrides: Sequence[str], args: argparse.Namespace) -> tuple[Path, dict, Any, float]:
-    """Run ``recipe`` with ``overrides`` + ``--set``; return (run dir, results.json, config, minutes)."""
-    torch.set_num_threads(args.threads)
-    method, config = load_recipe(recipe, [*overrides, *args.overrides], domain="nlu")
-    start = time.perf_counter()
-    run = method.build(config).run(RunContext(out=args.out, device=args.device, progress=False))
-    return run, json.loads((run / "results.json").read_text()), config, (time.perf_counter() - start) / 60
 
 
 def report_sections(run: Path, keep: Sequence[str] = ("Summary", "Results")) -> str:
@@ -158,5 +134,4 @@ def study_script(doc: str | None, recipe: str, *, title: str, intro: str, script
     return run
 
 
-__all__ = ["ROOT", "Claim", "arm_mean", "compare", "parse", "per_seed_rows", "run_recipe", "study_script",
-           "write_page"]
+__all__ = ["ROOT", "Claim", "parse", "per_seed_rows", "study_script", "write_page"]

@@ -1,17 +1,19 @@
-"""Label-ambiguity methods S1 (lower-layer self-KD + re-calibration) and S2 (probe, plateau, prune, distil).
+"""Label-ambiguity methods S1 (lower-layer self-KD + re-calibration) and S2 (probe, plateau, prune, distil):
+the building blocks by hand, then toy CLI studies of every arm.
 
-Everything runs on tiny random BERTs and a WordPiece tokenizer built here (no downloaded weights).
+Everything runs on tiny random BERTs, a WordPiece tokenizer and phrases with human distributions built here.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
-from kd_core.errors import ConfigError, RecipeError, RunDirError
-from kd_core.recipes import RunContext, load_recipe
+from kd_core.errors import ConfigError, RecipeError
+from kd_core.recipes import load_recipe
 from kd_core.taps import TapSet
 from kd_nlu.ambiguity.data import AmbiguityTask, split_task
 from kd_nlu.ambiguity.heads import pool
@@ -28,8 +30,10 @@ from kd_nlu.ambiguity.probes import (
 )
 from kd_nlu.ambiguity.pruning import prune_layers
 from kd_nlu.ambiguity.recalibration import TargetsDataset, ambiguity_scores, flag_ambiguous, recalibration_objective
+from kd_nlu.ambiguity.task import read_human_jsonl
+from kd_nlu.cli import main
 from kd_nlu.data.text import TextCollator, TextDataset, encoder_forward
-from kd_nlu.methods.ambiguity import PrunePlan, PruneRecipe, SelfKDPlan, SelfKDRecipe, selfkd_objective
+from kd_nlu.methods.ambiguity import prune_arms, prune_compare, selfkd_arms, selfkd_compare, selfkd_objective
 from transformers import (
     AutoModelForSequenceClassification,
     BertConfig,
@@ -256,69 +260,121 @@ def test_lower_head_gets_its_own_learning_rate():
 
 
 def test_recipes_validate_and_reject_bad_values():
-    method, selfkd = load_recipe("ambiguity-selfkd", domain="nlu")
-    assert method.build(selfkd).__class__ is SelfKDPlan
-    assert selfkd.selfkd.layer == 2 and selfkd.recalibration.quantile == 0.3
+    _, selfkd = load_recipe("ambiguity-selfkd", domain="nlu")
+    assert selfkd.selfkd.layer == 2 and selfkd.recalibration.quantile == 0.3 and selfkd.model == "minilm"
+    assert {n: a.role for n, a in selfkd_arms(selfkd, None).items()} == {
+        "ce": "scratch", "kd": "kd", "self-kd": "baseline", "self-kd-recal": "variant"}
+    assert selfkd_compare(selfkd, selfkd_arms(selfkd, None))[:2] == [("kd", "ce"), ("self-kd-recal", "kd")]
     _, prune = load_recipe("ambiguity-prune", ["distill.lam=0.5"], domain="nlu")
     assert prune.distill.lam == 0.5 and prune.probes.tolerance == 0.005
+    assert {n: a.role for n, a in prune_arms(prune, None).items()} == {
+        "lower-kd": "variant", "top-kd": "kd", "pruned-ce": "scratch", "full-ce": "baseline"}
+    assert prune_compare(prune, prune_arms(prune, None))[:2] == [("top-kd", "pruned-ce"), ("lower-kd", "top-kd")]
     with pytest.raises(RecipeError, match="lam"):
         load_recipe("ambiguity-selfkd", ["selfkd.lam=1.5"], domain="nlu")
     with pytest.raises(RecipeError, match="quantile"):
         load_recipe("ambiguity-selfkd", ["recalibration.quantile=-0.1"], domain="nlu")
+    with pytest.raises(RecipeError, match="source"):
+        load_recipe("ambiguity-prune", ["data.source=csv:x.csv"], domain="nlu")
 
 
-def _tiny_data():
-    return {"train_size": 64, "val_size": 16, "test_size": 16, "max_length": 8}
+def test_a_bad_jsonl_line_names_the_source(tmp_path):
+    path = tmp_path / "h.jsonl"
+    path.write_text('{"text": "good", "human": [0.1, 0.2, 0.7]}\n{"text": "bad", "human": [0.5, 0.6, 0.1]}\n')
+    with pytest.raises(ConfigError, match=r"data\.source"):
+        read_human_jsonl(path, ["negative", "neutral", "positive"])
+    assert len(read_human_jsonl(_write(tmp_path, 3), ["n", "u", "p"]).labels) == 3
 
 
-def test_selfkd_end_to_end(tmp_path, tokenizer):
-    config = SelfKDRecipe(data=_tiny_data(), train={"epochs": 2, "lr": 1e-3, "batch_size": 16},
-                          selfkd={"layer": 1}, recalibration={"quantile": 0.25, "train": {"epochs": 1, "lr": 1e-3}},
-                          seeds=[0])
-    plan = SelfKDPlan(config, task=tiny_task(), backbone=lambda n: (tiny_bert(n, layers=3), tokenizer))
-    out = plan.run(RunContext(out=tmp_path / "run", device="cpu"))
+def _write(folder, n: int = 96):
+    """The toy task as a jsonl file of texts and human distributions."""
+    task = tiny_task(n)
+    path = folder / "human.jsonl"
+    lines = (json.dumps({"text": t, "human": h.tolist()}) for t, h in zip(task.texts, task.human))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _toy(tmp_path, tokenizer, extra: list[str]) -> list[str]:
+    """CLI arguments for a toy study: the toy jsonl and a saved 3-layer tiny BERT with its tokenizer."""
+    model = tmp_path / "bert"
+    tiny_bert(layers=3).save_pretrained(model)
+    tokenizer.save_pretrained(model)
+    settings = [f"data.source=jsonl:{_write(tmp_path)}", "data.train_size=64", "data.val_size=16", "data.test_size=16",
+                "data.max_length=8", f"model=hf:{model}", "seeds=[0]", "latency_iterations=0", *extra]
+    return [a for s in settings for a in ("--set", s)] + ["--device", "cpu"]
+
+
+def _evaluated(out, capsys) -> dict[str, float]:
+    capsys.readouterr()
+    assert main(["eval", str(out), "--device", "cpu"]) == 0
+    return {k: float(v) for k, v in (line.split(": ") for line in capsys.readouterr().out.splitlines() if ": " in line)}
+
+
+def test_selfkd_toy_cli_study(tmp_path, tokenizer, monkeypatch, capsys):
+    monkeypatch.setenv("KD_DATA_HOME", str(tmp_path / "home"))
+    out = tmp_path / "run"
+    toy = _toy(tmp_path, tokenizer, ["train={epochs: 2, lr: 0.001, batch_size: 16}", "selfkd.layer=1",
+                                     "recalibration={quantile: 0.25, train: {epochs: 1, lr: 0.001, batch_size: 16}}"])
+    assert main(["distill", "--recipe", "ambiguity-selfkd", "--out", str(out), *toy]) == 0
     results = json.loads((out / "results.json").read_text())
-    arms = results["arms"]
-    assert set(arms) == {"CE fine-tuning", "self-KD", "lower head (layer 1)", "self-KD + re-calibration"}
-    for arm in arms.values():
-        assert 0 <= arm["0"]["accuracy"] <= 1 and 0 <= arm["0"]["jsd"] <= 1 and arm["0"]["kl"] >= 0
-    assert results["flagged_fraction"]["0"] == pytest.approx(16 / 64)  # ceil(0.25 · 64) samples
-    assert (out / "report.md").is_file() and (out / "plots" / "jsd.png").is_file()
-    saved = AutoModelForSequenceClassification.from_pretrained(out / "selfkd-seed0" / "model")
+    assert results["task"]["headline"] == "jsd" and results["task"]["higher_is_better"] is False
+    assert list(results["arms"]) == ["ce", "kd", "self-kd", "self-kd-recal"]
+    for arm in results["arms"].values():
+        r = arm["seeds"]["0"]
+        assert 0 <= r["accuracy"] <= 1 and 0 <= r["jsd"] <= 1 and r["kl"] >= 0
+    assert "lower_jsd" in results["arms"]["self-kd"]["seeds"]["0"]  # the lower head is scored too
+    assert "lower_jsd" not in results["arms"]["ce"]["seeds"]["0"]
+    assert (results["comparisons"][0]["a"], results["comparisons"][0]["b"]) == ("kd", "ce")
+    assert all(c["metric"] == "jsd" for c in results["comparisons"])
+    flags = json.loads((out / "self-kd-recal-seed0" / "recalibration.json").read_text())
+    assert flags == {"flagged": 16, "of": 64}  # ceil(0.25 · 64) samples
+    assert not (out / "self-kd-recal-phase1-seed0").exists()  # phase 1 is the self-kd arm's own run, reused
+    rows = [json.loads(line) for line in (out / "self-kd-recal-seed0" / "metrics.jsonl").read_text().splitlines()]
+    assert {r.get("phase_name") for r in rows if "phase_name" in r} == {"recalibrate"}
+    report = (out / "report.md").read_text()
+    for needle in ("**Plain KD against scratch**", "## Ambiguity metrics", "## Re-calibration"):
+        assert needle in report
+    saved = AutoModelForSequenceClassification.from_pretrained(out / "self-kd-recal-seed0" / "model")
     assert saved.config.num_hidden_layers == 3  # the classifier ships without the lower head
-    evaluated = plan.evaluate(out, device="cpu")  # kd-nlu eval: the saved final model scores as reported
-    final = arms["self-KD + re-calibration"]["0"]
-    assert evaluated["self-KD final/seed0/accuracy"] == pytest.approx(final["accuracy"])
-    assert evaluated["self-KD final/seed0/jsd"] == pytest.approx(final["jsd"], abs=1e-6)
-    with pytest.raises(ConfigError, match=r"selfkd\.layer"):  # a bad layer fails before any training
-        SelfKDPlan(SelfKDRecipe(data=_tiny_data(), selfkd={"layer": 3}, seeds=[0]), task=tiny_task(),
-                   backbone=lambda n: (tiny_bert(n, layers=3), tokenizer)).run(RunContext(out=tmp_path / "bad"))
-    assert not (tmp_path / "bad").exists()
+    evaluated = _evaluated(out, capsys)  # kd-nlu eval: the saved final models score as reported
+    final = results["arms"]["self-kd-recal"]["seeds"]["0"]
+    assert evaluated["self-kd-recal/seed0/jsd"] == pytest.approx(final["jsd"], abs=1e-5)
+    assert evaluated["self-kd-recal/seed0/accuracy"] == pytest.approx(final["accuracy"])
+    bad = tmp_path / "bad"  # a bad layer fails before any training or run directory
+    assert main(["distill", "--recipe", "ambiguity-selfkd", "--out", str(bad), *toy, "--set", "selfkd.layer=3"]) == 2
+    assert not bad.exists()
 
 
-def test_prune_end_to_end(tmp_path, tokenizer):
+def test_prune_toy_cli_study(tmp_path, tokenizer, monkeypatch, capsys):
+    monkeypatch.setenv("KD_DATA_HOME", str(tmp_path / "home"))
+    out = tmp_path / "run"
     # a tolerance of 0.9 puts the plateau at layer 1: the model is pruned to 1 of 3 layers and layer 1 self-distils
-    config = PruneRecipe(data=_tiny_data(), finetune={"epochs": 2, "lr": 1e-3, "batch_size": 16},
-                         probes={"epochs": 5, "tolerance": 0.9},
-                         distill={"train": {"epochs": 1, "lr": 1e-3, "batch_size": 16}}, seeds=[0])
-    plan = PrunePlan(config, task=tiny_task(), backbone=lambda n: (tiny_bert(n, layers=3), tokenizer))
-    out = plan.run(RunContext(out=tmp_path / "run", device="cpu"))
+    toy = _toy(tmp_path, tokenizer, ["finetune={epochs: 2, lr: 0.001, batch_size: 16}",
+                                     "probes={epochs: 5, tolerance: 0.9}",
+                                     "distill={train: {epochs: 1, lr: 0.001, batch_size: 16}}"])
+    assert main(["distill", "--recipe", "ambiguity-prune", "--out", str(out), *toy]) == 0
+    curve = json.loads((out / "probes.json").read_text())
+    assert curve["plateau"] == 1 and curve["distill_from"] == 1 and len(curve["val_accuracy"]) == 3
     results = json.loads((out / "results.json").read_text())
-    layers = results["layers"]["0"]
-    assert layers["plateau"] == 1 and layers["distill_from"] == 1 and len(layers["val_accuracy"]) == 3
-    arms = results["arms"]
-    assert set(arms) == {"full model, CE", "lower-layer probe (teacher)", "pruned + lower-layer KD",
-                         "pruned, CE only"}
-    assert arms["pruned + lower-layer KD"]["0"]["params"] < arms["full model, CE"]["0"]["params"]
-    reloaded = AutoModelForSequenceClassification.from_pretrained(out / "pruned-kd-seed0" / "model")
+    assert {a: r["role"] for a, r in results["arms"].items()} == {"lower-kd": "variant", "top-kd": "kd",
+                                                                  "pruned-ce": "scratch", "full-ce": "baseline"}
+    params = {a: r["cost"]["params"] for a, r in results["arms"].items()}
+    assert params["lower-kd"] == params["top-kd"] == params["pruned-ce"] < params["full-ce"]
+    assert params["full-ce"] == results["teacher"]["cost"]["params"]
+    assert [(c["a"], c["b"]) for c in results["comparisons"]][:2] == [("top-kd", "pruned-ce"), ("lower-kd", "top-kd")]
+    assert (out / "lower-outputs" / "meta.json").is_file() and (out / "teacher-outputs" / "meta.json").is_file()
+    reloaded = AutoModelForSequenceClassification.from_pretrained(out / "lower-kd-seed0" / "model")
     assert len(reloaded.bert.encoder.layer) == 1
-    evaluated = plan.evaluate(out, device="cpu")
-    ours = arms["pruned + lower-layer KD"]["0"]
-    assert evaluated["pruned + lower-layer KD/seed0/accuracy"] == pytest.approx(ours["accuracy"])
-    assert evaluated["pruned + lower-layer KD/seed0/kl"] == pytest.approx(ours["kl"], abs=1e-6)
-    with pytest.raises(RunDirError, match="RUN"):
-        plan.evaluate(tmp_path / "nowhere")
-    assert (out / "report.md").is_file() and (out / "plots" / "layers.png").is_file()
+    evaluated = _evaluated(out, capsys)
+    ours = results["arms"]["lower-kd"]["seeds"]["0"]
+    assert evaluated["lower-kd/seed0/kl"] == pytest.approx(ours["kl"], abs=1e-5)
+    assert evaluated["lower-kd/seed0/accuracy"] == pytest.approx(ours["accuracy"])
+    report = (out / "report.md").read_text()
+    assert "## Per-layer probes" in report and (out / "plots" / "layers.png").is_file()
+    shutil.rmtree(out / "pruned-ce-seed0" / "model")
+    assert main(["eval", str(out), "--device", "cpu"]) == 2  # a missing saved model is an error, not a score
+    assert "pruned-ce-seed0" in capsys.readouterr().err
 
 
 def test_split_task_is_disjoint_and_seeded():

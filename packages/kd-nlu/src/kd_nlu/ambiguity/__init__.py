@@ -9,7 +9,9 @@ arXiv:2406.09719), one job per module.
 - ``pruning``: dropping an encoder's top layers (the result still saves and reloads);
 - ``lower_layer``: a classifier read off a lower layer (S2's teacher) and the self-distillation student (S1);
 - ``recalibration``: which training samples are extremely ambiguous, and the re-calibration objective;
-- ``evaluation``: scoring a classifier (or one of its taps) against human distributions.
+- ``evaluation``: scoring a classifier (or one of its taps) against human distributions, and the ``Task``
+  evaluator that does it over a study's batches;
+- ``task``: the ``Task`` of texts with human distributions (VADER or a jsonl file), headline JSD.
 
-Training goes through ``kd_nlu.methods.common.fit_text`` (a ``Distiller``; there is no other loop).
+Training goes through ``Distiller`` (``kd_nlu.methods.ambiguity`` runs the arms as a ``kd_core.study.Study``).
 """

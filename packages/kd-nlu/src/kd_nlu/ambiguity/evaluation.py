@@ -1,13 +1,16 @@
-"""Scoring a text classifier against human label distributions (accuracy, ECE, JSD, KL, confidence when wrong)."""
+"""Scoring a text classifier against human label distributions (accuracy, ECE, JSD, KL, confidence when wrong):
+directly, or as a ``Task`` evaluator over a study's batches (``soft_label_evaluator``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 from kd_core.ambiguity_metrics import ambiguity_metrics
 from kd_core.metrics import count_parameters
-from kd_core.taps import TapSet
+from kd_core.signals import Forward
+from kd_core.taps import TapSet, select_logits, unwrap
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -43,3 +46,28 @@ def evaluate(model: nn.Module, dataset: Dataset, task: AmbiguityTask, pad_token_
     result["params"] = count_parameters(model)
     result.update(extra or {})
     return result
+
+
+def soft_label_evaluator(model: nn.Module, batches: Iterable[Mapping[str, Any]], forward: Forward) -> dict[str, float]:
+    """A ``Task`` evaluator: the ambiguity metrics of ``model`` against each batch's ``label`` and human
+    distribution (``soft_label``); for a model with a lower head (S1's ``SelfDistillModel``) also the lower
+    head's ``lower_accuracy``, ``lower_jsd`` and ``lower_kl``."""
+    taps = TapSet(model, ["lower_head"]) if hasattr(unwrap(model), "lower_head") else None
+    columns: dict[str, list[torch.Tensor]] = {"logits": [], "label": [], "soft_label": [], "lower_head": []}
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for batch in batches:
+            out = taps.run(forward, model, batch) if taps is not None else {"logits": forward(model, batch)}
+            columns["logits"].append(select_logits(out["logits"]).float().cpu())
+            if taps is not None:
+                columns["lower_head"].append(out["lower_head"].float().cpu())
+            columns["label"].append(batch["label"].cpu())
+            columns["soft_label"].append(batch["soft_label"].float().cpu())
+    model.train(was_training)
+    labels, human = torch.cat(columns["label"]), torch.cat(columns["soft_label"])
+    metrics = ambiguity_metrics(torch.cat(columns["logits"]), labels, human)
+    if columns["lower_head"]:
+        lower = ambiguity_metrics(torch.cat(columns["lower_head"]), labels, human)
+        metrics.update({f"lower_{k}": lower[k] for k in ("accuracy", "jsd", "kl")})
+    return metrics

@@ -1,46 +1,47 @@
 """Label ambiguity: lower-layer self-distillation (S1) and layer pruning with lower-layer distillation (S2).
 
 - S1, ``ambiguity-selfkd``: Park, Jeong, Cho & Park, "Self-Knowledge Distillation for Learning Ambiguity",
-  arXiv:2406.09719 (2024). One fine-tuning run with a detached probe head on a lower layer ℓ:
-  ``L₁ = (1−λ)·CE(y, p_L) + CE(y, p_ℓ) + λ·KL(sg[p_ℓ] ‖ p_L)``; then a re-calibration phase trains the
-  classifier on the training samples that ``p_ℓ`` flags as extremely ambiguous (top-q entropy by default),
-  toward ``p_ℓ`` with KL only.
+  arXiv:2406.09719 (2024). Fine-tuning with a detached probe head on a lower layer ℓ:
+  ``L₁ = (1−λ)·CE(y, p_L) + CE(y, p_ℓ) + λ·KL(sg[p_ℓ] ‖ p_L)``; then re-calibration trains the classifier on
+  the training samples that ``p_ℓ`` flags as extremely ambiguous (top-q entropy by default), toward ``p_ℓ``.
+  Arms: ``ce`` (scratch), ``kd`` (Hinton KD from the study's CE-fine-tuned teacher of the same architecture:
+  plain self-distillation), ``self-kd`` (phase 1 alone) and ``self-kd-recal`` (variant, both phases).
 - S2, ``ambiguity-prune``: Park & Park, "Deep Model Compression Also Helps Models Capture Ambiguity",
-  ACL 2023, arXiv:2306.07061. Fine-tune with CE; probe every layer; find the layer ℓ* where validation
-  accuracy plateaus; drop the layers above ℓ*; train the pruned model with
-  ``(1−λ)·CE(y, p) + λ·τ²·KL(p_{ℓ_d}^τ ‖ p^τ)`` where ``p_{ℓ_d}`` is the frozen probe of layer
-  ``ℓ_d = max(1, ℓ* − offset)`` on the frozen fine-tuned trunk.
+  ACL 2023, arXiv:2306.07061. The study's teacher is the CE-fine-tuned model; every layer of it is probed, the
+  layer ℓ* where validation accuracy plateaus found, the layers above ℓ* dropped, and the pruned model trained
+  with ``(1−λ)·CE(y, p) + λ·τ²·KL(p_src^τ ‖ p^τ)``. Arms: ``lower-kd`` (variant: p_src the frozen probe of
+  layer ``ℓ_d = max(1, ℓ* − offset)``), ``top-kd`` (kd: p_src the full teacher's own output), ``pruned-ce``
+  (scratch: the pruned model, CE only) and ``full-ce`` (baseline: the full model fine-tuned per seed).
 
-Both report accuracy (against majority labels), ECE, JSD (distance, base 2) and KL (nats) to the human
-distributions, and the mean confidence of wrong predictions; default data: the VADER lexicon's human
-rating distributions. The exact λ, τ, ℓ, q of the papers are not published in what we could read (their
-abstracts), so they are our inferences; the defaults follow a small CPU pilot on synthetic 3-class data.
+Every student is scored against the human distributions (``kd_nlu.ambiguity.task``; headline JSD, lower is
+better). The papers' exact λ, τ, ℓ, q are not in what we could read (their abstracts); the defaults are our
+inferences from a small CPU pilot.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import dataclasses
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-from kd_core.backends import Backend
-from kd_core.engine import Phase, cosine_lr
-from kd_core.errors import ConfigError
+from kd_core.checkpoint import load_weights, save_weights
+from kd_core.engine import Phase, adamw, cosine_lr
+from kd_core.errors import ConfigError, RunDirError
 from kd_core.losses import cross_entropy, kl_divergence
 from kd_core.metrics import count_parameters, format_mean_std
 from kd_core.objective import Objective, Term
-from kd_core.plots import plot_bars, save_figure
-from kd_core.progress import console, progress_bar
-from kd_core.recipes import Method, RecipeConfig, RunContext
-from kd_core.report import command_line, markdown_table, write_report
-from kd_core.runs import RunDir
-from pydantic import Field
+from kd_core.plots import save_figure
+from kd_core.recipes import RunContext
+from kd_core.report import markdown_table
+from kd_core.study import Arm, ArmRun, supervised_phases
+from kd_core.study_recipe import StudyRecipe
+from kd_core.task import Task
+from pydantic import Field, model_validator
 from torch import nn
 
-from kd_nlu.ambiguity.data import AmbiguityTask, split_task, vader_task
-from kd_nlu.ambiguity.evaluation import evaluate, predict_logits, score
+from kd_nlu.ambiguity.evaluation import predict_logits, score
 from kd_nlu.ambiguity.layers import check_layer, layer_paths
 from kd_nlu.ambiguity.lower_layer import LayerClassifier, SelfDistillModel, head_lr_adamw, lower_layer_kl
 from kd_nlu.ambiguity.plateau import distillation_layer, plateau_layer
@@ -54,117 +55,60 @@ from kd_nlu.ambiguity.probes import (
 )
 from kd_nlu.ambiguity.pruning import prune_layers
 from kd_nlu.ambiguity.recalibration import TargetsDataset, flag_ambiguous, recalibration_objective
-from kd_nlu.data.text import TextCollator
-from kd_nlu.methods.common import Strict, TrainConfig, fit_text, open_run, single_phase, supervised_objective
+from kd_nlu.ambiguity.task import AmbiguityData, ambiguity_task
+from kd_nlu.methods.common import (
+    KDSection,
+    SectionsPlan,
+    Strict,
+    TrainConfig,
+    cached_teacher,
+    hinton_objective,
+    read_json,
+    text_method,
+    train_arm,
+)
 
-# (num_labels) -> (a sequence classifier, its tokenizer); the default loads the real MiniLM-L6 offline
-Backbone = Callable[[int], tuple[nn.Module, Any]]
-METRICS = ("accuracy", "ece", "jsd", "kl", "confidence_wrong", "mean_confidence")
-
-
-class DataConfig(Strict):
-    """The task (VADER human distributions) and its split sizes; ``max_length`` in tokens."""
-
-    source: Literal["vader"] = "vader"
-    train_size: Annotated[int, Field(gt=0)] = 4000
-    val_size: Annotated[int, Field(gt=0)] = 1000
-    test_size: Annotated[int, Field(gt=0)] = 2000
-    max_length: Annotated[int, Field(ge=2)] = 16
-    split_seed: int = 0
+COLUMNS = (("accuracy", 100, 2), ("jsd", 1, 4), ("kl", 1, 4), ("ece", 100, 2), ("confidence_wrong", 1, 3),
+           ("lower_jsd", 1, 4))
 
 
-class ModelConfig(Strict):
-    """The encoder: the real MiniLM-L6 (``kd_nlu.models.teacher.load_minilm``), loaded offline."""
-
-    name: Literal["minilm"] = "minilm"
-
-
-def minilm_backbone(num_labels: int) -> tuple[nn.Module, Any]:
-    """MiniLM-L6 with a fresh ``num_labels``-way classification head, and its tokenizer."""
-    from kd_nlu.models.teacher import load_minilm
-
-    return load_minilm(num_labels)
+def task(config: Any, context: RunContext) -> Task:
+    """The recipe's texts with human distributions and its model (``kd_nlu.ambiguity.task``)."""
+    return ambiguity_task(config.data, config.model, context)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# shared plan pieces
-
-
-class _AmbiguityPlan:
-    """Data, backbone and report helpers shared by both plans."""
-
-    title = ""
-
-    def __init__(self, config: Any, task: AmbiguityTask | None = None, backbone: Backbone | None = None) -> None:
-        self.config = config
-        self._task = task
-        self.backbone = backbone or minilm_backbone
-
-    def _splits(self) -> dict[str, AmbiguityTask]:
-        c = self.config.data
-        task = self._task if self._task is not None else vader_task(tie_seed=c.split_seed)
-        return split_task(task, c.train_size, c.val_size, c.test_size, seed=c.split_seed)
-
-    def _model(self, seed: int, num_labels: int) -> tuple[nn.Module, Any]:
-        torch.manual_seed(seed)
-        return self.backbone(num_labels)
-
-    def _open(self, context: RunContext, backend: Backend) -> RunDir:
-        return open_run(context, self.config.model_dump(), self.config.seeds[0], backend)
-
-    def _fit(self, model: nn.Module, phases, train, val, out: Path, backend: Backend, tokenizer, seed: int,
-             batch_size: int, label: str, progress, teacher: nn.Module | None = None) -> tuple[nn.Module, float]:
-        start = time.perf_counter()
-        model = fit_text(model, phases, train, val, out, backend, pad_token_id=tokenizer.pad_token_id,
-                         batch_size=batch_size, seed=seed, teacher=teacher, label=label, progress=progress,
-                         config={"recipe": self.config.model_dump(), "role": label, "seed": seed})
-        return model, time.perf_counter() - start
-
-    saved: tuple[tuple[str, str], ...] = ()
-    """(arm, sub-run folder prefix) of the models a run saves as ``<prefix>-seed<seed>/model``."""
+class AmbiguityPlan(SectionsPlan):
+    """The study; ``kd-nlu eval RUN`` re-scores every saved student (``<arm>-seed<seed>/model``, pruned or not)."""
 
     def evaluate(self, run: Path, device: str = "auto") -> dict[str, float]:
-        """Ambiguity metrics of the models a finished run saved (``kd-nlu eval RUN``), reloaded with AutoModel."""
-        from kd_core.errors import RunDirError
+        """JSD, accuracy and KL of every arm's saved model on the test split."""
         from transformers import AutoModelForSequenceClassification
 
-        c = self.config
-        folders = {(arm, seed): Path(run) / f"{prefix}-seed{seed}" / "model" for arm, prefix in self.saved
-                   for seed in c.seeds}
-        missing = [str(f) for f in folders.values() if not (f / "config.json").is_file()]
-        if missing:
-            raise RunDirError("RUN", "a finished run with every seed's saved model", f"missing {missing}")
-        backend = Backend(device=device)
-        splits = self._splits()
-        _, tokenizer = self._model(c.seeds[0], splits["train"].num_labels)
-        test = splits["test"].dataset(tokenizer, c.data.max_length)
-        scores: dict[str, float] = {}
-        for (arm, seed), folder in folders.items():
-            model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager")
-            metrics = evaluate(model.to(backend.device), test, splits["test"], tokenizer.pad_token_id)
-            scores.update({f"{arm}/seed{seed}/{k}": float(metrics[k])
-                           for k in ("accuracy", "jsd", "kl", "ece", "confidence_wrong", "params")})
+        study = self.study(RunContext(out=Path(run), device=device))
+        test, scores = study.test_batches(), {}
+        for arm in study.arms:
+            for seed in study.seeds:
+                folder = Path(run) / f"{arm}-seed{seed}" / "model"
+                if not (folder / "config.json").is_file():
+                    raise RunDirError("RUN", "a finished run with every arm's saved model", str(folder))
+                model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True,
+                                                                           attn_implementation="eager")
+                metrics = study.score(model.to(study.backend.device), test)
+                scores.update({f"{arm}/seed{seed}/{k}": metrics[k] for k in ("jsd", "accuracy", "kl")})
         return scores
 
-    @staticmethod
-    def _table(results: dict[str, dict[str, dict[str, float]]]) -> str:
-        rows = []
-        for arm, by_seed in results.items():
-            runs = list(by_seed.values())
-            row: dict[str, Any] = {"model": arm}
-            for key, scale, digits in (("accuracy", 100, 2), ("ece", 100, 2), ("jsd", 1, 4), ("kl", 1, 4),
-                                       ("confidence_wrong", 1, 3), ("mean_confidence", 1, 3)):
-                row[key] = format_mean_std([r[key] for r in runs], digits=digits, scale=scale)
-            row["params"] = int(runs[0]["params"])
-            if "train_seconds" in runs[0]:
-                row["train s"] = format_mean_std([r["train_seconds"] for r in runs], digits=1)
-            rows.append(row)
-        return markdown_table(rows)
 
-    @staticmethod
-    def _mean(results: dict[str, dict[str, dict[str, float]]], arm: str, key: str) -> float:
-        values = [r[key] for r in results[arm].values()]
-        return sum(values) / len(values)
+def metrics_section(results: dict[str, Any]) -> tuple[str, str]:
+    """Every ambiguity metric per arm (mean ± std over seeds), the teacher first."""
+    runs = {name: list(arm["seeds"].values()) for name, arm in results["arms"].items()}
+    if "teacher" in results:
+        runs = {"teacher": [results["teacher"]["test"]], **runs}
+    columns = [c for c in COLUMNS if any(c[0] in r for values in runs.values() for r in values)]
+    rows = [{"model": name, **{k: format_mean_std([r[k] for r in values], digits=d, scale=scale) if k in values[0]
+                               else "n/a" for k, scale, d in columns}} for name, values in runs.items()]
+    return ("Ambiguity metrics (test split)", markdown_table(rows) + "\naccuracy and ECE in %, against the majority "
+            "labels; JSD is the Jensen–Shannon distance (log base 2) and KL is KL(human ‖ model) in nats, against "
+            "the human distributions (both raw here); lower_jsd is S1's lower head. Mean ± std over seeds.\n")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -176,8 +120,7 @@ class SelfKDConfig(Strict):
     learning rate ``head_lr`` (a probe on detached features barely moves at a fine-tuning rate).
 
     Mean pooling by default: MiniLM-L6 (a sentence-transformers model trained with mean pooling) carries
-    almost nothing in its lower layers' [CLS] vector (on VADER, [CLS] probes of layers 1-3 only reach the
-    majority-class rate), so a [CLS] lower head distils a constant prior.
+    almost nothing in its lower layers' [CLS] vector, so a [CLS] lower head distils a constant prior.
     """
 
     layer: Annotated[int, Field(ge=1)] = 2
@@ -190,7 +133,6 @@ class SelfKDConfig(Strict):
 class RecalibrationConfig(Strict):
     """Phase 2: which samples are flagged (rule, fraction q) and how long the classifier re-calibrates."""
 
-    enabled: bool = True
     rule: Literal["entropy", "margin", "disagreement"] = "entropy"
     quantile: Annotated[float, Field(ge=0, le=1)] = 0.3
     temperature: Annotated[float, Field(gt=0)] = 1.0
@@ -198,17 +140,27 @@ class RecalibrationConfig(Strict):
     train: TrainConfig = TrainConfig(epochs=3, lr=2e-5)
 
 
-class SelfKDRecipe(RecipeConfig):
-    """The ``ambiguity-selfkd`` recipe (S1)."""
+SelfKDArm = Literal["ce", "kd", "self-kd", "self-kd-recal"]
+
+
+class SelfKDRecipe(StudyRecipe):
+    """The ``ambiguity-selfkd`` recipe (S1). ``train`` trains the teacher and every arm's first phase."""
 
     method: Literal["ambiguity-selfkd"] = "ambiguity-selfkd"
-    data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
+    data: AmbiguityData = AmbiguityData()
+    model: str = "minilm"
     train: TrainConfig = TrainConfig(epochs=4, lr=5e-5)
     selfkd: SelfKDConfig = SelfKDConfig()
     recalibration: RecalibrationConfig = RecalibrationConfig()
-    baseline: bool = True
-    seeds: Annotated[list[int], Field(min_length=1)] = Field(default_factory=lambda: [0, 1, 2])
+    kd: KDSection = KDSection(temperature=1.0, alpha=0.5)
+    arms: Annotated[list[SelfKDArm], Field(min_length=1)] = Field(
+        default_factory=lambda: ["ce", "kd", "self-kd", "self-kd-recal"])
+
+    @model_validator(mode="after")
+    def _unique(self) -> SelfKDRecipe:
+        if len(set(self.arms)) != len(self.arms):
+            raise ValueError(f"arms must not repeat, received {self.arms}")
+        return self
 
 
 def selfkd_objective(lam: float, temperature: float = 1.0) -> Objective:
@@ -222,113 +174,86 @@ def selfkd_objective(lam: float, temperature: float = 1.0) -> Objective:
     )
 
 
-class SelfKDPlan(_AmbiguityPlan):
-    """Per seed: CE baseline (optional), self-KD, then re-calibration of the flagged samples; then a report."""
+def recalibrate(config: SelfKDRecipe, run: ArmRun) -> nn.Module:
+    """Phase 2 on ``run.student`` (a trained ``SelfDistillModel``): flag the ambiguous training samples by its lower
+    head, then train the classifier toward the lower head on them; ``recalibration.json`` records the flags."""
+    r, data = config.recalibration, run.study.task.data
+    lower = predict_logits(run.student, data.train, run.study.task.collate.pad_token_id, tap="lower_head")
+    mask = flag_ambiguous(torch.softmax(lower.double(), -1), r.quantile, r.rule, data.train.labels)
+    for p in run.student.lower_head.parameters():  # the target distribution stays fixed
+        p.requires_grad_(False)
+    if bool(mask.any()):
+        phase = Phase("recalibrate", recalibration_objective(r.temperature, r.ce_weight), epochs=r.train.epochs,
+                      optimizer=adamw(r.train.lr, r.train.weight_decay), scheduler=cosine_lr)
+        student = train_arm(run, [phase], train=TargetsDataset(data.train, lower, mask.nonzero().squeeze(-1)),
+                            batch_size=r.train.batch_size)
+    else:  # nothing flagged: the phase-1 student is final
+        student = run.student
+        save_weights(student, run.out / "checkpoints" / "final.safetensors")
+    (run.out / "recalibration.json").write_text(json.dumps({"flagged": int(mask.sum()), "of": len(mask)}))
+    return student
 
-    title = "Self-knowledge distillation for learning ambiguity (S1)"
-    saved = (("self-KD final", "selfkd"),)
 
-    def run(self, context: RunContext) -> Path:
-        """Train every arm over every seed, evaluate on the test split and write the report."""
-        c = self.config
-        backend = Backend(device=context.device, precision=context.precision)
-        splits = self._splits()
-        num_labels = splits["train"].num_labels
-        probe_model, _ = self._model(c.seeds[0], num_labels)  # the layer must exist: fail before writing anything
-        check_layer(c.selfkd.layer, len(layer_paths(probe_model)), "selfkd.layer", below_top=True)
-        del probe_model
-        top = self._open(context, backend)
-        results: dict[str, dict[str, dict[str, float]]] = {}
-        flags: dict[str, float] = {}
-        with progress_bar() as progress:
-            for seed in c.seeds:
-                self._seed(seed, splits, num_labels, top.path, backend, progress, results, flags)
-        top.write_json("results.json", {"arms": results, "flagged_fraction": flags})
-        self._report(top, results, flags, context)
-        return top.path
+def selfkd_arms(config: SelfKDRecipe, task: Task | None) -> dict[str, Arm]:
+    """The S1 arms the recipe lists; a bad ``selfkd.layer`` fails here, before any training."""
+    s, train = config.selfkd, config.train.train_spec()
+    if task is not None:
+        check_layer(s.layer, len(layer_paths(task.student(0))), "selfkd.layer", below_top=True)
 
-    def _seed(self, seed: int, splits, num_labels: int, root: Path, backend: Backend, progress,
-              results: dict, flags: dict) -> None:
-        c = self.config
-        model, tokenizer = self._model(seed, num_labels)
-        data = {name: task.dataset(tokenizer, c.data.max_length) for name, task in splits.items()}
-        pad = tokenizer.pad_token_id
-        if c.baseline:
-            base, seconds = self._fit(model, single_phase(supervised_objective(), c.train, "ce"),
-                                      data["train"], data["val"], root / f"ce-seed{seed}", backend, tokenizer, seed,
-                                      c.train.batch_size, f"CE s{seed}", progress)
-            results.setdefault("CE fine-tuning", {})[str(seed)] = evaluate(
-                base, data["test"], splits["test"], pad, extra={"train_seconds": seconds})
-            model, tokenizer = self._model(seed, num_labels)
-        student = SelfDistillModel(model, c.selfkd.layer, num_labels, c.selfkd.pooling)
-        student, seconds = self._fit(
-            student, [Phase("selfkd", selfkd_objective(c.selfkd.lam, c.selfkd.temperature), epochs=c.train.epochs,
-                            optimizer=head_lr_adamw(student.lower_head, c.train.lr, c.selfkd.head_lr,
-                                                    c.train.weight_decay), scheduler=cosine_lr)],
-            data["train"], data["val"], root / f"selfkd-seed{seed}", backend, tokenizer, seed, c.train.batch_size,
-            f"self-KD s{seed}", progress)
-        inference_params = {"params": count_parameters(student.model)}
-        results.setdefault("self-KD", {})[str(seed)] = evaluate(
-            student, data["test"], splits["test"], pad, extra={"train_seconds": seconds, **inference_params})
-        results.setdefault(f"lower head (layer {c.selfkd.layer})", {})[str(seed)] = evaluate(
-            student, data["test"], splits["test"], pad, tap="lower_head", extra=inference_params)
-        if c.recalibration.enabled:
-            student, recal_seconds, fraction = self._recalibrate(student, data["train"], splits["train"], root, seed,
-                                                                 backend, tokenizer, progress)
-            flags[str(seed)] = fraction
-            results.setdefault("self-KD + re-calibration", {})[str(seed)] = evaluate(
-                student, data["test"], splits["test"], pad,
-                extra={"train_seconds": seconds + recal_seconds, **inference_params})
-        student.model.save_pretrained(root / f"selfkd-seed{seed}" / "model")
+    def student(seed: int) -> nn.Module:
+        return SelfDistillModel(task.student(seed), s.layer, len(task.class_names), s.pooling)
 
-    def _recalibrate(self, student: SelfDistillModel, train, train_task: AmbiguityTask, root: Path, seed: int,
-                     backend: Backend, tokenizer, progress) -> tuple[SelfDistillModel, float, float]:
-        r = self.config.recalibration
-        lower = predict_logits(student, train, tokenizer.pad_token_id, tap="lower_head")
-        mask = flag_ambiguous(torch.softmax(lower.double(), -1), r.quantile, r.rule, train_task.labels)
-        fraction = float(mask.double().mean())
-        console.print(f"seed {seed}: re-calibrating {int(mask.sum())} of {len(mask)} training samples "
-                      f"({100 * fraction:.1f}%, rule {r.rule})")
-        if not bool(mask.any()):
-            return student, 0.0, 0.0
-        for p in student.lower_head.parameters():  # the target distribution stays fixed
-            p.requires_grad_(False)
-        flagged = TargetsDataset(train, lower, mask.nonzero().squeeze(-1))
-        student, seconds = self._fit(student, single_phase(recalibration_objective(r.temperature, r.ce_weight),
-                                                           r.train, "recalibrate"),
-                                     flagged, None, root / f"recalibrate-seed{seed}", backend, tokenizer, seed,
-                                     r.train.batch_size, f"re-calibrate s{seed}", progress)
-        return student, seconds, fraction
+    def phase1(model: SelfDistillModel) -> list[Phase]:
+        return [Phase("selfkd", selfkd_objective(s.lam, s.temperature), epochs=train.epochs, scheduler=cosine_lr,
+                      optimizer=head_lr_adamw(model.lower_head, train.lr, s.head_lr, train.weight_decay))]
 
-    def _report(self, top: RunDir, results: dict, flags: dict, context: RunContext) -> Path:
-        c = self.config
-        lines = []
-        final = "self-KD + re-calibration" if "self-KD + re-calibration" in results else "self-KD"
-        if "CE fine-tuning" in results:
-            for key, better in (("jsd", "lower"), ("confidence_wrong", "lower"), ("accuracy", "higher")):
-                base, ours = self._mean(results, "CE fine-tuning", key), self._mean(results, final, key)
-                held = ours < base if better == "lower" else ours >= base
-                lines.append(f"- {key}: CE {base:.4f} → {final} {ours:.4f} ({better} is better: "
-                             f"{'direction held' if held else 'direction NOT held'})")
-        if "self-KD + re-calibration" in results:
-            before, after = (self._mean(results, "self-KD", "confidence_wrong"),
-                             self._mean(results, "self-KD + re-calibration", "confidence_wrong"))
-            lines.append(f"- re-calibration moves confidence on wrong predictions {before:.3f} → {after:.3f}; "
-                         f"flagged fraction per seed: {flags}")
-        summary = (f"Data: {c.data.source}, {c.data.train_size} train / {c.data.val_size} val / {c.data.test_size} "
-                   f"test, gold = majority label (seeded ties), scored against the human distributions. "
-                   f"Self-KD: layer {c.selfkd.layer}, λ = {c.selfkd.lam}, τ = {c.selfkd.temperature}, "
-                   f"{c.train.epochs} epochs at lr {c.train.lr}. Re-calibration: rule {c.recalibration.rule}, "
-                   f"q = {c.recalibration.quantile}, {c.recalibration.train.epochs} epochs at lr "
-                   f"{c.recalibration.train.lr}, "
-                   f"CE floor {c.recalibration.ce_weight}. JSD is the Jensen–Shannon distance (log base 2), KL is "
-                   f"KL(human ‖ model) in nats; mean ± std over seeds {c.seeds}.\n\n" + "\n".join(lines) + "\n")
-        jsd_png = plot_bars({arm: self._mean(results, arm, "jsd") for arm in results}, top.plots / "jsd.png",
-                            title="JSD to human distributions (test)", ylabel="JSD (base 2)")
-        return write_report(top, self.title, [
-            ("Summary", summary), ("Results (test split)", self._table(results)),
-            ("Reproduce", f"```\n{command_line()}\n```\nDevice: {context.device}.\n")],
-            plots=[("JSD to the human distributions", jsd_png)])
+    def fit(run: ArmRun) -> nn.Module:
+        if run.name == "self-kd":
+            return train_arm(run, phase1(run.student))
+        done = run.out.parent / f"self-kd-seed{run.seed}" / "checkpoints" / "final.safetensors"
+        if "self-kd" in config.arms and done.is_file():  # the same seed's phase 1 already ran: the same student
+            trained = load_weights(run.student, done)
+        else:
+            trained = train_arm(dataclasses.replace(run, out=run.out.with_name(f"{run.name}-phase1-seed{run.seed}")),
+                                phase1(run.student))
+        return recalibrate(config, dataclasses.replace(run, student=trained))
+
+    final = "self-kd-recal" if "self-kd-recal" in config.arms else "self-kd"
+    built = {
+        "ce": Arm(lambda: supervised_phases(train), role="scratch", batch_size=train.batch_size,
+                  description="cross-entropy on the majority labels"),
+        "kd": Arm(lambda: train.phases(hinton_objective(config.kd)), role="kd", signal=cached_teacher(),
+                  batch_size=train.batch_size, description=f"Hinton KD from the CE-fine-tuned teacher, τ = "
+                                                           f"{config.kd.temperature}, α = {config.kd.alpha}"),
+        "self-kd": Arm(lambda: [], role="variant" if final == "self-kd" else "baseline", student=student, fit=fit,
+                       batch_size=train.batch_size, description=f"lower-layer self-KD from layer {s.layer}"),
+        "self-kd-recal": Arm(lambda: [], role="variant", student=student, fit=fit, batch_size=train.batch_size,
+                             description="self-KD, then re-calibration of the flagged samples")}
+    return {name: built[name] for name in config.arms}
+
+
+def selfkd_compare(config: SelfKDRecipe, arms: dict[str, Arm]) -> list[tuple[str, str]]:
+    """Plain KD against CE, the method against plain KD, CE and its first phase; the first phase against both."""
+    pairs = [("kd", "ce"), ("self-kd-recal", "kd"), ("self-kd-recal", "ce"), ("self-kd-recal", "self-kd"),
+             ("self-kd", "kd"), ("self-kd", "ce")]
+    return [(a, b) for a, b in pairs if a in arms and b in arms]
+
+
+def selfkd_notes(config: SelfKDRecipe, task: Task) -> str:
+    """The settings behind the numbers."""
+    s, r, t = config.selfkd, config.recalibration, config.train
+    return (f"Model {config.model}; every arm and the teacher train {t.epochs} epochs at lr {t.lr} (batch "
+            f"{t.batch_size}). Self-KD: layer {s.layer}, λ = {s.lam}, τ = {s.temperature}, {s.pooling} pooling, head "
+            f"lr {s.head_lr}. Re-calibration: rule {r.rule}, q = {r.quantile}, {r.train.epochs} epochs at lr "
+            f"{r.train.lr}, CE floor {r.ce_weight}. Gold = majority label (seeded ties).")
+
+
+def selfkd_sections(config: SelfKDRecipe, results: dict[str, Any], run: Path) -> list[tuple[str, str]]:
+    """The ambiguity metrics of every arm, and how many training samples re-calibration flagged."""
+    flags = {seed: read_json(run / f"self-kd-recal-seed{seed}" / "recalibration.json") for seed in results["seeds"]}
+    text = "; ".join(f"seed {s}: {f['flagged']} of {f['of']}" for s, f in flags.items() if f)
+    return [metrics_section(results)] + ([("Re-calibration", f"Flagged training samples ({config.recalibration.rule}, "
+                                           f"q = {config.recalibration.quantile}): {text}.\n")] if text else [])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -336,11 +261,7 @@ class SelfKDPlan(_AmbiguityPlan):
 
 
 class ProbeConfig(Strict):
-    """Per-layer linear probes on frozen features, and the plateau tolerance ε (a fraction of accuracy).
-
-    Mean pooling by default (the paper probes [CLS]; MiniLM's lower-layer [CLS] is uninformative, see
-    ``SelfKDConfig``); ``pooling: cls`` gives the paper's probes.
-    """
+    """Per-layer linear probes on frozen features, and the plateau tolerance ε (a fraction of accuracy)."""
 
     pooling: Literal["cls", "mean"] = "mean"
     epochs: Annotated[int, Field(gt=0)] = 30
@@ -358,21 +279,31 @@ class PruneDistillConfig(Strict):
     train: TrainConfig = TrainConfig(epochs=3, lr=5e-5)
 
 
-class PruneRecipe(RecipeConfig):
-    """The ``ambiguity-prune`` recipe (S2)."""
+PruneArm = Literal["lower-kd", "top-kd", "pruned-ce", "full-ce"]
+PRUNE_ROLES = {"lower-kd": "variant", "top-kd": "kd", "pruned-ce": "scratch", "full-ce": "baseline"}
+
+
+class PruneRecipe(StudyRecipe):
+    """The ``ambiguity-prune`` recipe (S2). ``finetune`` trains the teacher and the ``full-ce`` arm."""
 
     method: Literal["ambiguity-prune"] = "ambiguity-prune"
-    data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
+    data: AmbiguityData = AmbiguityData()
+    model: str = "minilm"
     finetune: TrainConfig = TrainConfig(epochs=4, lr=5e-5)
     probes: ProbeConfig = ProbeConfig()
     distill: PruneDistillConfig = PruneDistillConfig()
-    compare_pruned_ce: bool = True
-    seeds: Annotated[list[int], Field(min_length=1)] = Field(default_factory=lambda: [0, 1, 2])
+    arms: Annotated[list[PruneArm], Field(min_length=1)] = Field(
+        default_factory=lambda: ["lower-kd", "top-kd", "pruned-ce", "full-ce"])
+
+    @model_validator(mode="after")
+    def _unique(self) -> PruneRecipe:
+        if len(set(self.arms)) != len(self.arms):
+            raise ValueError(f"arms must not repeat, received {self.arms}")
+        return self
 
 
 def prune_distill_objective(lam: float, temperature: float = 1.0) -> Objective:
-    """``(1−λ)·CE(y, p) + λ·τ²·KL(p_{ℓ_d}^τ ‖ p^τ)``, the teacher being the lower-layer probe."""
+    """``(1−λ)·CE(y, p) + λ·τ²·KL(p_src^τ ‖ p^τ)``, the teacher being a probe or the full model."""
     if not 0 <= lam <= 1:
         raise ConfigError("lam", "λ in [0, 1]", lam)
     return Objective(
@@ -382,137 +313,113 @@ def prune_distill_objective(lam: float, temperature: float = 1.0) -> Objective:
     )
 
 
-class PrunePlan(_AmbiguityPlan):
-    """Per seed: fine-tune, probe, find ℓ*, prune, distil from layer ℓ_d (and a CE-only pruned twin); report."""
+class LayerProbes:
+    """The teacher's per-layer probes, computed once per study: the accuracy curve, ℓ*, ℓ_d and the frozen
+    lower-layer classifier; ``<study>/probes.json`` keeps the curve."""
 
-    title = "Layer pruning helps models capture ambiguity (S2)"
-    saved = (("pruned + lower-layer KD", "pruned-kd"),)
+    def __init__(self, config: PruneRecipe) -> None:
+        self.config, self.curve, self.lower = config, {}, None
 
-    def run(self, context: RunContext) -> Path:
-        """Train every arm over every seed, evaluate on the test split and write the report."""
-        backend = Backend(device=context.device, precision=context.precision)
-        splits = self._splits()
-        top = self._open(context, backend)
-        results: dict[str, dict[str, dict[str, float]]] = {}
-        layers: dict[str, dict[str, Any]] = {}
-        with progress_bar() as progress:
-            for seed in self.config.seeds:
-                layers[str(seed)] = self._seed(seed, splits, top.path, backend, progress, results)
-        top.write_json("results.json", {"arms": results, "layers": layers})
-        self._report(top, results, layers, context)
-        return top.path
-
-    def _probe(self, full: nn.Module, data, splits, root: Path, seed: int, pad: int, backend: Backend,
-               progress) -> tuple[ProbeBank, dict[str, Any]]:
-        p = self.config.probes
-        collate = TextCollator(pad)
-        device = next(full.parameters()).device
-        features = {name: layer_features(full, data[name], collate, p.pooling, device=device)
-                    for name in ("train", "val", "test")}
+    def get(self, run: ArmRun) -> dict[str, Any]:
+        """The curve (computed on the first call)."""
+        if self.curve:
+            return self.curve
+        p, task, teacher = self.config.probes, run.study.task, run.teacher
+        parts = task.extras["parts"]
+        features = {name: layer_features(teacher, getattr(task.data, name), task.collate, p.pooling,
+                                         device=run.study.backend.device) for name in ("train", "val", "test")}
         n_layers, hidden = features["train"].shape[1:]
-        bank = ProbeBank(n_layers, hidden, splits["train"].num_labels, p.pooling)
-        train_probes(bank, FeatureDataset(features["train"], splits["train"].labels), root / f"probes-seed{seed}",
-                     epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, seed=seed, backend=backend)
-        val_logits, test_logits = probe_logits(bank, features["val"]), probe_logits(bank, features["test"])
-        curve = {"val_accuracy": layer_accuracies(val_logits, splits["val"].labels),
-                 "test_jsd": [score(test_logits[:, i], splits["test"])["jsd"] for i in range(n_layers)]}
+        bank = ProbeBank(n_layers, hidden, len(task.class_names), p.pooling)
+        train_probes(bank, FeatureDataset(features["train"], parts["train"].labels), run.out.parent / "probes",
+                     epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, seed=0, backend=run.study.backend)
+        test_logits = probe_logits(bank, features["test"])
+        curve = {"val_accuracy": layer_accuracies(probe_logits(bank, features["val"]), parts["val"].labels),
+                 "test_jsd": [score(test_logits[:, i], parts["test"])["jsd"] for i in range(n_layers)]}
         curve["plateau"] = plateau_layer(curve["val_accuracy"], p.tolerance)
         curve["distill_from"] = distillation_layer(curve["plateau"], self.config.distill.offset)
-        return bank, curve
-
-    def _seed(self, seed: int, splits, root: Path, backend: Backend, progress, results: dict) -> dict[str, Any]:
-        c = self.config
-        full, tokenizer = self._model(seed, splits["train"].num_labels)
-        pad = tokenizer.pad_token_id
-        data = {name: task.dataset(tokenizer, c.data.max_length) for name, task in splits.items()}
-        full, seconds = self._fit(full, single_phase(supervised_objective(), c.finetune, "finetune"),
-                                  data["train"], data["val"], root / f"finetune-seed{seed}", backend, tokenizer, seed,
-                                  c.finetune.batch_size, f"fine-tune s{seed}", progress)
-        results.setdefault("full model, CE", {})[str(seed)] = evaluate(full, data["test"], splits["test"], pad,
-                                                                       extra={"train_seconds": seconds})
-        bank, curve = self._probe(full, data, splits, root, seed, pad, backend, progress)
-        plateau, source = curve["plateau"], curve["distill_from"]
-        console.print(f"seed {seed}: probe val accuracy {[round(a, 4) for a in curve['val_accuracy']]}, "
-                      f"plateau at layer {plateau}, distilling from layer {source}")
-        teacher = LayerClassifier(prune_layers(full, source), source, bank.heads[source - 1]).to(backend.device)
-        results.setdefault("lower-layer probe (teacher)", {})[str(seed)] = evaluate(
-            teacher, data["test"], splits["test"], pad)
-        student, kd_seconds = self._fit(
-            prune_layers(full, plateau),
-            single_phase(prune_distill_objective(c.distill.lam, c.distill.temperature), c.distill.train, "distill"),
-            data["train"], data["val"], root / f"pruned-kd-seed{seed}", backend, tokenizer, seed,
-            c.distill.train.batch_size, f"pruned KD s{seed}", progress, teacher=teacher)
-        results.setdefault("pruned + lower-layer KD", {})[str(seed)] = evaluate(
-            student, data["test"], splits["test"], pad, extra={"train_seconds": seconds + kd_seconds})
-        student.save_pretrained(root / f"pruned-kd-seed{seed}" / "model")
-        if c.compare_pruned_ce:
-            twin, ce_seconds = self._fit(
-                prune_layers(full, plateau), single_phase(supervised_objective(), c.distill.train, "ce"),
-                data["train"], data["val"], root / f"pruned-ce-seed{seed}", backend, tokenizer, seed,
-                c.distill.train.batch_size, f"pruned CE s{seed}", progress)
-            results.setdefault("pruned, CE only", {})[str(seed)] = evaluate(
-                twin, data["test"], splits["test"], pad, extra={"train_seconds": seconds + ce_seconds})
+        curve["teacher_params"] = count_parameters(teacher)
+        source = curve["distill_from"]
+        self.lower = LayerClassifier(prune_layers(teacher, source), source, bank.heads[source - 1])
+        (run.out.parent / "probes.json").write_text(json.dumps(curve, indent=1))
+        self.curve = curve
         return curve
 
-    def _report(self, top: RunDir, results: dict, layers: dict, context: RunContext) -> Path:
-        c = self.config
-        seed0 = str(c.seeds[0])
-        curve = layers[seed0]
-        layer_rows = [{"layer": i + 1, "val accuracy %": 100 * a, "test JSD": j}
-                      for i, (a, j) in enumerate(zip(curve["val_accuracy"], curve["test_jsd"]))]
-        base, ours = self._mean(results, "full model, CE", "jsd"), self._mean(results, "pruned + lower-layer KD", "jsd")
-        acc_drop = 100 * (self._mean(results, "full model, CE", "accuracy")
-                          - self._mean(results, "pruned + lower-layer KD", "accuracy"))
-        jsd_falls = curve["test_jsd"][0] < curve["test_jsd"][-1]
-        summary = (f"Data: {c.data.source}, {c.data.train_size} train / {c.data.val_size} val / {c.data.test_size} "
-                   f"test, gold = majority label (seeded ties), scored against the human distributions. Plateau "
-                   f"(ε = {c.probes.tolerance}) per seed: "
-                   f"{ {s: v['plateau'] for s, v in layers.items()} }; distilled from layer(s) "
-                   f"{ {s: v['distill_from'] for s, v in layers.items()} }; λ = {c.distill.lam}, "
-                   f"τ = {c.distill.temperature}. JSD is the Jensen–Shannon distance (log base 2), KL is "
-                   f"KL(human ‖ model) in nats; mean ± std over seeds {c.seeds}.\n\n"
-                   f"- pruned + KD vs full CE: JSD {base:.4f} → {ours:.4f} "
-                   f"({'direction held' if ours < base else 'direction NOT held'}), accuracy change "
-                   f"{-acc_drop:+.2f} points\n"
-                   f"- seed {seed0}: layer-1 probe JSD {curve['test_jsd'][0]:.4f} vs top-layer probe "
-                   f"{curve['test_jsd'][-1]:.4f} "
-                   f"({'lower layers better' if jsd_falls else 'lower layers NOT better'})\n")
-        fig_path = self._curve_plot(top, curve, seed0)
-        return write_report(top, self.title, [
-            ("Summary", summary), ("Results (test split)", self._table(results)),
-            (f"Per-layer probes (seed {seed0})", markdown_table(layer_rows, digits=4)),
-            ("Reproduce", f"```\n{command_line()}\n```\nDevice: {context.device}.\n")],
-            plots=[(f"Per-layer probes (seed {seed0})", fig_path)])
 
-    @staticmethod
-    def _curve_plot(top: RunDir, curve: dict[str, Any], seed: str) -> Path:
-        import matplotlib.pyplot as plt
+def prune_arms(config: PruneRecipe, task: Task | None) -> dict[str, Arm]:
+    """The S2 arms the recipe lists; the pruned ones start from the teacher cut at its plateau layer."""
+    probes, d = LayerProbes(config), config.distill
+    train = d.train.train_spec()
 
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        x = list(range(1, len(curve["val_accuracy"]) + 1))
-        ax.plot(x, curve["val_accuracy"], marker="o", label="val accuracy")
-        ax.plot(x, curve["test_jsd"], marker="s", label="test JSD")
-        ax.axvline(curve["plateau"], color="grey", linestyle="--", label="plateau ℓ*")
-        ax.set_xlabel("layer")
-        ax.set_title(f"Per-layer probes (seed {seed})")
-        ax.legend()
-        return save_figure(fig, top.plots / "layers.png")
+    def fit(run: ArmRun) -> nn.Module:
+        student = prune_layers(run.teacher, probes.get(run)["plateau"]).requires_grad_(True)  # the teacher is frozen
+        pruned = dataclasses.replace(run, student=student)
+        if run.name == "pruned-ce":
+            return train_arm(pruned, supervised_phases(train))
+        source = (cached_teacher()(run.teacher, run.out.parent) if run.name == "top-kd" else
+                  cached_teacher("lower-outputs")(probes.lower, run.out.parent))
+        return train_arm(pruned, train.phases(prune_distill_objective(d.lam, d.temperature)), source)
+
+    full = config.finetune.train_spec()
+    descriptions = {"lower-kd": "pruned at ℓ*, distilled from the probe of layer ℓ_d",
+                    "top-kd": "pruned at ℓ*, distilled from the full teacher's output",
+                    "pruned-ce": "pruned at ℓ*, cross-entropy only", "full-ce": "the full model, cross-entropy"}
+    return {name: Arm(lambda: supervised_phases(full), role=PRUNE_ROLES[name], fit=None if name == "full-ce" else fit,
+                      batch_size=full.batch_size if name == "full-ce" else train.batch_size,
+                      description=descriptions[name]) for name in config.arms}
 
 
-def build_selfkd(config: SelfKDRecipe) -> SelfKDPlan:
-    """The plan for a validated ``ambiguity-selfkd`` config."""
-    return SelfKDPlan(config)
+def prune_compare(config: PruneRecipe, arms: dict[str, Arm]) -> list[tuple[str, str]]:
+    """Top-layer KD against the CE-only pruned twin; lower-layer KD against both and the full model."""
+    pairs = [("top-kd", "pruned-ce"), ("lower-kd", "top-kd"), ("lower-kd", "pruned-ce"), ("lower-kd", "full-ce"),
+             ("pruned-ce", "full-ce")]
+    return [(a, b) for a, b in pairs if a in arms and b in arms]
 
 
-def build_prune(config: PruneRecipe) -> PrunePlan:
-    """The plan for a validated ``ambiguity-prune`` config."""
-    return PrunePlan(config)
+def prune_notes(config: PruneRecipe, task: Task) -> str:
+    """The settings behind the numbers."""
+    p, d, f = config.probes, config.distill, config.finetune
+    return (f"Model {config.model}; the teacher and full-ce fine-tune {f.epochs} epochs at lr {f.lr}. Probes: "
+            f"{p.pooling} pooling, {p.epochs} epochs at lr {p.lr}; ℓ* = the lowest layer within ε = {p.tolerance} of "
+            f"the best probe's validation accuracy; ℓ_d = max(1, ℓ* − {d.offset}). Pruned arms: {d.train.epochs} "
+            f"epochs at lr {d.train.lr}, λ = {d.lam}, τ = {d.temperature}. Gold = majority label (seeded ties).")
 
 
-_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
-SELFKD_METHOD = Method(name="ambiguity-selfkd", config_model=SelfKDRecipe, build=build_selfkd, domain="nlu",
-                       recipes=_RECIPES, summary="S1: lower-layer self-distillation + re-calibration of ambiguous "
-                                                 "samples (VADER human distributions)")
-PRUNE_METHOD = Method(name="ambiguity-prune", config_model=PruneRecipe, build=build_prune, domain="nlu",
-                      recipes=_RECIPES, summary="S2: per-layer probes, prune above the accuracy plateau, distil "
-                                                "the lower layer (VADER human distributions)")
+def prune_sections(config: PruneRecipe, results: dict[str, Any], run: Path) -> list[tuple[str, str]]:
+    """The ambiguity metrics, and the teacher's per-layer probes with ℓ* and ℓ_d (table and plot)."""
+    curve = read_json(run / "probes.json")
+    if curve is None:
+        return [metrics_section(results)]
+    import matplotlib.pyplot as plt
+
+    rows = [{"layer": i + 1, "val accuracy %": f"{100 * a:.2f}", "test JSD": f"{j:.4f}"}
+            for i, (a, j) in enumerate(zip(curve["val_accuracy"], curve["test_jsd"], strict=True))]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    x = list(range(1, len(rows) + 1))
+    ax.plot(x, curve["val_accuracy"], marker="o", label="val accuracy")
+    ax.plot(x, curve["test_jsd"], marker="s", label="test JSD")
+    ax.axvline(curve["plateau"], color="grey", linestyle="--", label="plateau ℓ*")
+    ax.set(xlabel="layer", title="Per-layer probes of the teacher")
+    ax.legend()
+    save_figure(fig, run / "plots" / "layers.png")
+    text = (f"Plateau ℓ* = {curve['plateau']} of {len(rows)} layers; distilled from layer ℓ_d = "
+            f"{curve['distill_from']}. Teacher: {curve['teacher_params']:,} parameters. Layer-1 probe JSD "
+            f"{curve['test_jsd'][0]:.4f} vs top-layer probe {curve['test_jsd'][-1]:.4f}.\n\n"
+            f"{markdown_table(rows)}\n![Per-layer probes](plots/layers.png)\n")
+    return [metrics_section(results), ("Per-layer probes", text)]
+
+
+def _method(name: str, config: type[StudyRecipe], arms: Any, compare: Any, notes: Any, sections: Any,
+            train: str, title: str, summary: str) -> Any:
+    return text_method(name, config, arms=arms, compare=compare, notes=notes, extra=sections, task=task,
+                       plan=AmbiguityPlan, teacher_training=lambda c: getattr(c, train).train_spec(),
+                       title=lambda c, t: f"{title} on {t.description}", summary=summary)
+
+
+SELFKD_METHOD = _method("ambiguity-selfkd", SelfKDRecipe, selfkd_arms, selfkd_compare, selfkd_notes, selfkd_sections,
+                        "train", "Lower-layer self-KD and re-calibration (S1)",
+                        "S1: lower-layer self-distillation + re-calibration of ambiguous samples, vs KD and CE "
+                        "(VADER human distributions)")
+PRUNE_METHOD = _method("ambiguity-prune", PruneRecipe, prune_arms, prune_compare, prune_notes, prune_sections,
+                       "finetune", "Layer pruning with lower-layer KD (S2)",
+                       "S2: per-layer probes, prune above the accuracy plateau, distil the lower layer; vs top-layer "
+                       "KD, the pruned CE twin and the full model (VADER human distributions)")

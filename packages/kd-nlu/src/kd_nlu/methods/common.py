@@ -1,8 +1,12 @@
-"""Pieces every NLU plan shares: training an encoder through kd-core, a cached model, evaluation, run folders.
+"""Pieces the NLU methods share: config sections, objectives, signal factories, training and study plumbing.
 
-A method module builds its objective(s) and phases; ``fit_text`` runs them through ``Distiller`` with
-``TextCollator`` and ``encoder_forward`` (there is no other training loop). ``cached_model`` stores trained
-weights under ``$KD_DATA_HOME/teachers`` keyed by a digest of everything that determines them.
+Study methods (annealing-kd, dcs, rl-multi-teacher, ambiguity-*) are config + arms registered with
+``text_method``: a ``SectionsPlan`` runs their ``kd_core.study.Study`` over a text task (``text_study_task``)
+and adds their own report sections; ``train_arm`` trains an ``Arm.fit`` run with extra callbacks;
+``hinton_objective`` and ``cached_teacher`` are the KD term and the cached-logits signal they share. Plan-style
+methods (TinyBERT, teacher fine-tuning) use ``fit_text``, which runs ``Distiller`` with ``TextCollator`` and
+``encoder_forward`` (there is no other training loop), and ``cached_model``, which stores trained weights under
+``$KD_DATA_HOME/teachers`` keyed by a digest of everything that determines them.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from kd_core.recipes import (
     open_run,  # noqa: F401 - re-exported
 )
 from kd_core.signals import CachedTeacher, Signal
-from kd_core.study import Arm, ArmRun
+from kd_core.study import Arm, ArmRun, TrainSpec
 from kd_core.study_recipe import StudyPlan, StudyRecipe
 from kd_core.taps import select_logits
 from kd_core.task import Task
@@ -56,6 +60,10 @@ class TrainConfig(Strict):
     lr: Annotated[float, Field(gt=0)]
     batch_size: Annotated[int, Field(gt=0)] = 32
     weight_decay: Annotated[float, Field(ge=0)] = 0.01
+
+    def train_spec(self) -> TrainSpec:
+        """The same settings as a ``kd_core.study.TrainSpec``."""
+        return TrainSpec(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, weight_decay=self.weight_decay)
 
 
 def supervised_objective() -> Objective:
@@ -192,12 +200,13 @@ def text_method(name: str, config_model: type[StudyRecipe], *, arms: Callable[[A
                 title: Callable[[Any, Task], str], summary: str, notes: Callable[[Any, Task], str] | None = None,
                 compare: Callable[[Any, dict[str, Arm]], list[tuple[str, str]] | None] | None = None,
                 extra: Sections | None = None, task: Callable[[Any, RunContext], Task] = text_study_task,
-                plan: type[SectionsPlan] = SectionsPlan) -> Method:
+                plan: type[SectionsPlan] = SectionsPlan,
+                teacher_training: Callable[[Any], TrainSpec | None] = lambda c: c.teacher.train_spec()) -> Method:
     """A registered kd-nlu study method over ``task`` (default: the recipe's text task), its teacher trained by
-    ``config.teacher.train_spec()`` when it comes without weights."""
+    ``teacher_training(config)`` (default ``config.teacher.train_spec()``) when it comes without weights."""
     def build(config: Any) -> SectionsPlan:
         return plan(config=config, task=task, arms=arms, title=title, notes=notes, compare=compare, extra=extra,
-                    teacher_training=lambda c: c.teacher.train_spec())
+                    teacher_training=teacher_training)
 
     return Method(name=name, config_model=config_model, build=build, domain="nlu", recipes=RECIPES, summary=summary)
 
