@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import torch
 from kd_core import Backend, Distiller, FrozenTeacher, Objective, Phase, Term, adamw, cosine_lr
-from kd_core.datacache import cached_model, data_home, digest  # noqa: F401 - re-exported
+from kd_core.datacache import cached_model  # noqa: F401 - re-exported (models.teacher, tests)
 from kd_core.engine import Callback
 from kd_core.losses import cross_entropy, kl_divergence
 from kd_core.metrics import (
@@ -29,11 +29,7 @@ from kd_core.metrics import (
     expected_calibration_error,
 )
 from kd_core.progress import ProgressCallback
-from kd_core.recipes import (
-    Method,
-    RunContext,
-    open_run,  # noqa: F401 - re-exported
-)
+from kd_core.recipes import Method, RunContext
 from kd_core.signals import CachedTeacher, Signal
 from kd_core.study import Arm, ArmRun, TrainSpec
 from kd_core.study_recipe import StudyPlan, StudyRecipe
