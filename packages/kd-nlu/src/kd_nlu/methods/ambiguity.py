@@ -68,6 +68,8 @@ from kd_nlu.methods.common import (
     train_arm,
 )
 
+SCALE_NOTE = ("JSD is shown ×100 in the tables and comparisons above (marked %, though it is a distance in "
+              "[0, 1]); the ambiguity-metrics section below gives it raw.")
 COLUMNS = (("accuracy", 100, 2), ("jsd", 1, 4), ("kl", 1, 4), ("ece", 100, 2), ("confidence_wrong", 1, 3),
            ("lower_jsd", 1, 4))
 
@@ -245,7 +247,8 @@ def selfkd_notes(config: SelfKDRecipe, task: Task) -> str:
     return (f"Model {config.model}; every arm and the teacher train {t.epochs} epochs at lr {t.lr} (batch "
             f"{t.batch_size}). Self-KD: layer {s.layer}, λ = {s.lam}, τ = {s.temperature}, {s.pooling} pooling, head "
             f"lr {s.head_lr}. Re-calibration: rule {r.rule}, q = {r.quantile}, {r.train.epochs} epochs at lr "
-            f"{r.train.lr}, CE floor {r.ce_weight}. Gold = majority label (seeded ties).")
+            f"{r.train.lr}, CE floor {r.ce_weight}. Gold = majority label (seeded ties). {SCALE_NOTE} The teacher "
+            "is the ce arm's training on seed 0 (the kd arm distils from it).")
 
 
 def selfkd_sections(config: SelfKDRecipe, results: dict[str, Any], run: Path) -> list[tuple[str, str]]:
@@ -381,7 +384,8 @@ def prune_notes(config: PruneRecipe, task: Task) -> str:
     return (f"Model {config.model}; the teacher and full-ce fine-tune {f.epochs} epochs at lr {f.lr}. Probes: "
             f"{p.pooling} pooling, {p.epochs} epochs at lr {p.lr}; ℓ* = the lowest layer within ε = {p.tolerance} of "
             f"the best probe's validation accuracy; ℓ_d = max(1, ℓ* − {d.offset}). Pruned arms: {d.train.epochs} "
-            f"epochs at lr {d.train.lr}, λ = {d.lam}, τ = {d.temperature}. Gold = majority label (seeded ties).")
+            f"epochs at lr {d.train.lr}, λ = {d.lam}, τ = {d.temperature}. Gold = majority label (seeded ties). "
+            f"{SCALE_NOTE} The teacher is the full-ce arm's training on seed 0.")
 
 
 def prune_sections(config: PruneRecipe, results: dict[str, Any], run: Path) -> list[tuple[str, str]]:
