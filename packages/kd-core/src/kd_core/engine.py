@@ -33,7 +33,8 @@ from kd_core.errors import CheckpointError, ConfigError, NonFiniteLossError, Tap
 from kd_core.objective import Objective
 from kd_core.runs import RunDir, environment
 from kd_core.signals import Forward, Signal, default_forward
-from kd_core.taps import LOGITS, TapSet, select_logits, unwrap
+from kd_core.taps import LOGITS, TapSet, unwrap
+from kd_core.task import Evaluator, classification_evaluator
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer, int], Any]
@@ -145,23 +146,6 @@ class FitResult:
     history: list[dict[str, float]]
     best: dict[str, float]
     student: nn.Module
-
-
-Evaluator = Callable[[nn.Module, Iterable[Mapping[str, Any]], Forward], dict[str, float]]
-
-
-def classification_evaluator(model: nn.Module, batches: Iterable[Mapping[str, Any]],
-                             forward: Forward) -> dict[str, float]:
-    """Accuracy, NLL, ECE and Brier of ``model`` over ``batches`` (with a ``label`` key)."""
-    from kd_core.metrics import classification_metrics
-
-    logits, labels = [], []
-    model.eval()
-    with torch.inference_mode():
-        for batch in batches:
-            logits.append(select_logits(forward(model, batch)).float().cpu())
-            labels.append(batch["label"].cpu())
-    return classification_metrics(torch.cat(logits), torch.cat(labels))
 
 
 def _detach(out: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -25,7 +25,7 @@ from kd_core.taps import select_logits
 
 Evaluator = Callable[[nn.Module, Iterable[Mapping[str, Any]], Forward], dict[str, float]]
 
-__all__ = ["Splits", "Task", "classification_outputs", "stratified_split"]
+__all__ = ["Splits", "Task", "classification_evaluator", "classification_outputs", "stratified_split"]
 
 
 @dataclass
@@ -84,8 +84,10 @@ def classification_outputs(model: nn.Module, batches: Iterable[Mapping[str, Any]
     return torch.cat(logits), torch.cat(labels)
 
 
-def _classification_evaluator(model: nn.Module, batches: Iterable[Mapping[str, Any]],
-                              forward: Forward) -> dict[str, float]:
+def classification_evaluator(model: nn.Module, batches: Iterable[Mapping[str, Any]],
+                             forward: Forward = default_forward) -> dict[str, float]:
+    """Accuracy, NLL, ECE and Brier of ``model`` over ``batches`` (with a ``label`` key): the default evaluator
+    of a ``Task`` and of ``Distiller``."""
     from kd_core.metrics import classification_metrics
 
     return classification_metrics(*classification_outputs(model, batches, forward))
@@ -115,7 +117,7 @@ class Task:
     student: Callable[[int], nn.Module]
     key: dict[str, Any]
     teacher_trained: bool = False
-    evaluator: Evaluator = _classification_evaluator
+    evaluator: Evaluator = classification_evaluator
     validator: Evaluator | None = None
     headline: str = "accuracy"
     higher_is_better: bool = True
@@ -144,7 +146,7 @@ class Task:
     @property
     def classification(self) -> bool:
         """Whether the task is classification (logits and labels; reliability diagrams apply)."""
-        return self.evaluator is _classification_evaluator
+        return self.evaluator is classification_evaluator
 
     def example_batch(self, size: int = 1) -> Any:
         """A collated batch of the first ``size`` test items (for probes, MACs, latency and export)."""
