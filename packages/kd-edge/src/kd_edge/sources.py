@@ -138,103 +138,34 @@ def _digits(calibration_size: int, seed: int) -> EdgeData:
                     {"kind": "digits", "seed": seed}, classes=10)
 
 
-def _stratified(labels: Any, val_fraction: float, test_fraction: float, argument: str) -> dict[str, Any]:
-    """Deterministic (seed 0) train/val/test positions, each class split in the same proportions."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    parts: dict[str, list[Any]] = {"train": [], "val": [], "test": []}
-    for c in np.unique(labels):
-        pool = rng.permutation(np.flatnonzero(labels == c))
-        n_test, n_val = max(1, round(test_fraction * len(pool))), max(1, round(val_fraction * len(pool)))
-        if len(pool) < n_test + n_val + 1:
-            raise ConfigError(argument, "at least 3 samples of every class (one each for train, val and test)",
-                              f"{len(pool)} of class {c}")
-        parts["test"].append(pool[:n_test])
-        parts["val"].append(pool[n_test:n_test + n_val])
-        parts["train"].append(pool[n_test + n_val:])
-    return {k: rng.permutation(np.concatenate(v)) for k, v in parts.items()}
-
-
-def _folder(directory: Path, size: int, argument: str) -> tuple[Any, Any, list[str]]:
-    """Every image of an ImageFolder as ``[N, 3, size, size]`` in [-1, 1] (kd-vision's scaling), labels, classes."""
-    import torch
-    from torchvision import datasets, transforms
-
-    transform = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor(),
-                                    transforms.Normalize([0.5] * 3, [0.5] * 3)])
-    try:
-        folder = datasets.ImageFolder(str(directory), transform=transform)
-    except (FileNotFoundError, OSError) as err:
-        raise ConfigError(argument, "a folder with one sub-folder of images per class", str(directory),
-                          hint=str(err).splitlines()[0]) from None
-    if len(folder.classes) < 2:
-        raise ConfigError(argument, "images of at least 2 classes (one sub-folder per class)",
-                          f"{len(folder.classes)} class(es) in {directory}")
-    images = torch.stack([folder[i][0] for i in range(len(folder))])
-    return images, torch.tensor(folder.targets, dtype=torch.int64), list(folder.classes)
-
-
-def _read_tensors(path: Path, argument: str) -> tuple[Any, Any]:
-    import numpy as np
+def _stacked(dataset: Any) -> tuple[Any, Any]:
+    """A dataset of ``{"input", "label"}`` items as two tensors (inputs, labels)."""
     import torch
 
-    if not path.is_file() or path.suffix not in (".safetensors", ".npz"):
-        raise ConfigError(argument, "an existing .safetensors or .npz file with 'inputs' and 'labels'", str(path))
-    try:
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                arrays = {k: torch.from_numpy(archive[k]) for k in archive.files}
-        else:
-            from safetensors.torch import load_file
-
-            arrays = load_file(str(path))
-    except Exception as err:  # an unreadable file is a bad spec, in one line
-        raise ConfigError(argument, "a readable .safetensors or .npz file", str(path), hint=str(err)) from None
-    if "inputs" not in arrays or "labels" not in arrays:
-        raise ConfigError(argument, "a file holding 'inputs' and 'labels'", f"{path}: keys {sorted(arrays)}")
-    inputs, labels = arrays["inputs"], arrays["labels"]
-    if labels.ndim != 1 or labels.is_floating_point() or len(labels) != len(inputs) or inputs.ndim < 2:
-        raise ConfigError(argument, "inputs [N, ...] and integer labels [N]",
-                          f"inputs {tuple(inputs.shape)}, labels {tuple(labels.shape)} {labels.dtype}")
-    return inputs.float(), labels.long()
+    items = [dataset[i] for i in range(len(dataset))]
+    return torch.stack([item["input"] for item in items]), torch.stack([item["label"] for item in items])
 
 
 def spec_data(spec: str, image_size: int | None = None, calibration_size: int = 128,
               argument: str = "--data") -> EdgeData:
     """The data a ``imagefolder:DIR`` or ``tensors:FILE`` spec names (see the module doc); ``image_size`` for
     image folders (default 32)."""
-    import torch
+    from kd_core.data_specs import image_folder_splits, tensor_splits
     from kd_core.specs import split_spec
 
     scheme, rest = split_spec(spec, argument, SCHEMES)
     path = Path(rest).expanduser()
     size = int(image_size or 32)
     if scheme == "imagefolder":
-        if not path.is_dir():
-            raise ConfigError(argument, "an existing folder of images", str(path))
-        if (path / "train").is_dir() and (path / "val").is_dir():
-            parts = {s: _folder(path / s, size, f"{argument} ({s}/)") for s in ("train", "val", "test")
-                     if (path / s).is_dir()}
-            parts.setdefault("test", parts["val"])
-            if len({tuple(p[2]) for p in parts.values()}) != 1:
-                raise ConfigError(argument, "the same classes in every split", {s: p[2] for s, p in parts.items()})
-            split = {s: (p[0], p[1]) for s, p in parts.items()}
-            classes = len(parts["train"][2])
-        else:
-            images, labels, names = _folder(path, size, argument)
-            positions = _stratified(labels.numpy(), 0.15, 0.15, argument)
-            split = {s: (images[torch.from_numpy(p)], labels[torch.from_numpy(p)]) for s, p in positions.items()}
-            classes = len(names)
-        what = f"image folder {path} ({classes} classes, {size}×{size} RGB, scaled to [-1, 1])"
+        parts, names = image_folder_splits(path, size, 0.15, 0.15, argument)
+        what = f"image folder {path} ({len(names)} classes, {size}×{size} RGB, scaled to [-1, 1])"
         record = {"kind": "spec", "spec": f"imagefolder:{path.resolve()}", "image_size": size}
     else:
-        inputs, labels = _read_tensors(path, argument)
-        positions = _stratified(labels.numpy(), 0.15, 0.15, argument)
-        split = {s: (inputs[torch.from_numpy(p)], labels[torch.from_numpy(p)]) for s, p in positions.items()}
-        classes = int(labels.max()) + 1
-        what = f"tensors from {path.name} (inputs {tuple(inputs.shape[1:])}, {classes} classes)"
+        parts, names, shape = tensor_splits(path, 0.15, 0.15, argument)
+        what = f"tensors from {path.name} (inputs {shape}, {len(names)} classes)"
         record = {"kind": "spec", "spec": f"tensors:{path.resolve()}"}
+    classes = len(names)
+    split = {name: _stacked(dataset) for name, dataset in parts.items()}
     (tx, ty), (vx, vy), (ex, ey) = split["train"], split["val"], split["test"]
     return EdgeData(tx, ty, ex, ey, tx[:0], what, record, val_x=vx, val_y=vy,
                     classes=classes).calibrate(min(calibration_size, len(tx)))

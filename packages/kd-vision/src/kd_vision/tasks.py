@@ -23,17 +23,16 @@ used as it is (checked on val first), one without is trained by the study and ca
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import torch
+from kd_core.data_specs import folder_fingerprint, image_folder_splits, tensor_splits
 from kd_core.datacache import file_sha256
 from kd_core.errors import ConfigError
 from kd_core.recipes import RunContext
 from kd_core.specs import call_with_accepted, is_builder_spec, load_weights_into, resolve_builder
-from kd_core.task import Splits, Task, stratified_split
+from kd_core.task import Splits, Task
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 from torch.utils.data import Dataset, Subset
@@ -80,79 +79,6 @@ class VisionData(BaseModel):
         return self
 
 
-class _Items(Dataset):
-    """``{"input", "label"}`` dicts from tensors (a tensors: file) or from a torchvision dataset's pairs."""
-
-    def __init__(self, base: Any, inputs: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> None:
-        self.base, self.inputs, self.labels = base, inputs, labels
-
-    def __len__(self) -> int:
-        return len(self.labels) if self.labels is not None else len(self.base)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if self.labels is not None:
-            return {"input": self.inputs[index], "label": self.labels[index]}
-        image, label = self.base[index]
-        return {"input": image, "label": torch.tensor(int(label), dtype=torch.int64)}
-
-
-def _image_folder(directory: Path, size: int, argument: str) -> Any:
-    from torchvision import datasets, transforms
-
-    transform = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor(),
-                                    transforms.Normalize([0.5] * 3, [0.5] * 3)])
-    try:
-        folder = datasets.ImageFolder(str(directory), transform=transform)
-    except (FileNotFoundError, OSError) as err:
-        raise ConfigError(argument, "a folder with one sub-folder of images per class", str(directory),
-                          hint=str(err).splitlines()[0]) from None
-    if len(folder.classes) < 2:
-        raise ConfigError(argument, "images of at least 2 classes (one sub-folder per class)",
-                          f"{len(folder.classes)} class(es) in {directory}")
-    return folder
-
-
-def _folder_splits(root: Path, data: VisionData, argument: str) -> tuple[dict[str, Dataset], list[str]]:
-    if not root.is_dir():
-        raise ConfigError(argument, "an existing folder of images", str(root))
-    if (root / "train").is_dir() and (root / "val").is_dir():
-        folders = {split: _image_folder(root / split, data.image_size, f"{argument} ({split}/)")
-                   for split in ("train", "val", "test") if (root / split).is_dir()}
-        classes = folders["train"].classes
-        for split, folder in folders.items():
-            if folder.classes != classes:
-                raise ConfigError(argument, f"the same classes in every split ({classes})",
-                                  f"{split}/: {folder.classes}")
-        splits = {split: _Items(folder) for split, folder in folders.items()}
-        splits.setdefault("test", splits["val"])
-        return splits, classes
-    folder = _image_folder(root, data.image_size, argument)
-    positions = stratified_split(np.asarray(folder.targets), data.val_fraction, data.test_fraction, argument)
-    items = _Items(folder)
-    return {k: Subset(items, v.tolist()) for k, v in positions.items()}, folder.classes
-
-
-def _read_tensors(path: Path, argument: str) -> tuple[torch.Tensor, torch.Tensor]:
-    if not path.is_file() or path.suffix not in (".safetensors", ".npz"):
-        raise ConfigError(argument, "an existing .safetensors or .npz file with 'inputs' and 'labels'", str(path))
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: torch.from_numpy(archive[k]) for k in archive.files}
-    else:
-        from safetensors.torch import load_file
-
-        arrays = load_file(str(path))
-    if "inputs" not in arrays or "labels" not in arrays:
-        raise ConfigError(argument, "a file holding 'inputs' and 'labels'", f"{path}: keys {sorted(arrays)}")
-    inputs, labels = arrays["inputs"].float(), arrays["labels"]
-    if labels.ndim != 1 or labels.is_floating_point() or len(labels) != len(inputs) or inputs.ndim < 2:
-        raise ConfigError(argument, "inputs [N, ...] and integer labels [N]",
-                          f"inputs {tuple(inputs.shape)}, labels {tuple(labels.shape)} {labels.dtype}")
-    if len(torch.unique(labels)) < 2:
-        raise ConfigError(argument, "labels of at least 2 classes", f"{len(torch.unique(labels))} class(es)")
-    return inputs, labels.long()
-
-
 def _capped(dataset: Dataset, size: int | None) -> Dataset:
     return dataset if size is None or size >= len(dataset) else Subset(dataset, range(size))
 
@@ -184,19 +110,13 @@ def vision_splits(data: VisionData) -> tuple[Splits, list[str], str, dict[str, A
     scheme, _, rest = data.source.partition(":")
     path = Path(rest).expanduser()
     if scheme == "imagefolder":
-        parts, classes = _folder_splits(path, data, argument)
-        files = sorted(p for p in path.rglob("*") if p.is_file())
-        fingerprint = hashlib.sha256("\n".join(f"{p.relative_to(path)}:{p.stat().st_size}" for p in files)
-                                     .encode()).hexdigest()[:16]
+        parts, classes = image_folder_splits(path, data.image_size, data.val_fraction, data.test_fraction, argument)
+        fingerprint = folder_fingerprint(path)
         what = f"image folder {path} ({len(classes)} classes, {data.image_size}×{data.image_size} RGB)"
     else:
-        inputs, labels = _read_tensors(path, argument)
-        positions = stratified_split(labels.numpy(), data.val_fraction, data.test_fraction, argument)
-        items = _Items(None, inputs, labels)
-        parts = {k: Subset(items, v.tolist()) for k, v in positions.items()}
-        classes = [str(c) for c in range(int(labels.max()) + 1)]
+        parts, classes, shape = tensor_splits(path, data.val_fraction, data.test_fraction, argument)
         fingerprint = file_sha256(path)[:16]
-        what = f"tensors from {path.name} (inputs {tuple(inputs.shape[1:])}, {len(classes)} classes)"
+        what = f"tensors from {path.name} (inputs {shape}, {len(classes)} classes)"
     pool = _capped(parts["train"], data.teacher_train_size or data.train_size)
     splits = Splits(_capped(pool, data.train_size), _capped(parts["val"], data.val_size),
                     _capped(parts["test"], data.test_size), teacher_train=pool)
