@@ -169,3 +169,25 @@ def test_weights_with_a_pruned_model_directory_is_refused(tmp_path: Path, capsys
     weights.write_bytes(b"0")
     assert main(["export", "--model", str(folder), "--weights", str(weights), "--out", str(tmp_path / "run")]) == 2
     assert "--weights" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_a_text_run_feeds_export_quantize_and_bench(tmp_path: Path) -> None:
+    """``kd-nlu distill --recipe tinybert-task`` on a CSV with a local Hugging Face teacher: its run directory
+    feeds ``kd-edge export|quantize|bench`` unchanged (the student takes float token ids, padded to one length)."""
+    from kd_nlu.cli import main as nlu
+    from kd_nlu.testing import toy_study_files
+
+    run = tmp_path / "text-run"
+    assert nlu(["distill", "--recipe", "tinybert-task", "--out", str(run), "--device", "cpu",
+                *toy_study_files(tmp_path / "toy"), "--set", "student.epochs=2", "--set", "intermediate.epochs=1",
+                "--set", "augment.copies=0"]) == 0
+    exported, quantized, bench = tmp_path / "export", tmp_path / "quantize", tmp_path / "bench"
+    assert main(["export", "--run", str(run), "--out", str(exported)]) == 0
+    assert main(["quantize", "--run", str(run), "--mode", "dynamic", "--out", str(quantized)]) == 0
+    assert main(["bench", "--run", str(run), "--iterations", "2", "--warmup", "1", "--batch-sizes", "1",
+                 "--threads", "1", "--k", "1", "--out", str(bench)]) == 0
+    student = json.loads((run / "results.json").read_text())["arms"]["kd"]["seeds"]["0"]["accuracy"]
+    scored = json.loads((exported / "results.json").read_text())
+    assert (exported / "model.onnx").is_file() and (quantized / "model.int8-dynamic.onnx").is_file()
+    text = json.dumps(scored)
+    assert f"{100 * student:.2f}" in text or f"{student:.4f}" in text or str(round(100 * student, 2)) in text

@@ -163,3 +163,28 @@ def test_parse_and_apply_overrides():
     result = apply_overrides(data, ["kd.temperature=2", "new.deep.key=x"])
     assert result == {"kd": {"temperature": 2}, "seeds": [0], "new": {"deep": {"key": "x"}}}
     assert data == {"kd": {"temperature": 4.0}, "seeds": [0]}  # the input is not modified
+
+
+def test_a_methods_own_check_reads_as_expected_and_received() -> None:
+    """A validator's "…, received X" becomes the error's received value: no dump of the whole section."""
+    from kd_core.recipes import Method, RecipeConfig, validate
+    from pydantic import BaseModel, model_validator
+
+    class Section(BaseModel):
+        low: int = 0
+        high: int = 1
+
+        @model_validator(mode="after")
+        def _ordered(self) -> Section:
+            if self.high < self.low:
+                raise ValueError(f"section.high must be at least section.low ({self.low}), received {self.high}")
+            return self
+
+    class Config(RecipeConfig):
+        section: Section = Section()
+
+    method = Method(name="m", config_model=Config, build=lambda c: None, domain="x")
+    with pytest.raises(RecipeError) as info:
+        validate(method, {"method": "m", "section": {"low": 5, "high": 2}})
+    assert info.value.argument == "section" and info.value.received == 2
+    assert "section.high must be at least section.low (5)" in str(info.value) and "'low'" not in str(info.value)

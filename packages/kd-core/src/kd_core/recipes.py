@@ -7,6 +7,7 @@ YAML recipes in a folder. ``--set a.b=c`` overrides any field and is validated t
 
 from __future__ import annotations
 
+import ast
 import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -171,6 +172,16 @@ def _describe_error(error: dict[str, Any]) -> tuple[str, str, Any]:
     if error["type"] == "missing":
         return location, "a value (the field is required)", None
     msg = error["msg"]
+    if error["type"] == "value_error":  # a method's own check: "<what is expected>, received <value>"
+        text = msg.removeprefix("Value error, ")
+        expected, sep, received = text.rpartition(", received ")
+        if sep:
+            try:  # the message shows the value as Python writes it: read it back, so it is not quoted twice
+                return location, expected, ast.literal_eval(received)
+            except (ValueError, SyntaxError):
+                return location, expected, received
+        value = error.get("input")
+        return location, text, value if not isinstance(value, dict | list) else "another value"
     return location, msg[:1].lower() + msg[1:], error.get("input")
 
 

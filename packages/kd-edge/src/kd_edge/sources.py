@@ -172,36 +172,54 @@ def spec_data(spec: str, image_size: int | None = None, calibration_size: int = 
 
 
 def _materialise(task: Task, dataset: Any, argument: str) -> tuple[Any, Any]:
+    """A split as ``(inputs, labels)`` tensors: the ``input`` tensors, or for a text task (batches of
+    ``input_ids``) the token ids as float32 ``[N, L]`` padded with the task's pad token (see ``_TokenIds``)."""
     import torch
     from torch.utils.data import DataLoader
 
     inputs, labels = [], []
     for batch in DataLoader(dataset, batch_size=256, collate_fn=task.collate):
-        x = batch.get("input") if isinstance(batch, dict) else None
+        x = batch.get("input", batch.get("input_ids")) if isinstance(batch, dict) else None
         if not isinstance(x, torch.Tensor) or "label" not in batch:
             received = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
-            raise ConfigError(argument, "a task whose batches hold one 'input' tensor and a 'label'", received,
-                              hint="kd-edge feeds models one input tensor (export, ONNX Runtime, INT8)")
-        inputs.append(x.float())
+            raise ConfigError(argument, "a task whose batches hold one 'input' tensor (or 'input_ids') and a 'label'",
+                              received, hint="kd-edge feeds models one input tensor (export, ONNX Runtime, INT8)")
+        inputs.append(x)
         labels.append(batch["label"].long())
-    return torch.cat(inputs), torch.cat(labels)
+    if inputs[0].dtype != torch.long:
+        return torch.cat([x.float() for x in inputs]), torch.cat(labels)
+    pad = getattr(task.collate, "pad_token_id", 0)
+    width = max(x.shape[1] for x in inputs)
+    padded = [torch.nn.functional.pad(x, (0, width - x.shape[1]), value=pad) for x in inputs]
+    return torch.cat(padded).float(), torch.cat(labels)
+
+
+def is_text_task(task: Task) -> bool:
+    """Whether the task's batches are token ids (``input_ids``) rather than one ``input`` tensor."""
+    batch = task.example_batch(1)
+    return isinstance(batch, dict) and "input_ids" in batch and "input" not in batch
 
 
 def task_data(task: Task, calibration_size: int = 128, record: dict[str, Any] | None = None,
               argument: str = "--run") -> EdgeData:
-    """A kd-core ``Task``'s train / val / test splits as tensors (a classification task whose batches hold one
-    ``input`` tensor and a ``label``)."""
+    """A kd-core ``Task``'s train / val / test splits as tensors: one ``input`` tensor per sample, or a text task's
+    token ids as float32 ``[N, L]`` padded to the longest text of all three splits."""
+    import torch
     from kd_core.signals import default_forward
 
-    if task.forward is not default_forward:
-        raise ConfigError(argument, "a task whose models take batch['input'] (kd-core's default forward)",
-                          f"task {task.name} with its own forward")
+    text = is_text_task(task)
+    if task.forward is not default_forward and not text:
+        raise ConfigError(argument, "a task whose models take batch['input'] (kd-core's default forward) or token "
+                          "ids", f"task {task.name} with its own forward")
     splits = task.data
-    train_x, train_y = _materialise(task, splits.train, argument)
-    val_x, val_y = _materialise(task, splits.val, argument)
-    test_x, test_y = _materialise(task, splits.test, argument)
+    parts = [_materialise(task, split, argument) for split in (splits.train, splits.val, splits.test)]
+    if text:  # one sequence length for every split: the exported graph and the calibration share it
+        pad = float(getattr(task.collate, "pad_token_id", 0))
+        width = max(x.shape[1] for x, _ in parts)
+        parts = [(torch.nn.functional.pad(x, (0, width - x.shape[1]), value=pad), y) for x, y in parts]
+    (train_x, train_y), (val_x, val_y), (test_x, test_y) = parts
     classes = len(task.class_names) if task.class_names else 0
-    what = f"{task.description or task.name} (the run's task)"
+    what = f"{task.description or task.name} (the run's task{', token ids' if text else ''})"
     return EdgeData(train_x, train_y, test_x, test_y, train_x[:0], what, record or {"kind": "task"}, val_x=val_x,
                     val_y=val_y, classes=classes).calibrate(min(calibration_size, len(train_x)))
 
@@ -288,7 +306,8 @@ def run_student(recipe: dict[str, Any], arm: str, seed: int) -> nn.Module:
     builder a pruned run student's record names. Builders in the recipe are imported from kd's packages and
     from the prefixes of ``trusted_builders`` (the command's ``--trust``)."""
     study = _study(recipe, Path("."), _TRUST.get(), "recipe")
-    return (study.arms[_pick_arm(study, arm)].student or study.task.student)(seed)
+    model = (study.arms[_pick_arm(study, arm)].student or study.task.student)(seed)
+    return _wrappers()[1](model) if is_text_task(study.task) else model
 
 
 # -- Hugging Face ------------------------------------------------------------------------------------------------
@@ -552,6 +571,8 @@ def resolve(args: argparse.Namespace, default_data: bool = True) -> Source:
             raise ConfigError("--run", f"a finished run holding {checkpoint.relative_to(run)}", str(run),
                               hint="the study has not finished this arm and seed")
         model = study.load_student(run, arm, seed).eval()
+        if is_text_task(study.task):  # a Hugging Face text student: one float tensor of token ids in
+            model = _wrappers()[1](model).eval()
         from kd_edge.prune.record import attach_source
 
         attach_source(model, RUN_BUILDER, {"recipe": recipe, "arm": arm, "seed": seed})
