@@ -169,3 +169,33 @@ def test_a_task_validator_scores_every_epoch_and_the_evaluator_the_test_split(tm
     rows = [json.loads(line) for line in lines]
     assert any(r.get("val/cheap") == 1.0 for r in rows)
     assert "cheap" not in result.results["arms"]["scratch"]["seeds"]["0"]  # the test split: the full evaluator
+
+
+def test_model_cost_feeds_the_batch_through_the_tasks_forward() -> None:
+    from kd_core.study import model_cost
+
+    model = _mlp(4)
+    batch = {"features": torch.randn(1, 8), "label": torch.tensor([0])}
+    cost = model_cost(model, batch, latency_iterations=2, forward=lambda m, b: m(b["features"]))
+    assert cost["params"] == 8 * 4 + 4 + 4 * 3 + 3
+    assert cost["macs"] == 8 * 4 + 4 * 3  # one sample through both linear layers
+    assert cost["latency_ms_p50"] > 0
+
+
+def test_an_arm_that_needs_no_teacher_trains_none_and_its_fit_metrics_join_the_results(tmp_path: Path) -> None:
+    train = TrainSpec(epochs=1, lr=1e-2, batch_size=32)
+
+    def own(run) -> nn.Module:
+        assert run.teacher is None
+        run.metrics["extra"] = 7.0
+        distiller = run.distiller(supervised_phases(train))
+        distiller.fit(run.study.task.data.train, None, out=run.out / "inner", config=run.config())
+        return distiller.student
+
+    arms = {"self": Arm(list, role="variant", needs_teacher=False, fit=own),
+            "scratch": Arm(lambda: supervised_phases(train), role="scratch")}
+    result = Study(blob_task(), arms, seeds=[0], title="B", backend=Backend(device="cpu"),
+                   latency_iterations=0).run(tmp_path / "run")
+    assert "teacher" not in result.results and not (tmp_path / "run" / "teacher").exists()
+    assert result.results["arms"]["self"]["seeds"]["0"]["extra"] == 7.0
+    assert (tmp_path / "run" / "self-seed0" / "checkpoints" / "final.safetensors").is_file()  # saved for eval

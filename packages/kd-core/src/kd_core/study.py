@@ -30,14 +30,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from kd_core.backends import Backend
-from kd_core.checkpoint import load_weights
+from kd_core.checkpoint import load_weights, save_weights
 from kd_core.datacache import cached_model
 from kd_core.engine import Callback, Distiller, Phase, adamw, cosine_lr
 from kd_core.errors import ConfigError
 from kd_core.losses import cross_entropy
 from kd_core.objective import Objective, Term
 from kd_core.runs import RunDir, environment
-from kd_core.signals import FrozenTeacher, Signal
+from kd_core.signals import Forward, FrozenTeacher, Signal, default_forward
 from kd_core.stats import PairedComparison, paired_difference
 from kd_core.task import Task, classification_outputs
 
@@ -82,7 +82,10 @@ class Arm:
     - ``fit(run)``: for arms that are not one ``Distiller.fit`` over the task's train split (a stream of
       class-incremental tasks, data-free synthesis followed by distillation): trains ``run.student`` in
       ``run.out`` and returns it, through ``Distiller`` (``run.distiller(...)`` builds one with the study's
-      backend, forward, collate, evaluator, callbacks and seed). ``phases`` may then be unused.
+      backend, forward, collate, evaluator, callbacks and seed). ``phases`` may then be unused; ``run.metrics``
+      takes extra per-seed figures (they join the evaluator's in ``results.json``);
+    - ``needs_teacher``: whether the study's teacher is needed (default: every role but ``scratch``); with
+      False the ``signal`` factory receives None for the teacher.
     """
 
     phases: Callable[[], list[Phase]]
@@ -94,6 +97,13 @@ class Arm:
     distiller: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     fit: Callable[[ArmRun], nn.Module] | None = None
+    needs_teacher: bool | None = None
+
+    @property
+    def uses_teacher(self) -> bool:
+        """Whether the study must provide its teacher for this arm: ``needs_teacher``, else every role but
+        ``scratch`` (an arm that co-trains its own teacher, or distils from itself, says False)."""
+        return self.needs_teacher if self.needs_teacher is not None else self.role != "scratch"
 
 
 @dataclass
@@ -108,15 +118,18 @@ class ArmRun:
     out: Path
     resume: bool
     study: Study
+    metrics: dict[str, float] = field(default_factory=dict)
 
-    def distiller(self, phases: Sequence[Phase], signal: Signal | None = None, **options: Any) -> Distiller:
+    def distiller(self, phases: Sequence[Phase], signal: Signal | None = None, *,
+                  extra_callbacks: Sequence[Callback] = (), **options: Any) -> Distiller:
         """A ``Distiller`` for ``self.student`` with the study's backend, the task's forward, collate and
-        evaluator, the arm's batch size, callbacks and options, and this seed (``options`` override them)."""
+        epoch evaluator, the arm's batch size, callbacks (then ``extra_callbacks``) and options, and this seed
+        (``options`` override them)."""
         task, study = self.study.task, self.study
+        callbacks = [*self.arm.callbacks(), *extra_callbacks, *study._progress(f"{self.name} s{self.seed}")]
         settings: dict[str, Any] = {"backend": study.backend, "batch_size": self.arm.batch_size, "seed": self.seed,
                                     "forward": task.forward, "collate": task.collate, "evaluator": task.epoch_evaluator,
-                                    "callbacks": [*self.arm.callbacks(), *study._progress(f"{self.name} s{self.seed}")],
-                                    **self.arm.distiller, **options}
+                                    "callbacks": callbacks, **self.arm.distiller, **options}
         return Distiller(self.student, phases, teacher=signal, **settings)
 
     def config(self) -> dict[str, Any]:
@@ -139,20 +152,34 @@ class StudyResult:
         return self.run.report
 
 
-def model_cost(model: nn.Module, example: Any, latency_iterations: int = 50) -> dict[str, float]:
-    """Parameters, MACs and CPU latency (p50 ms, one example) of a CPU copy of ``model``."""
+class _BatchCall(nn.Module):
+    """``forward(model, batch)`` as a module called with the batch (what the MAC and latency counters time)."""
+
+    def __init__(self, model: nn.Module, forward: Forward) -> None:
+        super().__init__()
+        self.model, self.call = model, forward
+
+    def forward(self, batch: Any) -> Any:
+        return self.call(self.model, batch)
+
+
+def model_cost(model: nn.Module, batch: Any, latency_iterations: int = 50,
+               forward: Forward = default_forward) -> dict[str, float]:
+    """Parameters, MACs and CPU latency (p50 ms) of a CPU copy of ``model`` on ``batch``, fed by ``forward``
+    (a task's: token ids and masks for text, ``batch["input"]`` by default)."""
     from kd_core.metrics import count_macs, count_parameters, measure_latency
 
     cpu_model = copy.deepcopy(model).cpu().eval()
-    example = example.cpu() if isinstance(example, torch.Tensor) else example
+    cpu_batch = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in batch.items()} \
+        if isinstance(batch, Mapping) else batch
+    call = _BatchCall(cpu_model, forward)
     cost: dict[str, float] = {"params": count_parameters(cpu_model)}
     try:
-        cost["macs"] = count_macs(cpu_model, example)
+        cost["macs"] = count_macs(call, cpu_batch)
     except Exception:  # a model the flop counter cannot trace still gets its other costs
         cost["macs"] = float("nan")
     if latency_iterations > 0:
-        cost["latency_ms_p50"] = measure_latency(cpu_model, example, warmup=5,
-                                                 iterations=latency_iterations).p50_ms
+        cost["latency_ms_p50"] = measure_latency(call, cpu_batch, warmup=5, iterations=latency_iterations).p50_ms
     return cost
 
 
@@ -214,7 +241,7 @@ class Study:
         return pairs
 
     def _needs_teacher(self) -> bool:
-        return any(arm.role != "scratch" for arm in self.arms.values())
+        return any(arm.uses_teacher for arm in self.arms.values())
 
     # -- the teacher ------------------------------------------------------------------------------
     def _teacher(self, out: Path, resume: bool) -> tuple[nn.Module, str]:
@@ -252,25 +279,27 @@ class Study:
     # -- the arms ---------------------------------------------------------------------------------
     def _signal(self, arm: Arm, phases: list[Phase], teacher: nn.Module | None, workdir: Path) -> Signal | None:
         if arm.signal is not None:
-            if teacher is None:
-                raise ConfigError("arms", "a teacher for an arm with a teacher signal", None)
-            return arm.signal(teacher, workdir)
+            return arm.signal(teacher if arm.uses_teacher else None, workdir)
         if any(p.objective.needs_teacher for p in phases):
             return FrozenTeacher(teacher) if teacher is not None else None
         return None
 
     def _train_arm(self, name: str, arm: Arm, seed: int, teacher: nn.Module | None, out: Path,
-                   resume: bool) -> nn.Module:
+                   resume: bool) -> tuple[nn.Module, ArmRun]:
         task = self.task
-        run = ArmRun(name, arm, seed, (arm.student or task.student)(seed), teacher, out / f"{name}-seed{seed}",
-                     resume, self)
+        run = ArmRun(name, arm, seed, (arm.student or task.student)(seed), teacher if arm.uses_teacher else None,
+                     out / f"{name}-seed{seed}", resume, self)
         if arm.fit is not None:
-            return arm.fit(run)
+            student = arm.fit(run)
+            final = run.out / "checkpoints" / "final.safetensors"
+            if self.backend.is_main and not final.is_file():  # where eval, kd-edge and load_student look
+                save_weights(student, final)
+            return student, run
         phases = arm.phases()
         distiller = run.distiller(phases, self._signal(arm, phases, teacher, out))
         distiller.fit(task.data.train, task.data.val, out=run.out, config=run.config(),
                       resume=resume and (run.out / "config.yaml").is_file())
-        return distiller.student
+        return distiller.student, run
 
     def _batches(self, dataset: Any) -> list[Any]:
         loader = DataLoader(dataset, batch_size=256, collate_fn=self.task.collate)
@@ -343,24 +372,24 @@ class Study:
                                             "sizes": task.data.sizes(), "headline": task.headline,
                                             "higher_is_better": task.higher_is_better},
                                    "seeds": self.seeds, "arms": {}}
-        example = task.example_input()
+        example = task.example_batch(1)
         calibration: dict[str, Any] = {}
         if teacher is not None:
             results["teacher"] = {"test": self._score(teacher, test), "val": self._score(teacher,
                                                                                          self._batches(task.data.val)),
                                   "source": teacher_note,
-                                  "cost": model_cost(teacher, example, self.latency_iterations)}
+                                  "cost": model_cost(teacher, example, self.latency_iterations, task.forward)}
             if task.classification:
                 calibration["teacher"] = classification_outputs(teacher, test, task.forward)
         for name, arm in self.arms.items():
             per_seed: dict[str, dict[str, float]] = {}
             for seed in self.seeds:
-                student = self._train_arm(name, arm, seed, teacher, top.path, resume)
+                student, run = self._train_arm(name, arm, seed, teacher, top.path, resume)
                 if task.save is not None and self.backend.is_main:
-                    task.save(student, top.path / f"{name}-seed{seed}" / "model")
-                per_seed[str(seed)] = self._score(student, test)
+                    task.save(student, run.out / "model")
+                per_seed[str(seed)] = {**self._score(student, test), **run.metrics}
                 if seed == self.seeds[0]:
-                    cost = model_cost(student, example, self.latency_iterations)
+                    cost = model_cost(student, example, self.latency_iterations, task.forward)
                     if task.classification:
                         calibration[name] = classification_outputs(student, test, task.forward)
             results["arms"][name] = {"role": arm.role, "description": arm.description, "seeds": per_seed,
