@@ -84,8 +84,8 @@ class Arm:
       ``run.out`` and returns it, through ``Distiller`` (``run.distiller(...)`` builds one with the study's
       backend, forward, collate, evaluator, callbacks and seed). ``phases`` may then be unused; ``run.metrics``
       takes extra per-seed figures (they join the evaluator's in ``results.json``);
-    - ``needs_teacher``: whether the study's teacher is needed (default: every role but ``scratch``); with
-      False the ``signal`` factory receives None for the teacher.
+    - ``needs_teacher``: whether the study's teacher is needed (default: every role but ``scratch``); a study
+      none of whose arms needs it trains none, and ``signal`` factories and custom fits then get None.
     """
 
     phases: Callable[[], list[Phase]]
@@ -279,7 +279,7 @@ class Study:
     # -- the arms ---------------------------------------------------------------------------------
     def _signal(self, arm: Arm, phases: list[Phase], teacher: nn.Module | None, workdir: Path) -> Signal | None:
         if arm.signal is not None:
-            return arm.signal(teacher if arm.uses_teacher else None, workdir)
+            return arm.signal(teacher, workdir)
         if any(p.objective.needs_teacher for p in phases):
             return FrozenTeacher(teacher) if teacher is not None else None
         return None
@@ -287,8 +287,8 @@ class Study:
     def _train_arm(self, name: str, arm: Arm, seed: int, teacher: nn.Module | None, out: Path,
                    resume: bool) -> tuple[nn.Module, ArmRun]:
         task = self.task
-        run = ArmRun(name, arm, seed, (arm.student or task.student)(seed), teacher if arm.uses_teacher else None,
-                     out / f"{name}-seed{seed}", resume, self)
+        run = ArmRun(name, arm, seed, (arm.student or task.student)(seed), teacher, out / f"{name}-seed{seed}",
+                     resume, self)
         if arm.fit is not None:
             student = arm.fit(run)
             final = run.out / "checkpoints" / "final.safetensors"

@@ -101,7 +101,7 @@ class TaskConfig(StudyRecipe):
     the prediction, KD and cross-entropy phases."""
 
     method: Literal["tinybert-task"] = "tinybert-task"
-    latency_iterations: Annotated[int, Field(ge=0)] = 0  # kd-core's model_cost cannot call a model on a dict yet
+    latency_iterations: Annotated[int, Field(ge=0)] = 20
     data: TextData = TextData(max_length=32)
     teacher: TextModel = TextModel()
     student: TextModel = TextModel(model="small", epochs=6, lr=3e-4)
