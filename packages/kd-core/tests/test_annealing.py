@@ -171,3 +171,22 @@ def test_phase_two_starts_from_best_phase_one_weights_with_a_fresh_optimizer(tmp
     assert len(used.state) > 0  # it did train phase II
     steps = {int(s["step"]) for s in used.state.values()}
     assert steps == {2 * 4}  # 2 epochs x 4 batches: no Adam moments carried over from phase I's 16 steps
+
+
+def test_shared_arms_roles_phases_and_comparisons() -> None:
+    from kd_core.annealing import AnnealingSettings, annealing_arms, annealing_compare
+
+    settings = AnnealingSettings(tau_max=2, phase1_epochs=4, phase2_epochs=1, lr=1e-2, temperature=3.0, alpha=0.8)
+    arms = annealing_arms(settings, ["annealing-kd", "mse-kd", "hinton-kd", "scratch"], batch_size=8,
+                          signal=lambda teacher, workdir: None)
+    assert {n: a.role for n, a in arms.items()} == {"annealing-kd": "variant", "mse-kd": "baseline",
+                                                   "hinton-kd": "kd", "scratch": "scratch"}
+    assert arms["scratch"].signal is None and arms["hinton-kd"].signal is not None
+    assert [p.epochs for p in arms["annealing-kd"].phases()] == [4, 1] and arms["scratch"].phases()[0].epochs == 5
+    kd = arms["hinton-kd"].phases()[0].objective.terms
+    assert (kd[0].weight.value, kd[0].options["temperature"], kd[1].weight.value) == (0.8, 3.0, pytest.approx(0.2))
+    assert annealing_compare("mse-kd", ["mse-kd", "hinton-kd", "scratch"]) == [
+        ("hinton-kd", "scratch"), ("mse-kd", "hinton-kd"), ("mse-kd", "scratch")]
+    assert "T per phase-I epoch: [2, 2, 1, 1]" in settings.notes()
+    with pytest.raises(ConfigError, match="arms"):
+        annealing_arms(settings, ["annealing-kd", "typo"], batch_size=8)

@@ -59,7 +59,7 @@ def test_arms_roles_and_comparisons() -> None:
                                                      "hinton-kd": "kd", "scratch": "scratch"}
     assert built["scratch"].signal is None and built["annealing-kd"].signal is not None
     assert compare(config, built) == [("hinton-kd", "scratch"), ("annealing-kd", "hinton-kd"),
-                                      ("annealing-kd", "scratch"), ("annealing-kd", "mse-kd")]
+                                      ("annealing-kd", "scratch"), ("annealing-kd", "mse-kd"), ("mse-kd", "hinton-kd")]
     control = _config(method="mse-kd", arms=["mse-kd", "hinton-kd", "scratch"])
     assert arms(control, task=None)["mse-kd"].role == "variant"
     assert compare(control, arms(control, task=None))[1:] == [("mse-kd", "hinton-kd"), ("mse-kd", "scratch")]

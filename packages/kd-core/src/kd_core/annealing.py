@@ -28,8 +28,9 @@ Where the paper and its code leave room, this module decides, and says so:
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -39,7 +40,8 @@ from kd_core.losses import cross_entropy, logit_mse
 from kd_core.objective import Objective, Term
 from kd_core.taps import LOGITS
 
-__all__ = ["AnnealedScale", "annealed_mse_term", "annealing_phases", "check_tau_max", "phi"]
+__all__ = ["ARMS", "AnnealedScale", "AnnealingSettings", "annealed_mse_term", "annealing_arms", "annealing_compare",
+           "annealing_phases", "check_tau_max", "phi"]
 
 
 def _is_int(value: object) -> bool:
@@ -139,3 +141,85 @@ def annealing_phases(tau_max: int, phase1_epochs: int, phase2_epochs: int, *, an
         Phase("phase2", Objective(Term("ce", phase2_loss, target="label")), epochs=phase2_epochs,
               optimizer=phase2_optimizer or adamw(), scheduler=scheduler),
     ]
+
+
+# -- the method's arms, shared by every domain ---------------------------------------------------------------
+
+#: Every Annealing-KD study arm: the method, its "MSE without annealing" control, vanilla KD and scratch.
+ARMS = ("annealing-kd", "mse-kd", "hinton-kd", "scratch")
+DESCRIPTIONS = {"annealing-kd": "phase I MSE(z_s, Φ(T)·z_t), T = τ_max..1; phase II CE",
+                "mse-kd": "the same two phases with Φ ≡ 1", "hinton-kd": "α·T²·KL + (1 − α)·CE",
+                "scratch": "cross-entropy on the labels alone"}
+
+
+@dataclass(frozen=True)
+class AnnealingSettings:
+    """What every arm's phases need: τ_max, the phase lengths (vanilla KD and scratch train E₁ + E₂), AdamW
+    settings (phase II's own learning rate, default ``lr``), and vanilla KD's temperature and α."""
+
+    tau_max: int
+    phase1_epochs: int
+    phase2_epochs: int
+    lr: float
+    weight_decay: float = 0.0
+    phase2_lr: float | None = None
+    temperature: float = 4.0
+    alpha: float = 0.9
+
+    def phases(self, arm: str) -> list[Phase]:
+        """The phases of ``arm`` (one of ``ARMS``), each restarting AdamW with cosine decay."""
+        from kd_core.engine import cosine_lr
+        from kd_core.objective import hinton_objective
+        from kd_core.study import TrainSpec, supervised_phases
+
+        if arm in ("annealing-kd", "mse-kd"):
+            return annealing_phases(self.tau_max, self.phase1_epochs, self.phase2_epochs, anneal=arm == "annealing-kd",
+                                    phase1_optimizer=adamw(self.lr, self.weight_decay),
+                                    phase2_optimizer=adamw(self.phase2_lr or self.lr, self.weight_decay),
+                                    scheduler=cosine_lr)
+        if arm not in ARMS:
+            raise ConfigError("arms", f"names among {list(ARMS)}", arm)
+        budget = TrainSpec(epochs=self.phase1_epochs + self.phase2_epochs, lr=self.lr, weight_decay=self.weight_decay)
+        return (budget.phases(hinton_objective(self.temperature, self.alpha)) if arm == "hinton-kd"
+                else supervised_phases(budget))
+
+    def notes(self) -> str:
+        """The schedule behind the numbers, for reports."""
+        text = (f"Annealing: τ_max = {self.tau_max}; phase I {self.phase1_epochs} epochs of MSE(z_s, Φ(T)·z_t), the "
+                f"best phase-I student (validation accuracy) restored; phase II {self.phase2_epochs} epochs of CE "
+                f"with a fresh AdamW (lr {self.phase2_lr or self.lr}). MSE-KD: the same with Φ ≡ 1. Vanilla KD "
+                f"(hinton-kd): T = {self.temperature}, α = {self.alpha}; it and scratch train "
+                f"{self.phase1_epochs + self.phase2_epochs} epochs.")
+        if self.phase1_epochs >= self.tau_max:  # (an MSE-KD-only study may have fewer: nothing is annealed)
+            scale = AnnealedScale(self.tau_max, self.phase1_epochs)
+            text += (f" T per phase-I epoch: {scale.temperatures()}; Φ(T) = 1 − (T−1)/τ_max: "
+                     f"{[round(v, 3) for v in scale.values()]}.")
+        return text
+
+
+def annealing_arms(settings: AnnealingSettings, names: Sequence[str], method: str = "annealing-kd", *,
+                   batch_size: int, signal: Callable[..., Any] | None = None,
+                   distiller: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``Arm``s ``names`` of an Annealing-KD study: ``method``'s own arm is the variant, the other two-phase
+    arm a baseline, vanilla KD the ``kd`` arm; every arm but scratch distils through ``signal`` (a factory,
+    e.g. ``kd_core.study.cached_teacher()``). Phase settings are checked here, before any training."""
+    from kd_core.study import Arm
+
+    roles = {"hinton-kd": "kd", "scratch": "scratch"}
+    built = {}
+    for name in names:
+        settings.phases(name)
+        built[name] = Arm(lambda name=name: settings.phases(name), batch_size=batch_size,
+                          role=roles.get(name, "variant" if name == method else "baseline"),
+                          signal=None if name == "scratch" else signal, distiller=dict(distiller or {}),
+                          description=DESCRIPTIONS[name])
+    return built
+
+
+def annealing_compare(method: str, arms: Sequence[str]) -> list[tuple[str, str]]:
+    """Vanilla KD against scratch, then the method's arm against vanilla KD, scratch and the other two-phase
+    arm, and that arm against vanilla KD (the pairs whose arms are present)."""
+    other = "mse-kd" if method == "annealing-kd" else "annealing-kd"
+    pairs = [("hinton-kd", "scratch"), (method, "hinton-kd"), (method, "scratch"), (method, other),
+             (other, "hinton-kd")]
+    return [(a, b) for a, b in pairs if a in arms and b in arms]

@@ -266,6 +266,18 @@ class ObjectiveResult:
         return dict(zip(names, stacked.tolist(), strict=True))
 
 
+def hinton_objective(temperature: float | Schedule = 4.0, alpha: float = 0.9, sample_weight: Any = None,
+                     label: str = "label") -> Objective:
+    """Hinton, Vinyals and Dean (arXiv:1503.02531): α·T²·KL(p_t^T ‖ p_s^T) + (1 − α)·CE(y, p_s) over logits;
+    ``sample_weight`` (a ``SampleWeights`` provider or batch key) weighs the KD term per sample."""
+    from kd_core.losses import cross_entropy, kl_divergence
+
+    return Objective(
+        Term("kd", kl_divergence, student=LOGITS, teacher=LOGITS, weight=alpha, temperature=temperature,
+             direction="forward", sample_weight=sample_weight),
+        Term("ce", cross_entropy, student=LOGITS, target=label, weight=1.0 - alpha))
+
+
 class Objective(nn.Module):
     """A weighted sum of ``Term``s. Holds trainable losses (projections) as submodules."""
 

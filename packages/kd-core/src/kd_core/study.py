@@ -43,7 +43,8 @@ from kd_core.task import Task, classification_outputs
 
 Role = Literal["scratch", "kd", "variant", "baseline"]
 
-__all__ = ["Arm", "ArmRun", "Role", "Study", "StudyResult", "TrainSpec", "model_cost", "supervised_phases"]
+__all__ = ["Arm", "ArmRun", "Role", "Study", "StudyResult", "TrainSpec", "cached_teacher", "model_cost",
+           "supervised_phases"]
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,16 @@ class ArmRun:
                                     "callbacks": callbacks, **self.arm.distiller, **options}
         return Distiller(self.student, phases, teacher=signal, **settings)
 
+    def train(self, phases: Sequence[Phase], signal: Signal | None = None, *, train: Any = None,
+              extra_callbacks: Sequence[Callback] = (), **options: Any) -> nn.Module:
+        """Train ``self.student`` through ``phases`` in ``self.out`` on the task's train split (or ``train``),
+        validated on its val split, resuming when the study resumes; return the trained student."""
+        data = self.study.task.data
+        distiller = self.distiller(phases, signal, extra_callbacks=extra_callbacks, **options)
+        distiller.fit(data.train if train is None else train, data.val, out=self.out, config=self.config(),
+                      resume=self.resume and (self.out / "config.yaml").is_file())
+        return distiller.student
+
     def config(self) -> dict[str, Any]:
         """What a sub-run's ``config.yaml`` records (resume checks it)."""
         return {"arm": self.name, "seed": self.seed, "role": self.arm.role, **self.study.config}
@@ -181,6 +192,17 @@ def model_cost(model: nn.Module, batch: Any, latency_iterations: int = 50,
     if latency_iterations > 0:
         cost["latency_ms_p50"] = measure_latency(call, cpu_batch, warmup=5, iterations=latency_iterations).p50_ms
     return cost
+
+
+def cached_teacher(folder: str = "teacher-outputs") -> Callable[[nn.Module, Path], Signal]:
+    """An ``Arm.signal`` factory: the frozen teacher's outputs over the train split, computed once into
+    ``<study directory>/<folder>`` and served to every arm and seed (exact when the inputs are not augmented)."""
+    from kd_core.signals import CachedTeacher
+
+    def signal(teacher: nn.Module, workdir: Path) -> Signal:
+        return CachedTeacher(FrozenTeacher(teacher), Path(workdir) / folder)
+
+    return signal
 
 
 def _check_arms(arms: Mapping[str, Arm], seeds: Sequence[int]) -> None:
@@ -296,10 +318,7 @@ class Study:
                 save_weights(student, final)
             return student, run
         phases = arm.phases()
-        distiller = run.distiller(phases, self._signal(arm, phases, teacher, out))
-        distiller.fit(task.data.train, task.data.val, out=run.out, config=run.config(),
-                      resume=resume and (run.out / "config.yaml").is_file())
-        return distiller.student, run
+        return run.train(phases, self._signal(arm, phases, teacher, out)), run
 
     def _batches(self, dataset: Any) -> list[Any]:
         loader = DataLoader(dataset, batch_size=256, collate_fn=self.task.collate)

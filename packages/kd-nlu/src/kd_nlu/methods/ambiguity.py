@@ -35,8 +35,8 @@ from kd_core.objective import Objective, Term
 from kd_core.plots import save_figure
 from kd_core.recipes import RunContext
 from kd_core.report import markdown_table
-from kd_core.study import Arm, ArmRun, supervised_phases
-from kd_core.study_recipe import StudyRecipe
+from kd_core.study import Arm, ArmRun, cached_teacher, supervised_phases
+from kd_core.study_recipe import StudyPlan, StudyRecipe
 from kd_core.task import Task
 from pydantic import Field, model_validator
 from torch import nn
@@ -58,14 +58,11 @@ from kd_nlu.ambiguity.recalibration import TargetsDataset, flag_ambiguous, recal
 from kd_nlu.ambiguity.task import AmbiguityData, ambiguity_task
 from kd_nlu.methods.common import (
     KDSection,
-    SectionsPlan,
     Strict,
     TrainConfig,
-    cached_teacher,
     hinton_objective,
     read_json,
     text_method,
-    train_arm,
 )
 
 SCALE_NOTE = ("JSD is shown ×100 in the tables and comparisons above (marked %, though it is a distance in "
@@ -79,7 +76,7 @@ def task(config: Any, context: RunContext) -> Task:
     return ambiguity_task(config.data, config.model, context)
 
 
-class AmbiguityPlan(SectionsPlan):
+class AmbiguityPlan(StudyPlan):
     """The study; ``kd-nlu eval RUN`` re-scores every saved student (``<arm>-seed<seed>/model``, pruned or not)."""
 
     def evaluate(self, run: Path, device: str = "auto") -> dict[str, float]:
@@ -187,7 +184,7 @@ def recalibrate(config: SelfKDRecipe, run: ArmRun) -> nn.Module:
     if bool(mask.any()):
         phase = Phase("recalibrate", recalibration_objective(r.temperature, r.ce_weight), epochs=r.train.epochs,
                       optimizer=adamw(r.train.lr, r.train.weight_decay), scheduler=cosine_lr)
-        student = train_arm(run, [phase], train=TargetsDataset(data.train, lower, mask.nonzero().squeeze(-1)),
+        student = run.train([phase], train=TargetsDataset(data.train, lower, mask.nonzero().squeeze(-1)),
                             batch_size=r.train.batch_size)
     else:  # nothing flagged: the phase-1 student is final
         student = run.student
@@ -211,13 +208,13 @@ def selfkd_arms(config: SelfKDRecipe, task: Task | None) -> dict[str, Arm]:
 
     def fit(run: ArmRun) -> nn.Module:
         if run.name == "self-kd":
-            return train_arm(run, phase1(run.student))
+            return run.train(phase1(run.student))
         done = run.out.parent / f"self-kd-seed{run.seed}" / "checkpoints" / "final.safetensors"
         if "self-kd" in config.arms and done.is_file():  # the same seed's phase 1 already ran: the same student
             trained = load_weights(run.student, done)
         else:
-            trained = train_arm(dataclasses.replace(run, out=run.out.with_name(f"{run.name}-phase1-seed{run.seed}")),
-                                phase1(run.student))
+            trained = dataclasses.replace(run, out=run.out.with_name(f"{run.name}-phase1-seed{run.seed}")).train(
+                phase1(run.student))
         return recalibrate(config, dataclasses.replace(run, student=trained))
 
     final = "self-kd-recal" if "self-kd-recal" in config.arms else "self-kd"
@@ -357,10 +354,10 @@ def prune_arms(config: PruneRecipe, task: Task | None) -> dict[str, Arm]:
         student = prune_layers(run.teacher, probes.get(run)["plateau"]).requires_grad_(True)  # the teacher is frozen
         pruned = dataclasses.replace(run, student=student)
         if run.name == "pruned-ce":
-            return train_arm(pruned, supervised_phases(train))
+            return pruned.train(supervised_phases(train))
         source = (cached_teacher()(run.teacher, run.out.parent) if run.name == "top-kd" else
                   cached_teacher("lower-outputs")(probes.lower, run.out.parent))
-        return train_arm(pruned, train.phases(prune_distill_objective(d.lam, d.temperature)), source)
+        return pruned.train(train.phases(prune_distill_objective(d.lam, d.temperature)), source)
 
     full = config.finetune.train_spec()
     descriptions = {"lower-kd": "pruned at ℓ*, distilled from the probe of layer ℓ_d",

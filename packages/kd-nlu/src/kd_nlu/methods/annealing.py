@@ -21,18 +21,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from kd_core.annealing import AnnealedScale, annealing_phases
-from kd_core.engine import Phase, adamw, cosine_lr
-from kd_core.study import Arm, TrainSpec, supervised_phases
+from kd_core.annealing import AnnealingSettings, annealing_arms, annealing_compare
+from kd_core.engine import Phase
+from kd_core.study import Arm, cached_teacher
 from kd_core.study_recipe import StudyRecipe
 from kd_core.task import Task
 from pydantic import Field, model_validator
 
-from kd_nlu.methods.common import KDSection, Strict, cached_teacher, hinton_objective, text_method
+from kd_nlu.methods.common import KDSection, Strict, text_method
 from kd_nlu.tasks import TextData, TextModel
 
 ArmName = Literal["annealing-kd", "mse-kd", "hinton-kd", "scratch"]
-ROLES = {"annealing-kd": "variant", "mse-kd": "baseline", "hinton-kd": "kd", "scratch": "scratch"}
 
 
 class AnnealingSection(Strict):
@@ -91,56 +90,36 @@ class AnnealingTextConfig(StudyRecipe):
         return self
 
 
-def arm_phases(config: AnnealingTextConfig, arm: str) -> list[Phase]:
-    """The phases of one arm (checked when the arms are built, before any training)."""
+def settings(config: AnnealingTextConfig) -> AnnealingSettings:
+    """The phases' settings of every arm (``kd_core.annealing``)."""
     s, a = config.student, config.annealing
-    if arm in ("annealing-kd", "mse-kd"):
-        return annealing_phases(a.tau_max, a.phase1_epochs, a.phase2_epochs, anneal=arm == "annealing-kd",
-                                phase1_optimizer=adamw(s.lr, s.weight_decay),
-                                phase2_optimizer=adamw(a.phase2_lr or s.lr, s.weight_decay), scheduler=cosine_lr)
-    budget = TrainSpec(epochs=a.budget, lr=s.lr, batch_size=s.batch_size, weight_decay=s.weight_decay)
-    return budget.phases(hinton_objective(config.kd)) if arm == "hinton-kd" else supervised_phases(budget)
+    return AnnealingSettings(a.tau_max, a.phase1_epochs, a.phase2_epochs, lr=s.lr, weight_decay=s.weight_decay,
+                             phase2_lr=a.phase2_lr, temperature=config.kd.temperature, alpha=config.kd.alpha)
 
 
-DESCRIPTIONS = {"annealing-kd": "phase I MSE(z_s, Φ(T)·z_t), T = τ_max..1; phase II CE",
-                "mse-kd": "the same two phases with Φ ≡ 1", "hinton-kd": "α·τ²·KL + (1 − α)·CE",
-                "scratch": "cross-entropy on the labels alone"}
+def arm_phases(config: AnnealingTextConfig, arm: str) -> list[Phase]:
+    """The phases of one arm."""
+    return settings(config).phases(arm)
 
 
 def arms(config: AnnealingTextConfig, task: Task) -> dict[str, Arm]:
     """Every arm the recipe lists, each through its own phases; the teachers' logits cached when asked."""
-    signal = cached_teacher() if config.cache_teacher_outputs else None
-    built = {}
-    for name in config.arms:
-        arm_phases(config, name)  # bad phase settings fail here, before anything is trained
-        built[name] = Arm(lambda name=name: arm_phases(config, name), role=ROLES[name],
-                          signal=None if name == "scratch" else signal, batch_size=config.student.batch_size,
-                          distiller={"clip_grad_norm": config.clip_grad_norm}, description=DESCRIPTIONS[name])
-    return built
+    return annealing_arms(settings(config), config.arms, batch_size=config.student.batch_size,
+                          signal=cached_teacher() if config.cache_teacher_outputs else None,
+                          distiller={"clip_grad_norm": config.clip_grad_norm})
 
 
 def compare(config: AnnealingTextConfig, arms: dict[str, Arm]) -> list[tuple[str, str]]:
     """Vanilla KD against scratch, then annealing-KD against vanilla KD, scratch and MSE-KD."""
-    pairs = [("hinton-kd", "scratch"), ("annealing-kd", "hinton-kd"), ("annealing-kd", "scratch"),
-             ("annealing-kd", "mse-kd"), ("mse-kd", "hinton-kd")]
-    return [(a, b) for a, b in pairs if a in arms and b in arms]
+    return annealing_compare("annealing-kd", list(arms))
 
 
 def notes(config: AnnealingTextConfig, task: Task) -> str:
     """The schedule and settings behind the numbers."""
-    a, s, kd, t = config.annealing, config.student, config.kd, config.teacher
-    text = (f"Annealing: τ_max = {a.tau_max}; phase I {a.phase1_epochs} epochs of MSE(z_s, Φ(T)·z_t), the best "
-            f"phase-I student (validation accuracy) restored; phase II {a.phase2_epochs} epochs of CE with a fresh "
-            f"AdamW (lr {a.phase2_lr or s.lr}). MSE-KD: the same with Φ ≡ 1. Vanilla KD (hinton-kd): τ = "
-            f"{kd.temperature}, α = {kd.alpha}; it and scratch train {a.budget} epochs. Student {s.model} "
-            f"({s.layers} layers, hidden {s.hidden}), AdamW lr {s.lr}, cosine decay in each phase, batch "
-            f"{s.batch_size}, gradient clipping {config.clip_grad_norm}. Teacher {t.model}: {t.epochs} epochs at lr "
-            f"{t.lr} unless it came trained.")
-    if "annealing-kd" in config.arms:
-        scale = AnnealedScale(a.tau_max, a.phase1_epochs)
-        text += (f" T per phase-I epoch: {scale.temperatures()}; Φ(T) = 1 − (T−1)/τ_max: "
-                 f"{[round(v, 3) for v in scale.values()]}.")
-    return text
+    s, t = config.student, config.teacher
+    return (f"{settings(config).notes()} Student {s.model} ({s.layers} layers, hidden {s.hidden}), AdamW lr {s.lr}, "
+            f"cosine decay in each phase, batch {s.batch_size}, gradient clipping {config.clip_grad_norm}. Teacher "
+            f"{t.model}: {t.epochs} epochs at lr {t.lr} unless it came trained.")
 
 
 METHOD = text_method("annealing-kd", AnnealingTextConfig, arms=arms, compare=compare, notes=notes,

@@ -1,9 +1,10 @@
 """Pieces the NLU methods share: config sections, objectives, signal factories, training and study plumbing.
 
 Study methods (annealing-kd, dcs, rl-multi-teacher, ambiguity-*) are config + arms registered with
-``text_method``: a ``SectionsPlan`` runs their ``kd_core.study.Study`` over a text task (``text_study_task``)
-and adds their own report sections; ``train_arm`` trains an ``Arm.fit`` run with extra callbacks;
-``hinton_objective`` and ``cached_teacher`` are the KD term and the cached-logits signal they share. Plan-style
+``text_method``: a ``StudyPlan`` runs their ``kd_core.study.Study`` over a text task (``text_study_task``)
+and adds their own report sections (custom ``Arm.fit`` runs train through ``ArmRun.train``, teacher logits are
+cached by ``kd_core.study.cached_teacher``); ``hinton_objective`` is kd-core's KD term with a recipe's τ and α.
+Plan-style
 methods (TinyBERT, teacher fine-tuning) use ``fit_text``, which runs ``Distiller`` with ``TextCollator`` and
 ``encoder_forward`` (there is no other training loop), and ``cached_model``, which stores trained weights under
 ``$KD_DATA_HOME/teachers`` keyed by a digest of everything that determines them.
@@ -11,18 +12,15 @@ methods (TinyBERT, teacher fine-tuning) use ``fit_text``, which runs ``Distiller
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import torch
 from kd_core import Backend, Distiller, FrozenTeacher, Objective, Phase, Term, adamw, cosine_lr
 from kd_core.datacache import cached_model  # noqa: F401 - re-exported (models.teacher, tests)
-from kd_core.engine import Callback
-from kd_core.losses import cross_entropy, kl_divergence
+from kd_core.losses import cross_entropy
 from kd_core.metrics import (
     CalibrationResult,
     classification_metrics,
@@ -30,8 +28,8 @@ from kd_core.metrics import (
 )
 from kd_core.progress import ProgressCallback
 from kd_core.recipes import Method, RunContext
-from kd_core.signals import CachedTeacher, Signal
-from kd_core.study import Arm, ArmRun, TrainSpec
+from kd_core.signals import Signal
+from kd_core.study import Arm, TrainSpec
 from kd_core.study_recipe import StudyPlan, StudyRecipe
 from kd_core.taps import select_logits
 from kd_core.task import Task
@@ -131,34 +129,11 @@ class KDSection(Strict):
 
 
 def hinton_objective(kd: KDSection, sample_weight: Any = None) -> Objective:
-    """α·τ²·KL(p_t^τ ‖ p_s^τ) + (1 − α)·CE; ``sample_weight`` (a ``SampleWeights`` provider) weighs the KD term."""
-    return Objective(
-        Term("kd", kl_divergence, student="logits", teacher="logits", weight=kd.alpha, temperature=kd.temperature,
-             sample_weight=sample_weight),
-        Term("ce", cross_entropy, student="logits", target="label", weight=1.0 - kd.alpha))
+    """``kd_core.objective.hinton_objective`` with the recipe's τ and α; ``sample_weight`` (a ``SampleWeights``
+    provider) weighs the KD term."""
+    from kd_core.objective import hinton_objective as hinton
 
-
-def cached_teacher(folder: str = "teacher-outputs") -> Callable[[nn.Module, Path], Signal]:
-    """An ``Arm.signal`` factory: the frozen teacher's logits over the train split, computed once into
-    ``<study directory>/<folder>`` and served to every arm and seed (exact: text inputs are not augmented)."""
-
-    def signal(teacher: nn.Module, workdir: Path) -> Signal:
-        return CachedTeacher(FrozenTeacher(teacher), Path(workdir) / folder)
-
-    return signal
-
-
-def train_arm(run: ArmRun, phases: Sequence[Phase], signal: Signal | None = None, callbacks: Sequence[Callback] = (),
-              train: Dataset | None = None, **options: Any) -> nn.Module:
-    """Train ``run.student`` through ``phases`` in ``run.out`` (for an ``Arm.fit``): the study's ``Distiller`` with
-    ``callbacks`` added to the arm's, on the task's train split (or ``train``) with its val split."""
-    extra = list(callbacks)
-    arm = dataclasses.replace(run.arm, callbacks=lambda: [*run.arm.callbacks(), *extra])
-    distiller = dataclasses.replace(run, arm=arm).distiller(phases, signal, **options)
-    data = run.study.task.data
-    distiller.fit(data.train if train is None else train, data.val, out=run.out, config=run.config(),
-                  resume=run.resume and (run.out / "config.yaml").is_file())
-    return distiller.student
+    return hinton(kd.temperature, kd.alpha, sample_weight=sample_weight)
 
 
 def text_study_task(config: Any, context: RunContext) -> Task:
@@ -173,35 +148,17 @@ def text_study_task(config: Any, context: RunContext) -> Task:
 Sections = Callable[[Any, dict[str, Any], Path], list[tuple[str, str]]]
 
 
-@dataclass
-class SectionsPlan(StudyPlan):
-    """A ``StudyPlan`` whose report gets the method's own sections (``extra(config, results, run_dir)``) before
-    "Reproduce", e.g. DCS's weight statistics or the policy's selection rates."""
-
-    extra: Sections | None = None
-
-    def run(self, context: RunContext) -> Path:
-        """Run the study, then add the method's sections to ``report.md``."""
-        run = Path(super().run(context))
-        if self.extra is not None and (run / "results.json").is_file():  # the main process wrote the results
-            results = json.loads((run / "results.json").read_text())
-            body = "".join(f"## {heading}\n\n{text.rstrip()}\n\n"
-                           for heading, text in self.extra(self.config, results, run))
-            report = (run / "report.md").read_text()
-            (run / "report.md").write_text(report.replace("## Reproduce", body + "## Reproduce", 1))
-        return run
-
-
 def text_method(name: str, config_model: type[StudyRecipe], *, arms: Callable[[Any, Task], dict[str, Arm]],
                 title: Callable[[Any, Task], str], summary: str, notes: Callable[[Any, Task], str] | None = None,
                 compare: Callable[[Any, dict[str, Arm]], list[tuple[str, str]] | None] | None = None,
                 extra: Sections | None = None, task: Callable[[Any, RunContext], Task] = text_study_task,
-                plan: type[SectionsPlan] = SectionsPlan,
+                plan: type[StudyPlan] = StudyPlan,
                 teacher_training: Callable[[Any], TrainSpec | None] = lambda c: c.teacher.train_spec()) -> Method:
     """A registered kd-nlu study method over ``task`` (default: the recipe's text task), its teacher trained by
-    ``teacher_training(config)`` (default ``config.teacher.train_spec()``) when it comes without weights."""
-    def build(config: Any) -> SectionsPlan:
-        return plan(config=config, task=task, arms=arms, title=title, notes=notes, compare=compare, extra=extra,
+    ``teacher_training(config)`` (default ``config.teacher.train_spec()``) when it comes without weights;
+    ``extra(config, results, run_dir)`` adds the method's own report sections before "Reproduce"."""
+    def build(config: Any) -> StudyPlan:
+        return plan(config=config, task=task, arms=arms, title=title, notes=notes, compare=compare, sections=extra,
                     teacher_training=teacher_training)
 
     return Method(name=name, config_model=config_model, build=build, domain="nlu", recipes=RECIPES, summary=summary)

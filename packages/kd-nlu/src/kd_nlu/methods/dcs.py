@@ -22,14 +22,14 @@ from typing import Annotated, Any, Literal
 from kd_core.losses import cross_entropy, kl_divergence
 from kd_core.objective import Objective, Term
 from kd_core.sample_weights import CorrectiveWeights
-from kd_core.study import Arm, ArmRun, supervised_phases
+from kd_core.study import Arm, ArmRun, cached_teacher, supervised_phases
 from kd_core.study_recipe import StudyRecipe
 from kd_core.taps import LOGITS
 from kd_core.task import Task
 from pydantic import Field, model_validator
 from torch import nn
 
-from kd_nlu.methods.common import Strict, cached_teacher, read_json, text_method, train_arm
+from kd_nlu.methods.common import Strict, read_json, text_method
 from kd_nlu.tasks import TextData, TextModel
 
 ArmName = Literal["finetune", "self-kd", "dcs"]
@@ -81,8 +81,8 @@ def arms(config: DCSConfig, task: Task) -> dict[str, Arm]:
 
     def fit_dcs(run: ArmRun) -> nn.Module:
         weights = CorrectiveWeights(len(run.study.task.data.train), every=d.every, cap=d.cap, soft=d.soft)
-        student = train_arm(run, train.phases(dcs_objective(d, weights)), signal(run.teacher, run.out.parent),
-                            callbacks=[weights])
+        student = run.train(train.phases(dcs_objective(d, weights)), signal(run.teacher, run.out.parent),
+                            extra_callbacks=[weights])
         (run.out / WEIGHTS_FILE).write_text(json.dumps(weights.history))
         return student
 

@@ -30,7 +30,7 @@ from kd_core.datacache import cached_model
 from kd_core.engine import Phase, adamw, cosine_lr
 from kd_core.reinforced import PolicyReward, ReinforcedWeighting, RewardKind
 from kd_core.signals import Batch, Ensemble, Signal, TeacherOutput, UniformWeighting
-from kd_core.study import Arm, ArmRun, supervised_phases
+from kd_core.study import Arm, ArmRun, cached_teacher, supervised_phases
 from kd_core.study_recipe import StudyRecipe
 from kd_core.taps import LOGITS
 from kd_core.task import Task, classification_outputs
@@ -42,12 +42,10 @@ from kd_nlu.methods.common import (
     KDSection,
     Strict,
     TrainConfig,
-    cached_teacher,
     hinton_objective,
     read_json,
     supervised_objective,
     text_method,
-    train_arm,
 )
 from kd_nlu.tasks import TextData, TextModel
 
@@ -177,7 +175,7 @@ class TeacherPool:
             phase = Phase("train", supervised_objective(), epochs=t.epochs,
                           optimizer=adamw(t.lr, t.weight_decay), scheduler=cosine_lr, restore_best=True)
             own = dataclasses.replace(run, name=spec.name, student=model, out=run.out.parent / "teachers" / spec.name)
-            return train_arm(own, [phase], train=Relabelled(train, labels), batch_size=t.batch_size, seed=spec.seed)
+            return own.train([phase], train=Relabelled(train, labels), batch_size=t.batch_size, seed=spec.seed)
 
         return cached_model(build, fit, f"{task.name}-{spec.name}", self.config.reuse_teacher,
                             spec=spec.model_dump(), data=task.key)
@@ -222,11 +220,10 @@ def arms(config: RLConfig, task: Task) -> dict[str, Arm]:
     def fit(run: ArmRun) -> nn.Module:
         signals = pool.signals(run)
         if run.name == "best-single":
-            return train_arm(run, train.phases(hinton_objective(config.kd)), signals[pool.best])
+            return run.train(train.phases(hinton_objective(config.kd)), signals[pool.best])
         if run.name != "rl":
             weighting = OracleWeighting() if run.name == "oracle" else UniformWeighting()
-            return train_arm(run, train.phases(hinton_objective(config.kd)), Ensemble(list(signals.values()),
-                                                                                       weighting))
+            return run.train(train.phases(hinton_objective(config.kd)), Ensemble(list(signals.values()), weighting))
         classes = len(run.study.task.class_names or [])
         policy = ReinforcedWeighting(len(signals), classes, hidden=p.hidden, lr=p.lr, seed=run.seed,
                                      baseline_momentum=p.baseline_momentum, entropy_bonus=p.entropy_bonus,
@@ -234,8 +231,8 @@ def arms(config: RLConfig, task: Task) -> dict[str, Arm]:
         val = run.study.task.data.val
         reward = PolicyReward(policy, dev=Subset(val, range(min(p.dev_size, len(val)))) if p.reward != "train_loss"
                               else None, kind=p.reward)
-        student = train_arm(run, train.phases(hinton_objective(config.kd, sample_weight=policy.sample_weights)),
-                            Ensemble(list(signals.values()), policy), callbacks=[reward])
+        student = run.train(train.phases(hinton_objective(config.kd, sample_weight=policy.sample_weights)),
+                            Ensemble(list(signals.values()), policy), extra_callbacks=[reward])
         (run.out / "selection.json").write_text(json.dumps({
             "teachers": list(signals), "rates": policy.selection_rates().nan_to_num(0.0).tolist(),
             "steps": policy.steps, "rewards": len(policy.history)}))

@@ -22,21 +22,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from kd_core.annealing import AnnealedScale, annealing_phases
-from kd_core.engine import Phase, adamw, cosine_lr
+from kd_core.annealing import AnnealingSettings, annealing_arms, annealing_compare
+from kd_core.engine import Phase
 from kd_core.recipes import Method, RunContext
-from kd_core.signals import CachedTeacher, FrozenTeacher
-from kd_core.study import Arm, TrainSpec, supervised_phases
+from kd_core.study import Arm, cached_teacher
 from kd_core.study_recipe import StudyRecipe, study_method
 from kd_core.task import Task
 from pydantic import Field, model_validator
 
 from kd_vision.methods.common import Strict, TrainConfig
-from kd_vision.methods.hinton import KDConfig, distill_objective
+from kd_vision.methods.hinton import KDConfig
 from kd_vision.tasks import VisionData, vision_task
 
 ArmName = Literal["annealing-kd", "mse-kd", "hinton-kd", "scratch"]
-ROLES = {"hinton-kd": "kd", "scratch": "scratch"}
 
 
 class StudentConfig(Strict):
@@ -102,38 +100,29 @@ class AnnealingConfig(StudyRecipe):
                            batch_size=s.batch_size, weight_decay=s.weight_decay)
 
 
-def student_phases(config: AnnealingConfig, arm: str) -> list[Phase]:
-    """The phases one arm trains through (checked when the arms are built, before any training)."""
+def settings(config: AnnealingConfig) -> AnnealingSettings:
+    """The phases' settings of every arm (``kd_core.annealing``)."""
     s, a = config.student, config.annealing
-    if arm in ("annealing-kd", "mse-kd"):
-        return annealing_phases(a.tau_max, a.phase1_epochs, a.phase2_epochs, anneal=arm == "annealing-kd",
-                                phase1_optimizer=adamw(s.lr, s.weight_decay),
-                                phase2_optimizer=adamw(s.phase2_lr or s.lr, s.weight_decay), scheduler=cosine_lr)
-    train: TrainSpec = config.student_train().train_spec()
-    return train.phases(distill_objective(config.kd)) if arm == "hinton-kd" else supervised_phases(train)
+    return AnnealingSettings(a.tau_max, a.phase1_epochs, a.phase2_epochs, lr=s.lr, weight_decay=s.weight_decay,
+                             phase2_lr=s.phase2_lr, temperature=config.kd.temperature, alpha=config.kd.alpha)
+
+
+def student_phases(config: AnnealingConfig, arm: str) -> list[Phase]:
+    """The phases one arm trains through."""
+    return settings(config).phases(arm)
 
 
 def arms(config: AnnealingConfig, task: Task) -> dict[str, Arm]:
-    """Every arm the recipe lists; the method's own is the variant, vanilla KD the ``kd`` arm."""
-    def cached(teacher, workdir: Path) -> CachedTeacher | FrozenTeacher:
-        frozen = FrozenTeacher(teacher)
-        return CachedTeacher(frozen, workdir / "teacher-outputs") if config.cache_teacher_outputs else frozen
-
-    built = {}
-    for name in config.arms:
-        student_phases(config, name)  # bad phase settings fail here, before anything is trained
-        role = ROLES.get(name, "variant" if name == config.method else "baseline")
-        built[name] = Arm(lambda name=name: student_phases(config, name), role=role,
-                          signal=None if name == "scratch" else cached, batch_size=config.student.batch_size,
+    """Every arm the recipe lists; the method's own is the variant, vanilla KD the ``kd`` arm; the teacher's
+    logits are cached for every arm and seed when ``cache_teacher_outputs``."""
+    return annealing_arms(settings(config), config.arms, config.method, batch_size=config.student.batch_size,
+                          signal=cached_teacher() if config.cache_teacher_outputs else None,
                           distiller={"clip_grad_norm": config.clip_grad_norm})
-    return built
 
 
 def compare(config: AnnealingConfig, arms: dict[str, Arm]) -> list[tuple[str, str]]:
     """Vanilla KD against scratch, then the method's arm against vanilla KD, scratch and the other control."""
-    pairs = [("hinton-kd", "scratch")] if {"hinton-kd", "scratch"} <= set(arms) else []
-    own, other = config.method, "mse-kd" if config.method == "annealing-kd" else "annealing-kd"
-    return pairs + [(own, b) for b in ("hinton-kd", "scratch", other) if b in arms]
+    return annealing_compare(config.method, list(arms))
 
 
 def task(config: AnnealingConfig, context: RunContext) -> Task:
@@ -143,17 +132,9 @@ def task(config: AnnealingConfig, context: RunContext) -> Task:
 
 def notes(config: AnnealingConfig, task: Task) -> str:
     """The schedule and settings behind the numbers."""
-    a, s, kd = config.annealing, config.student, config.kd
-    text = (f"Annealing: τ_max = {a.tau_max}; phase I {a.phase1_epochs} epochs of MSE(z_s, Φ(T)·z_t), the best "
-            f"phase-I student (validation accuracy) restored; phase II {a.phase2_epochs} epochs of CE with a fresh "
-            f"AdamW (lr {s.phase2_lr or s.lr}). MSE-KD: the same with Φ ≡ 1. Vanilla KD (hinton-kd): "
-            f"T = {kd.temperature}, α = {kd.alpha}; it and scratch train {a.budget} epochs. Student {s.model}, AdamW "
-            f"lr {s.lr}, cosine decay in each phase, batch {s.batch_size}.")
-    if "annealing-kd" in config.arms:
-        scale = AnnealedScale(a.tau_max, a.phase1_epochs)
-        text += (f" T per phase-I epoch: {scale.temperatures()}; Φ(T) = 1 − (T−1)/τ_max: "
-                 f"{[round(v, 3) for v in scale.values()]}.")
-    return text
+    s = config.student
+    return (f"{settings(config).notes()} Student {s.model}, AdamW lr {s.lr}, cosine decay in each phase, batch "
+            f"{s.batch_size}.")
 
 
 _RECIPES = Path(__file__).resolve().parent.parent / "recipes"

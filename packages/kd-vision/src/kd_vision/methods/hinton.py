@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from kd_core import Objective, Term
-from kd_core.losses import cross_entropy, kl_divergence
+from kd_core import Objective
+from kd_core.objective import hinton_objective
 from kd_core.recipes import RunContext
 from kd_core.study import Arm, supervised_phases
 from kd_core.study_recipe import StudyRecipe, study_method
@@ -42,12 +42,8 @@ class HintonConfig(StudyRecipe):
 
 
 def distill_objective(kd: KDConfig) -> Objective:
-    """α·T²·KL(teacher ‖ student) + (1 − α)·CE."""
-    return Objective(
-        Term("kd", kl_divergence, student="logits", teacher="logits", weight=kd.alpha,
-             temperature=kd.temperature, direction="forward"),
-        Term("ce", cross_entropy, student="logits", target="label", weight=1.0 - kd.alpha),
-    )
+    """α·T²·KL(teacher ‖ student) + (1 − α)·CE (``kd_core.objective.hinton_objective``) with the recipe's T, α."""
+    return hinton_objective(kd.temperature, kd.alpha)
 
 
 def arms(config: HintonConfig, task: Task) -> dict[str, Arm]:
