@@ -4,7 +4,7 @@ holding ``inputs`` and ``labels``). Items are ``{"input", "label"}`` dicts.
 
 A folder holding ``train/`` and ``val/`` (and optionally ``test/``) is used as split; otherwise the items are
 split deterministically (``stratified_split``). Images are loaded as RGB, resized to ``size`` × ``size`` and
-scaled to [-1, 1]. torchvision is imported only for image folders (the domains that read them depend on it).
+scaled to [-1, 1]. torchvision is imported only for image folders (kd-vision requires it; kd-edge does not).
 """
 
 from __future__ import annotations
@@ -43,8 +43,12 @@ class LabelledItems(Dataset):
 
 def image_folder(directory: Path, size: int, argument: str) -> Any:
     """A torchvision ``ImageFolder`` of RGB images resized to ``size`` and scaled to [-1, 1]; a folder that is
-    missing, empty or of one class is a ``ConfigError`` naming ``argument``."""
-    from torchvision import datasets, transforms
+    missing, empty or of one class is a ``ConfigError`` naming ``argument``, and so is a missing torchvision."""
+    try:
+        from torchvision import datasets, transforms
+    except ImportError:
+        raise ConfigError(argument, "torchvision installed, to read image folders (pip install torchvision, or "
+                          "kd-vision, which requires it)", "not installed") from None
 
     transform = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor(),
                                     transforms.Normalize([0.5] * 3, [0.5] * 3)])
