@@ -226,7 +226,8 @@ class Study:
     reads a cached teacher when one with the same key exists. ``compare``: (a, b) arm pairs to compare on
     the headline metric; by default every ``kd`` arm against the ``scratch`` arm and every ``variant``
     against the ``kd`` arm and against ``scratch``. ``sections(results, run_dir)`` may return extra
-    ``(heading, markdown)`` report sections (a method's own tables and plots), placed before "Reproduce".
+    ``(heading, markdown)`` report sections (a method's own tables and plots), placed before "Reproduce", and
+    may add entries of its own to ``results`` (they are saved in ``results.json``).
     """
 
     def __init__(self, task: Task, arms: Mapping[str, Arm], seeds: Sequence[int], *, title: str,
@@ -416,10 +417,10 @@ class Study:
         comparisons = self.comparisons(results)
         results["comparisons"] = [c.as_dict() for c in comparisons]
         if self.backend.is_main:
-            top.write_json("results.json", results)
             from kd_core.study_report import write_study_report
 
-            write_study_report(self, top, results, comparisons, calibration)
+            write_study_report(self, top, results, comparisons, calibration)  # (sections may add to results)
+            top.write_json("results.json", results)
         return StudyResult(run=top, results=results, comparisons=comparisons)
 
     def comparisons(self, results: Mapping[str, Any]) -> list[PairedComparison]:

@@ -155,7 +155,7 @@ def _plot_headline(results: Mapping[str, Any], path: Path, metric: str, percent:
     return save_figure(fig, path)
 
 
-def write_study_report(study: Study, run: RunDir, results: Mapping[str, Any],
+def write_study_report(study: Study, run: RunDir, results: dict[str, Any],
                        comparisons: Sequence[PairedComparison],
                        calibration: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> Path:
     """Write the study's ``report.md`` and its plots into ``run``."""
@@ -209,7 +209,7 @@ def write_study_report(study: Study, run: RunDir, results: Mapping[str, Any],
         diagrams = {name: expected_calibration_error(*outputs) for name, outputs in calibration.items()}
         plots.append((f"Reliability diagrams (test split, seed {study.seeds[0]})",
                       plot_reliability_diagram(diagrams, plots_dir / "reliability.png")))
-    extra = study.sections(dict(results), run.path) if study.sections is not None else []
+    extra = study.sections(results, run.path) if study.sections is not None else []
     return write_report(run, study.title, [
         ("Summary", "\n\n".join(lines) + "\n"),
         ("Results (test split)", markdown_table(_arm_rows(results, metrics, percent))),

@@ -42,7 +42,7 @@ from kd_core.signals import TrainableTeacher
 from kd_core.specs import load_weights_into
 from kd_core.stats import PairedComparison, paired_difference
 from kd_core.study import Arm
-from kd_core.study_recipe import StudyPlan, StudyRecipe
+from kd_core.study_recipe import StudyRecipe, study_method
 from kd_core.study_report import comparison_sentence
 from kd_core.task import Splits, Task
 from pydantic import Field, model_validator
@@ -312,41 +312,27 @@ def _mean(by_seed: Mapping[str, Mapping[str, float]], metric: str) -> str:
     return f"{100 * sum(v[metric] for v in by_seed.values()) / len(by_seed):.2f}"
 
 
-class BDKDPlan(StudyPlan):
-    """The study; then the co-trained teachers' test metrics and the ECE and teacher comparisons added to
-    ``results.json`` (``co_teachers``, ``secondary_comparisons``) and to ``report.md`` (before "Reproduce")."""
-
-    def run(self, context: RunContext) -> Path:
-        """Run the study and add the secondary comparisons."""
-        run = Path(super().run(context))
-        if not (run / "results.json").is_file():  # not the main process
-            return run
-        results = json.loads((run / "results.json").read_text())
-        teachers = co_teachers(run, results)
-        extra = secondary(results, teachers)
-        results |= {"co_teachers": teachers, "secondary_comparisons": [c.as_dict() for c in extra]}
-        (run / "results.json").write_text(json.dumps(results, indent=1, default=float))
-        rows = [{"arm": name, "co-trained teacher accuracy %": _mean(by, "accuracy"), "ECE %": _mean(by, "ece"),
-                 "seeds": len(by)} for name, by in teachers.items()]
-        section = ("## Calibration and co-trained teachers\n\nThe paper claims a lower student ECE than DML's at no "
-                   "accuracy cost, with a teacher no worse. Paired per-seed differences (same verdict rule):\n\n"
-                   + "\n".join(f"- {comparison_sentence(c)}" for c in extra)
-                   + "\n\nCo-trained teachers on the test split (mean over seeds):\n\n"
-                   + (markdown_table(rows) if rows else "_no online arm_\n") + "\n")
-        report = (run / "report.md").read_text()
-        (run / "report.md").write_text(report.replace("## Reproduce", section + "## Reproduce", 1))
-        return run
+def sections(config: BDKDConfig, results: dict[str, Any], run: Path) -> list[tuple[str, str]]:
+    """The co-trained teachers' test metrics and the ECE and teacher comparisons (also added to ``results``:
+    ``co_teachers``, ``secondary_comparisons``)."""
+    teachers = co_teachers(run, results)
+    extra = secondary(results, teachers)
+    results |= {"co_teachers": teachers, "secondary_comparisons": [c.as_dict() for c in extra]}
+    rows = [{"arm": name, "co-trained teacher accuracy %": _mean(by, "accuracy"), "ECE %": _mean(by, "ece"),
+             "seeds": len(by)} for name, by in teachers.items()]
+    return [("Calibration and co-trained teachers",
+             "The paper claims a lower student ECE than DML's at no accuracy cost, with a teacher no worse. Paired "
+             "per-seed differences (same verdict rule):\n\n" + "\n".join(f"- {comparison_sentence(c)}" for c in extra)
+             + "\n\nCo-trained teachers on the test split (mean over seeds):\n\n"
+             + (markdown_table(rows) if rows else "_no online arm_\n"))]
 
 
 def _method(name: str, summary: str) -> Method:
-    def build(config: BDKDConfig) -> BDKDPlan:
-        return BDKDPlan(config, task, arms, notes=notes, compare=compare,
+    return study_method(name, BDKDConfig, task=task, arms=arms, notes=notes, compare=compare, sections=sections,
                         title=lambda c, t: f"{' vs '.join(c.arms)} on {t.description} with "
                                            f"{100 * c.noise.rate:g} % label noise (online KD)",
-                        teacher_training=lambda c: c.teacher.train_spec())
-
-    return Method(name=name, config_model=BDKDConfig, build=build, domain="vision", summary=summary,
-                  recipes=Path(__file__).resolve().parent.parent / "recipes")
+                        teacher_training=lambda c: c.teacher.train_spec(), domain="vision", summary=summary,
+                        recipes=Path(__file__).resolve().parent.parent / "recipes")
 
 
 METHOD = _method("bd-kd", "BD-KD: online KD with entropy-gap-balanced forward/reverse KL on noisy labels; vs DML, "

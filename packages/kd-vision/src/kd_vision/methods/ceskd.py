@@ -45,7 +45,7 @@ from kd_core.report import markdown_table
 from kd_core.schedules import Cosine, Linear, Schedule
 from kd_core.signals import CachedTeacher, Ensemble, FrozenTeacher, Signal
 from kd_core.study import Arm, ArmRun, supervised_phases
-from kd_core.study_recipe import StudyPlan, StudyRecipe
+from kd_core.study_recipe import StudyRecipe, study_method
 from kd_core.task import Task
 from pydantic import Field, field_validator, model_validator
 from torch import nn
@@ -314,43 +314,30 @@ def notes(config: PoolConfig, task: Task) -> str:
     return text
 
 
-class PoolPlan(StudyPlan):
-    """The study; then the pool's test accuracy and the curriculum's routing added to ``results.json`` (``pool``,
-    ``routing``) and to ``report.md`` (before "Reproduce")."""
-
-    def run(self, context: RunContext) -> Path:
-        """Run the study and add the pool and routing sections."""
-        run = Path(super().run(context))
-        if not (run / "results.json").is_file() or not (run / "pool.json").is_file():
-            return run
-        results, pool = json.loads((run / "results.json").read_text()), json.loads((run / "pool.json").read_text())
-        results |= {"pool": {k: pool[k] for k in ("experts", "assistants")}, "routing": pool["routing"]}
-        (run / "results.json").write_text(json.dumps(results, indent=1, default=float))
-        rows = [{"model": r["name"], "architecture": r["model"], "params": r["params"],
-                 "accuracy %": f"{100 * r['accuracy']:.2f}", "origin": r["note"]}
-                for r in pool["experts"] + pool["assistants"]]
-        routing = [{"arm": arm, "progress": p, **{f"E{k + 1}": f"{100 * x:.0f}%" for k, x in enumerate(r["shares"])},
-                    "easiest 25 %: mean expert": f"{r['easiest_quarter_mean_expert']:.2f}",
-                    "hardest 25 %: mean expert": f"{r['hardest_quarter_mean_expert']:.2f}"}
-                   for arm, by_p in pool["routing"].items() for p, r in by_p.items()]
-        section = ("## Experts and assistants (test split)\n\nThe teacher is in the summary above.\n\n"
-                   + markdown_table(rows) + "\n")
-        if routing:
-            section += ("## Curriculum routing (share of training samples per expert)\n\n"
-                        + markdown_table(routing) + "\n")
-        report = (run / "report.md").read_text()
-        (run / "report.md").write_text(report.replace("## Reproduce", section + "## Reproduce", 1))
-        return run
+def sections(config: PoolConfig, results: dict[str, Any], run: Path) -> list[tuple[str, str]]:
+    """The pool's test accuracy and the curriculum's routing (also added to ``results``: ``pool``, ``routing``)."""
+    if not (run / "pool.json").is_file():
+        return []
+    pool = json.loads((run / "pool.json").read_text())
+    results |= {"pool": {k: pool[k] for k in ("experts", "assistants")}, "routing": pool["routing"]}
+    rows = [{"model": r["name"], "architecture": r["model"], "params": r["params"],
+             "accuracy %": f"{100 * r['accuracy']:.2f}", "origin": r["note"]}
+            for r in pool["experts"] + pool["assistants"]]
+    routing = [{"arm": arm, "progress": p, **{f"E{k + 1}": f"{100 * x:.0f}%" for k, x in enumerate(r["shares"])},
+                "easiest 25 %: mean expert": f"{r['easiest_quarter_mean_expert']:.2f}",
+                "hardest 25 %: mean expert": f"{r['hardest_quarter_mean_expert']:.2f}"}
+               for arm, by_p in pool["routing"].items() for p, r in by_p.items()]
+    found = [("Experts and assistants (test split)", "The teacher is in the summary above.\n\n" + markdown_table(rows))]
+    if routing:
+        found.append(("Curriculum routing (share of training samples per expert)", markdown_table(routing)))
+    return found
 
 
 def _method(name: str, config_model: type[PoolConfig], title: str, summary: str) -> Method:
-    def build(config: PoolConfig) -> PoolPlan:
-        return PoolPlan(config, task, arms, notes=notes, compare=compare,
+    return study_method(name, config_model, task=task, arms=arms, notes=notes, compare=compare, sections=sections,
                         title=lambda c, t: f"{title} on {t.description}",
-                        teacher_training=lambda c: c.experts[-1].train_spec())
-
-    return Method(name=name, config_model=config_model, build=build, domain="vision", summary=summary,
-                  recipes=Path(__file__).resolve().parent.parent / "recipes")
+                        teacher_training=lambda c: c.experts[-1].train_spec(), domain="vision", summary=summary,
+                        recipes=Path(__file__).resolve().parent.parent / "recipes")
 
 
 METHOD = _method("ces-kd", CESKDConfig, "CES-KD vs TAKD vs KD vs scratch",
