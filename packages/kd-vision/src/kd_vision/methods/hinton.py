@@ -65,8 +65,8 @@ def task(config: HintonConfig, context: RunContext) -> Task:
 def notes(config: HintonConfig, task: Task) -> str:
     """The settings a reader needs beside the numbers."""
     s, t = config.student, config.teacher
-    teacher = (f"teacher {t.model} from {t.weights}" if t.weights else
-               f"teacher {t.model}: {t.epochs} epochs, AdamW lr {t.lr}, cosine decay, on the teacher pool")
+    teacher = (f"Teacher {t.model} from {t.weights}" if t.weights else
+               f"Teacher {t.model}: {t.epochs} epochs, AdamW lr {t.lr}, cosine decay, on the teacher pool")
     return (f"KD: T = {config.kd.temperature}, α = {config.kd.alpha}. Student {s.model}: {s.epochs} epochs, AdamW "
             f"lr {s.lr}, batch {s.batch_size}, cosine decay. {teacher}.")
 
