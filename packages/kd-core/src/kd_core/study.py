@@ -292,6 +292,10 @@ class Study:
                                    training=spec.__dict__)
         return model.to(self.backend.device), note
 
+    def teacher_model(self, out: str | Path, resume: bool = False) -> nn.Module:
+        """The study's teacher: given with its weights, read from the teacher cache, or trained (in ``out``)."""
+        return self._teacher(Path(out), resume)[0]
+
     def _progress(self, label: str) -> list[Callback]:
         if self.progress is None:
             return []
