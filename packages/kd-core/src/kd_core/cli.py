@@ -14,27 +14,26 @@ from pathlib import Path
 from kd_core.errors import KDError, RunDirError
 from kd_core.recipes import (
     RunContext,
-    available_recipes,
     domains,
     load_recipe,
     methods,
     read_recipe,
+    recipe_index,
     validate,
 )
 
 
 def _print_recipes(domain: str | None) -> None:
+    """Print every installed recipe (of ``domain``, if given): name, domain, method, summary. Imports no torch."""
+    index = recipe_index(domain)
     for name in [domain] if domain else sorted(domains()):
-        registered = methods(name)
-        recipes = available_recipes(name)
-        if not recipes:
+        rows = [info for info in index if info.domain == name]
+        if not rows:
             print(f"no recipes installed for {name}")
-        rows = [(recipe, str(read_recipe(path).get("method", "?"))) for recipe, path in recipes.items()]
-        width = max((len(recipe) for recipe, _ in rows), default=0)
-        method_width = max((len(method) for _, method in rows), default=0)
-        for recipe, method in rows:
-            summary = registered[method].summary if method in registered else ""
-            print(f"{recipe:{width}s}  {name:10s} method={method:{method_width}s}  {summary}")
+        width = max((len(info.name) for info in rows), default=0)
+        method_width = max((len(info.method) for info in rows), default=0)
+        for info in rows:
+            print(f"{info.name:{width}s}  {name:10s} method={info.method:{method_width}s}  {info.summary}".rstrip())
 
 
 def default_out(name: str, resume: bool, root: Path = Path("runs")) -> Path:
@@ -135,8 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             installed = domains()
             if not installed:
                 print("no kd domain packages installed (pip install kd-vision, kd-nlu, ...)")
+            index = recipe_index()
             for name, version in sorted(installed.items()):
-                recipes = sorted(available_recipes(name))
+                recipes = sorted({info.name for info in index if info.domain == name})
                 print(f"kd-{name} {version}: {', '.join(recipes) if recipes else '(no recipes)'}")
             return 0
         if args.command == "recipes":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -84,36 +85,115 @@ def methods(domain: str | None = None) -> dict[str, Method]:
     return found
 
 
+def _load_method(entry: metadata.EntryPoint) -> Method:
+    """Import an entry point's ``Method``; a plugin that fails to import is a ``RecipeError``, not a traceback."""
+    try:
+        method = entry.load()
+    except Exception as err:
+        raise RecipeError(f"entry point {entry.name} ({entry.value})", "an importable kd method",
+                          f"{type(err).__name__}: {err}") from None
+    if not isinstance(method, Method):
+        raise RecipeError(f"entry point {entry.name}", "a kd_core.recipes.Method", type(method).__name__)
+    return method
+
+
 def _installed_methods(domain: str | None = None) -> list[Method]:
     """Every registered method (of ``domain``, if given), same-named methods of different domains included."""
     found: list[Method] = []
     for entry in metadata.entry_points(group=METHODS_GROUP):
         if domain is not None and _domain_of(entry) not in (domain, None):
             continue
-        try:
-            method = entry.load()
-        except Exception as err:  # a plugin that fails to import is reported, not a traceback
-            raise RecipeError(f"entry point {entry.name} ({entry.value})", "an importable kd method",
-                              f"{type(err).__name__}: {err}") from None
-        if not isinstance(method, Method):
-            raise RecipeError(f"entry point {entry.name}", "a kd_core.recipes.Method", type(method).__name__)
+        method = _load_method(entry)
         if domain is None or method.domain == domain:
             found.append(method)
     return found
 
 
+@dataclass(frozen=True)
+class RecipeInfo:
+    """An installed recipe as listed without importing its method: name, domain, method, file, summary."""
+
+    name: str
+    domain: str
+    method: str
+    path: Path
+    summary: str
+
+
+def _recipe_folder(entry: metadata.EntryPoint) -> Path | None:
+    """``<package>/recipes`` of the top package an entry point names, found without importing it."""
+    top = entry.value.partition(":")[0].split(".")[0].strip()
+    try:
+        spec = importlib.util.find_spec(top)  # a top-level package: locating it executes nothing
+    except (ImportError, ValueError):
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        if (Path(location) / "recipes").is_dir():
+            return Path(location) / "recipes"
+    dist = entry.dist
+    for file in (dist.files or []) if dist is not None else []:
+        parts = Path(str(file)).parts
+        if len(parts) == 3 and parts[0] == top and parts[1] == "recipes" and parts[2].endswith(".yaml"):
+            return Path(str(dist.locate_file(file))).parent
+    return None
+
+
+def recipe_summary(path: Path) -> str:
+    """A recipe's one-line summary: the first line of the YAML file, if it is a comment (else "")."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            first = handle.readline()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return first[1:].strip() if first.startswith("#") else ""
+
+
+def _recipe_method(path: Path) -> str:
+    """The ``method`` a recipe file names ("?" if it names none or cannot be read)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return "?"
+    name = data.get("method") if isinstance(data, dict) else None
+    return str(name) if name is not None else "?"
+
+
+def recipe_index(domain: str | None = None) -> list[RecipeInfo]:
+    """Every installed recipe (of ``domain``, if given), from ``kd.methods`` metadata and recipe folders.
+
+    Imports no method module (and so no torch): a method's package ships its recipes in
+    ``<package>/recipes/*.yaml``. Entry points whose distribution is not a ``kd-<domain>`` one are
+    loaded to learn their domain and folder. Ordered as the entry points are, then by file name.
+    """
+    folders: list[tuple[str, Path]] = []
+    for entry in metadata.entry_points(group=METHODS_GROUP):
+        entry_domain = _domain_of(entry)
+        if entry_domain is None:  # not a kd-<domain> distribution: only the Method itself knows
+            method = _load_method(entry)
+            if method.recipes is not None and (domain is None or method.domain == domain):
+                folders.append((method.domain, Path(method.recipes)))
+            continue
+        if domain is not None and entry_domain != domain:
+            continue
+        folder = _recipe_folder(entry)
+        if folder is not None:
+            folders.append((entry_domain, folder))
+    found: list[RecipeInfo] = []
+    for entry_domain, folder in dict.fromkeys(folders):
+        for path in sorted(folder.glob("*.yaml")):
+            found.append(RecipeInfo(path.stem, entry_domain, _recipe_method(path), path, recipe_summary(path)))
+    return found
+
+
 def available_recipes(domain: str | None = None) -> dict[str, Path]:
-    """Recipe name -> YAML file for every installed method (of ``domain``, if given).
+    """Recipe name -> YAML file for every installed method (of ``domain``, if given); imports no method.
 
     Without a domain, a name shipped by two domains resolves to the first; use the domain CLIs
     (or ``kd recipes``, which lists each domain's recipes) to see both.
     """
     recipes: dict[str, Path] = {}
-    for method in methods(domain).values():
-        if method.recipes is None:
-            continue
-        for path in sorted(Path(method.recipes).glob("*.yaml")):
-            recipes.setdefault(path.stem, path)
+    for info in recipe_index(domain):
+        recipes.setdefault(info.name, info.path)
     return recipes
 
 
@@ -127,8 +207,7 @@ def find_recipe(name_or_path: str, domain: str | None = None) -> Path:
     known = available_recipes(domain)
     if name_or_path in known:
         if domain is None:
-            shipped_by = sorted({m.domain for m in _installed_methods() if m.recipes is not None
-                                 and (Path(m.recipes) / f"{name_or_path}.yaml").is_file()})
+            shipped_by = sorted({info.domain for info in recipe_index() if info.name == name_or_path})
             if len(shipped_by) > 1:
                 raise RecipeError("--recipe", "a recipe name that one domain ships (or that domain's CLI)",
                                   name_or_path, hint=f"{name_or_path} is shipped by {shipped_by}: use "
