@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import platform
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -36,6 +39,69 @@ def pick_device(device: str = "auto") -> torch.device:
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device", "an available device (CUDA is not available here)", device)
     return chosen
+
+
+class PrecisionWarning(UserWarning):
+    """The device runs the chosen ``--precision`` without native support: slower than fp32, not faster."""
+
+
+def read_cpu_flags(path: Path = Path("/proc/cpuinfo")) -> frozenset[str] | None:
+    """The CPU's feature flags (x86 ``flags``, Arm ``Features``) from ``/proc/cpuinfo``; None if unreadable."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return None
+
+
+_X86 = {"x86_64", "amd64", "i386", "i686"}
+_ARM = {"aarch64", "arm64"}
+
+
+def slow_precision(device: torch.device, precision: str, cpu_flags: Callable[[], frozenset[str] | None] | None = None,
+                   machine: str | None = None, cuda_capability: tuple[int, int] | None = None) -> str | None:
+    """Why ``precision`` is slow on ``device`` (a one-line message), or None if it is native or unknown.
+
+    CPU: fp16 is always emulated; bf16 needs ``avx512_bf16`` or ``amx_bf16`` (x86) or ``bf16`` (Arm) among
+    the CPU flags. CUDA: bf16 needs compute capability 8.0, fp16 7.0. ``cpu_flags``, ``machine`` and
+    ``cuda_capability`` are read from this machine unless given (tests inject them).
+    """
+    if precision == "fp32":
+        return None
+    if device.type == "cpu":
+        if precision == "fp16":
+            return ("--precision fp16: expected a device with fast fp16 (a CUDA GPU), received a CPU, where fp16 "
+                    "is emulated and runs slower than fp32 (use --precision fp32, or bf16 on a CPU with "
+                    "avx512_bf16/amx_bf16)")
+        arch = (machine if machine is not None else platform.machine()).lower()
+        if arch in _X86:
+            wanted = ("avx512_bf16", "amx_bf16")
+        elif arch in _ARM:
+            wanted = ("bf16",)
+        else:
+            return None
+        flags = (cpu_flags or read_cpu_flags)()
+        if flags is None or any(flag in flags for flag in wanted):
+            return None
+        article = "an" if arch.startswith(("a", "x86")) else "a"
+        return (f"--precision bf16: expected a CPU with native bf16 (flag {' or '.join(wanted)}), received "
+                f"{article} {arch} CPU without it, where bf16 is emulated and runs slower than fp32 "
+                "(use --precision fp32)")
+    if device.type == "cuda":
+        needed = {"bf16": (8, 0), "fp16": (7, 0)}[precision]
+        if cuda_capability is None:
+            cuda_capability = tuple(torch.cuda.get_device_capability(device))
+        if tuple(cuda_capability) >= needed:
+            return None
+        have = ".".join(map(str, cuda_capability))
+        return (f"--precision {precision}: expected a GPU of compute capability >= {needed[0]}.{needed[1]} for fast "
+                f"{precision}, received {device} of compute capability {have} (use --precision "
+                f"{'fp16' if precision == 'bf16' and tuple(cuda_capability) >= (7, 0) else 'fp32'})")
+    return None
 
 
 def _world_size() -> int:
@@ -67,6 +133,9 @@ class Backend:
             self.device = pick_device(device)
         if precision == "fp16" and self.device.type == "mps":
             raise ConfigError("precision", "fp32 or bf16 on mps", precision)
+        slow = slow_precision(self.device, precision)
+        if slow is not None and self.is_main:
+            warnings.warn(slow, PrecisionWarning, stacklevel=2)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
 
     # -- processes --------------------------------------------------------------------------------
