@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,3 +115,108 @@ def test_the_engine_writes_every_record_before_each_checkpoint(tmp_path, monkeyp
     saved = json.loads((tmp_path / "run" / "checkpoints" / "last.json").read_text())["global_step"]
     assert probe.seen == ([1, 2] if checkpoint_every == 2 else [])
     assert saved == 4 and [r["step"] for r in result.run.metrics() if "loss/total" in r] == [1, 2, 3, 4]
+
+
+# -- the lock: one process trains in a run directory at a time -------------------------------------
+
+_HOLD = """
+import sys, time
+from kd_core.runs import RunDir
+run = RunDir.create(sys.argv[1], {"a": 1}, resume=len(sys.argv) > 2)
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def _create_in_child(out: Path, resume: bool) -> subprocess.CompletedProcess:
+    """``RunDir.create`` in another process (a resume carries the run's own config.yaml)."""
+    config = f"RunDir({str(out)!r}).config()" if resume else "{'a': 1}"
+    code = f"from kd_core.runs import RunDir; RunDir.create({str(out)!r}, {config}, resume={resume})"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def test_a_second_process_is_refused_while_the_first_holds_the_run_and_accepted_after_it_dies(tmp_path):
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert (out / runs_module.LOCK).read_text().strip() == str(holder.pid)
+        refused = _create_in_child(out, resume=True)
+        assert refused.returncode != 0
+        assert "RunDirError" in refused.stderr and f"process {holder.pid} holds" in refused.stderr
+        with pytest.raises(RunDirError) as caught:  # this process too
+            RunDir.create(out, {"a": 1}, resume=True)
+        assert str(holder.pid) in str(caught.value) and caught.value.argument == "--out"
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert _create_in_child(out, resume=True).returncode == 0  # the OS released the dead holder's lock
+    run = RunDir.create(out, {"a": 1}, resume=True)
+    assert run.locked and (out / runs_module.LOCK).read_text().strip() == str(os.getpid())
+    run.close()
+    assert not run.locked
+
+
+def test_the_lock_is_held_for_a_fit_and_given_back_after_it(tmp_path):
+    seen = []
+
+    class Probe(Callback):
+        def on_step_end(self, distiller, logs) -> None:
+            if not seen:
+                seen.append(_create_in_child(distiller.run.path, resume=True).stderr)
+
+    objective = Objective(Term("ce", cross_entropy, target="label"))
+    distiller = Distiller(tiny_mlp(seed=2), [Phase("train", objective, epochs=1)], backend=Backend("cpu"),
+                          batch_size=16, callbacks=[Probe()])
+    distiller.fit(BlobDataset(32), out=tmp_path / "run")
+    assert f"process {os.getpid()} holds" in seen[0]
+    assert not distiller.run.locked
+    assert _create_in_child(tmp_path / "run", resume=False).returncode != 0  # a run is there: --out refused
+    assert _create_in_child(tmp_path / "run", resume=True).returncode == 0  # the lock was given back
+
+
+def test_a_study_and_its_arm_runs_lock_their_own_folders_without_deadlock(tmp_path, monkeypatch):
+    from kd_core.study import Arm, Study, TrainSpec, supervised_phases
+    from kd_core.task import Splits, Task
+
+    held: list[tuple[str, bool]] = []
+    original = runs_module._lock
+
+    def spy(path: Path) -> None:
+        original(path)
+        held.append((Path(path).name, str((tmp_path / "study").resolve()) in runs_module._held))
+
+    monkeypatch.setattr(runs_module, "_lock", spy)
+    task = Task(name="blobs", splits=lambda: Splits(BlobDataset(48), BlobDataset(24, seed=1), BlobDataset(24, seed=2),
+                                                    BlobDataset(48, seed=3)),
+                teacher=lambda: tiny_mlp(seed=1), student=lambda seed: tiny_mlp(seed=seed), key={"blobs": 1})
+    arms = {"scratch": Arm(lambda: supervised_phases(TrainSpec(1, 1e-2)), role="scratch")}
+    Study(task, arms, [0], title="t", latency_iterations=0).run(tmp_path / "study")
+    assert held == [("study", True), ("scratch-seed0", True)]  # the arm locks inside the study's lock
+    assert runs_module._held == {}  # every lock given back
+
+
+# -- --out where no run directory can be made: one error naming --out, nothing left behind ----------
+
+@pytest.mark.parametrize("where", ["file", "under-file", "proc"])
+def test_an_out_where_no_run_directory_can_be_made_is_refused_before_anything_is_written(tmp_path, where):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep")
+    out = {"file": blocker, "under-file": blocker / "run", "proc": Path("/proc/kd-test/run")}[where]
+    before = sorted(tmp_path.rglob("*"))
+    for write in (True,) if where == "proc" else (False, True):  # (/proc says no only when a folder is made)
+        with pytest.raises(RunDirError) as caught:
+            RunDir.create(out, {"a": 1}, write=write)
+        assert caught.value.argument == "--out" and str(out) in str(caught.value)
+    assert sorted(tmp_path.rglob("*")) == before and blocker.read_text() == "keep"
+    assert not Path("/proc/kd-test").exists()
+
+
+def test_a_failed_start_leaves_no_run_directory(tmp_path, monkeypatch):
+    def full(path: Path, text: str) -> None:
+        raise RunDirError(path.name, "free space", str(path))
+
+    monkeypatch.setattr(runs_module, "_write_atomic", full)
+    with pytest.raises(RunDirError):
+        RunDir.create(tmp_path / "new" / "run", {"a": 1})
+    assert not (tmp_path / "new").exists() and runs_module._held == {}

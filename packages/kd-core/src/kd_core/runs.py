@@ -1,15 +1,20 @@
 """Run directories: ``runs/<name>/`` with config.yaml, env.json, metrics.jsonl, checkpoints/, plots/, report.md.
 
 A run directory is never silently overwritten: creating one that already holds a run is an error
-unless the run is resumed, and a resume must carry the same configuration.
+unless the run is resumed, and a resume must carry the same configuration. While a process trains in a
+run directory it holds an exclusive lock on ``<run>/.lock`` (which names its PID): a second process is
+refused, and the lock goes when the run closes or its process dies.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -49,6 +54,93 @@ def environment(seed: int | None = None, extra: dict[str, Any] | None = None) ->
     return info
 
 
+LOCK = ".lock"
+"""The lock file of a run directory (it holds the PID of the process training in it)."""
+
+_held: dict[str, list[Any]] = {}  # resolved run path -> [open lock file, RunDirs of this process holding it]
+
+
+def _holds_run(path: Path) -> bool:
+    """Whether ``path`` holds anything but a lock file (a run, or files of the user's)."""
+    return path.is_dir() and any(p.name != LOCK for p in path.iterdir())
+
+
+def _check_out(path: Path) -> None:
+    """Refuse, before anything is written, an ``--out`` where no run directory can be made: a file stands
+    there or above it, or its nearest existing folder cannot be written."""
+    if path.exists() and not path.is_dir():
+        raise RunDirError("--out", "a directory for the run", str(path), hint="a file stands there")
+    above = path
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise RunDirError("--out", "a path whose folders can be made", str(path), hint=f"{above} is a file")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise RunDirError("--out", "a writable place for the run directory", str(path),
+                          hint=f"{above} cannot be written")
+
+
+def _make_dirs(path: Path) -> Path | None:
+    """``mkdir -p path``; return the topmost folder made (None if it existed). A failure (``/proc``, a
+    read-only disk) removes what was made and raises a ``RunDirError`` naming ``--out``."""
+    missing = []
+    above = path
+    while not above.exists():
+        missing.append(above)
+        above = above.parent
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        for folder in missing:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise RunDirError("--out", "a path where a run directory can be made", str(path),
+                          hint=f"making it failed ({err.strerror or err})") from None
+    return missing[-1] if missing else None
+
+
+def _lock(path: Path) -> None:
+    """Take the exclusive lock of the run directory ``path`` for this process (again, if it holds it already)."""
+    key = str(path.resolve())
+    if key in _held:
+        _held[key][1] += 1
+        return
+    lock = path / LOCK
+    try:
+        handle = open(lock, "a+")  # noqa: SIM115 - held open for the whole run; closing it releases the lock
+    except OSError as err:
+        raise RunDirError("--out", "a writable run directory", str(path),
+                          hint=f"opening its lock file failed ({err.strerror or err})") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise RunDirError("--out", "a run directory that can be locked", str(path),
+                              hint=f"locking {lock} failed ({err.strerror or err})") from None
+        raise RunDirError("--out", "a run directory no other process is training in", str(path),
+                          hint=f"process {holder} holds {lock}; wait for it to end, or stop it") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    _held[key] = [handle, 1]
+
+
+def _unlock(path: Path) -> None:
+    """Give back one hold of this process on the lock of ``path``; the last one closes the file (unlocking)."""
+    key = str(path.resolve())
+    entry = _held.get(key)
+    if entry is None:
+        return
+    entry[1] -= 1
+    if entry[1] <= 0:
+        del _held[key]
+        entry[0].close()
+
+
 def _write_atomic(path: Path, text: str) -> None:
     """Temp file, then rename; a failed write (e.g. a full disk) raises a ``KDError`` and keeps the old file.
 
@@ -79,35 +171,81 @@ class RunDir:
         self._metrics_file: Any = None
         self._pending: list[dict[str, Any]] = []
         self._written_at = 0.0
+        self._locked = False
 
     @classmethod
     def create(cls, path: str | os.PathLike, config: dict[str, Any], resume: bool = False,
-               env: dict[str, Any] | None = None, write: bool = True) -> RunDir:
+               env: dict[str, Any] | None = None, write: bool = True,
+               options: tuple[str, str] = ("--out", "--resume")) -> RunDir:
         """Open ``path`` for a new run (or for resuming one with the same ``config``).
 
         Checks come first; nothing is written before they pass. ``write=False`` (non-main processes)
-        checks without writing.
+        checks without writing. ``options`` is how the caller names the run directory and the way to resume
+        in the error for a folder that already holds a run: the CLI's flags by default; ``Distiller.fit``
+        passes ``("out", "fit(..., resume=True)")``.
         """
         run = cls(path)
         existing = run.path / cls.CONFIG
+        _check_out(run.path)
         if resume:
             if not existing.is_file():
                 raise RunDirError("--resume", f"a run directory holding {cls.CONFIG}", str(run.path))
-            previous = yaml.safe_load(existing.read_text())
-            if _normalise(previous) != _normalise(config):
-                diff = _differences(previous, config)
-                raise RunDirError("--resume", "the same configuration as the run being resumed",
-                                  diff[:5], hint=f"differences (key: before -> now) in {run.path}")
+            run._check_same(config)
+            if write:
+                run._acquire()
+                run._check_same(config)  # (read again under the lock: the holder may have just finished)
             return run
-        if run.path.exists() and any(run.path.iterdir()):
-            raise RunDirError("--out", "a new or empty run directory", str(run.path),
-                              hint="pass --resume to continue that run, or choose another --out")
+        if _holds_run(run.path):
+            raise RunDirError(options[0], "a new or empty run directory", str(run.path),
+                              hint=f"to continue that run use {options[1]}, or choose another {options[0]}")
         if write:
-            for sub in ("checkpoints", "plots"):
-                (run.path / sub).mkdir(parents=True, exist_ok=True)
-            _write_atomic(existing, yaml.safe_dump(_normalise(config), sort_keys=True))
-            _write_atomic(run.path / "env.json", json.dumps(env or environment(), indent=1, default=str))
+            made = _make_dirs(run.path)
+            try:
+                run._acquire()
+            except BaseException:  # folders made here and still empty go (another process may be in them)
+                folder = run.path
+                while made is not None and folder != made.parent:
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
+                    folder = folder.parent
+                raise
+            if _holds_run(run.path):  # another process started a run here since the check above
+                run.close()
+                raise RunDirError("--out", "a new or empty run directory", str(run.path),
+                                  hint="another process has just started a run there")
+            try:
+                for sub in ("checkpoints", "plots"):
+                    (run.path / sub).mkdir(parents=True, exist_ok=True)
+                _write_atomic(existing, yaml.safe_dump(_normalise(config), sort_keys=True))
+                _write_atomic(run.path / "env.json", json.dumps(env or environment(), indent=1, default=str))
+            except BaseException:  # nothing of a failed start is left behind
+                run.close()
+                if made is not None:
+                    shutil.rmtree(made, ignore_errors=True)
+                else:
+                    for name in (cls.CONFIG, "env.json"):
+                        (run.path / name).unlink(missing_ok=True)
+                    for sub in ("checkpoints", "plots"):
+                        with contextlib.suppress(OSError):
+                            (run.path / sub).rmdir()
+                raise
         return run
+
+    def _check_same(self, config: dict[str, Any]) -> None:
+        previous = yaml.safe_load((self.path / self.CONFIG).read_text())
+        if _normalise(previous) != _normalise(config):
+            diff = _differences(previous, config)
+            raise RunDirError("--resume", "the same configuration as the run being resumed",
+                              diff[:5], hint=f"differences (key: before -> now) in {self.path}")
+
+    def _acquire(self) -> None:
+        _lock(self.path)
+        self._locked = True
+
+    @property
+    def locked(self) -> bool:
+        """Whether this ``RunDir`` holds its folder's lock (until ``close``)."""
+        return self._locked
 
     @property
     def checkpoints(self) -> Path:
@@ -184,7 +322,15 @@ class RunDir:
                            str(self.path / "metrics.jsonl"), hint=f"{action} failed ({err.strerror or err})")
 
     def close(self) -> None:
-        """Write what ``log`` holds and close metrics.jsonl."""
+        """Write what ``log`` holds, close metrics.jsonl and give back the run directory's lock."""
+        try:
+            self._close_metrics()
+        finally:
+            if self._locked:
+                self._locked = False
+                _unlock(self.path)
+
+    def _close_metrics(self) -> None:
         if self._metrics_file is not None:
             try:
                 self.flush()
@@ -221,7 +367,7 @@ class RunDir:
 
     def truncate_metrics(self, keep: int) -> None:
         """Keep only records with ``step`` ≤ ``keep`` (used on resume to drop steps redone)."""
-        self.close()
+        self._close_metrics()
         records = [r for r in self.metrics() if r.get("step", 0) <= keep]
         _write_atomic(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
 

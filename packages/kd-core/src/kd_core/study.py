@@ -384,12 +384,18 @@ class Study:
     # -- the whole study --------------------------------------------------------------------------
     def run(self, out: str | Path, resume: bool = False) -> StudyResult:
         """Run every arm on every seed under ``out`` and write ``results.json`` and ``report.md``."""
-        task = self.task
         self.preflight()
         top = RunDir.create(out, {"study": self.title, "arms": sorted(self.arms), "seeds": self.seeds,
                                   **self.config}, resume=resume,
                             env=environment(self.seeds[0], {"backend": self.backend.describe()}),
                             write=self.backend.is_main)
+        try:  # the run directory stays locked until the study ends
+            return self._run(top, resume)
+        finally:
+            top.close()
+
+    def _run(self, top: RunDir, resume: bool) -> StudyResult:
+        task = self.task
         test = self.test_batches()
         teacher, teacher_note = (self._teacher(top.path, resume) if self._needs_teacher() else (None, "none"))
         results: dict[str, Any] = {"task": {"name": task.name, "description": task.description,
