@@ -467,3 +467,40 @@ def test_bare_encoders_distil_through_taps_and_a_logits_term_says_there_are_none
     with pytest.raises(TapError, match=r"kd\.student: expected one of the student's outputs \['body'\], "
                                        r"received 'logits'\. the student's forward returned no logits"):
         logits_term(outputs, {"body": torch.zeros(2, 12), "logits": torch.zeros(2, 3)}, {})
+
+
+def test_fit_writes_a_report_and_a_training_plot(tmp_path):
+    teacher = tiny_mlp(hidden=32, seed=1)
+    phases = [Phase("warm", kd_objective(temperature=4.0), epochs=2), Phase("cool", kd_objective(1.0), epochs=1)]
+    out = tmp_path / "run"
+    result = _distiller(tiny_mlp(seed=2), teacher, phases=phases).fit(BlobDataset(48), BlobDataset(32, seed=1),
+                                                                       out=out)
+    report = (out / "report.md").read_text()
+    assert result.run.report == out / "report.md"
+    assert "| warm | 2 | kd (w=0.7, T=4) + ce (w=0.3) |" in report
+    assert "| cool | 1 | kd (w=0.7, T=1) + ce (w=0.3) |" in report
+    # the best and final validation rows of each phase, with the history's own values (accuracy in %)
+    warm, cool = result.history[:2], result.history[2:]
+    best_warm = warm[1] if warm[1]["val/accuracy"] > warm[0]["val/accuracy"] else warm[0]
+    row = (f"| warm | best val/accuracy | {best_warm['epoch']} | {100 * best_warm['val/accuracy']:.2f} | "
+           f"{best_warm['val/nll']:.4f} | {100 * best_warm['val/ece']:.2f} | {best_warm['val/brier']:.4f} |")
+    assert row in report
+    assert f"| warm | final | 2 | {100 * warm[1]['val/accuracy']:.2f} | {warm[1]['val/nll']:.4f} |" in report
+    assert f"| cool | final | 1 | {100 * cool[0]['val/accuracy']:.2f} | {cool[0]['val/nll']:.4f} |" in report
+    assert "| phase | row | epoch | accuracy (%) | nll | ece (%) | brier |" in report
+    # every checkpoint named is there
+    for name in ("best-warm.safetensors", "best-cool.safetensors", "best.safetensors", "final.safetensors",
+                 "last.safetensors"):
+        assert f"`checkpoints/{name}`" in report and (out / "checkpoints" / name).is_file()
+    assert f"({100 * best_warm['val/accuracy']:.2f} %, epoch {best_warm['epoch']})" in report
+    assert "](plots/training.png)" in report
+    assert (out / "plots" / "training.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_fit_without_validation_reports_its_losses(tmp_path):
+    out = tmp_path / "run"
+    _distiller(tiny_mlp(seed=2)).fit(BlobDataset(32), out=out)
+    report = (out / "report.md").read_text()
+    assert "No validation set was given" in report and "best val/accuracy" not in report
+    assert "`checkpoints/final.safetensors`" in report and "best-train" not in report
+    assert (out / "plots" / "training.png").read_bytes().startswith(b"\x89PNG")

@@ -7,9 +7,16 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytest
 import torch
+from kd_core import plots
 from kd_core.errors import ConfigError
 from kd_core.metrics import expected_calibration_error
-from kd_core.plots import plot_bars, plot_loss_curves, plot_reliability_diagram
+from kd_core.plots import (
+    plot_bars,
+    plot_epoch_curves,
+    plot_loss_curves,
+    plot_reliability_diagram,
+    reliability_bin_counts,
+)
 from matplotlib.figure import Figure
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -92,3 +99,54 @@ def test_failed_save_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.M
     assert target.read_bytes() == PNG_MAGIC + b"previous"  # the old file is untouched
     assert sorted(tmp_path.iterdir()) == [target]
     assert plt.get_fignums() == []
+
+
+def _confident(*confidences: float) -> torch.Tensor:
+    """Two-class logits whose softmax confidence is exactly each of ``confidences`` (class 0 predicted)."""
+    p = torch.tensor(confidences, dtype=torch.float64)
+    return torch.stack([p.log(), (1 - p).log()], dim=1)
+
+
+def test_reliability_bin_counts_by_hand() -> None:
+    # confidences 0.95, 0.92, 0.55, 0.58, 0.53 over 10 bins: two in (0.9, 1], three in (0.5, 0.6]
+    result = expected_calibration_error(_confident(0.95, 0.92, 0.55, 0.58, 0.53), torch.tensor([0, 1, 0, 0, 1]),
+                                        n_bins=10)
+    counts = reliability_bin_counts(result)
+    assert [count for _, _, count in counts] == [0, 0, 0, 0, 0, 3, 0, 0, 0, 2]
+    assert counts[5][:2] == pytest.approx((0.5, 0.6)) and counts[9][:2] == pytest.approx((0.9, 1.0))
+    with pytest.raises(ConfigError, match="result"):
+        reliability_bin_counts(0.1)  # type: ignore[arg-type]
+
+
+def test_reliability_diagram_prints_each_bins_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn: list[list[str]] = []
+    original = plots.save_figure
+
+    def spy(fig: Figure, path: Path, **kwargs: object) -> Path:
+        drawn.append([t.get_text() for ax in fig.axes for t in ax.texts])
+        return original(fig, path, **kwargs)
+
+    monkeypatch.setattr(plots, "save_figure", spy)
+    # 1,200 samples at confidence 0.95 (the thousands separator shows) and 3 at 0.55
+    logits = _confident(*([0.95] * 1200 + [0.55] * 3))
+    labels = torch.zeros(1203, dtype=torch.long)
+    target = tmp_path / "reliability.png"
+    plot_reliability_diagram({"student": expected_calibration_error(logits, labels, n_bins=10),
+                              "teacher": _calibration(0)}, target)
+    _assert_single_png(tmp_path, target)
+    teacher_counts = [f"{count:,}" for _, _, count in reliability_bin_counts(_calibration(0)) if count]
+    assert drawn == [["3", "1,200", *teacher_counts]]  # a count per non-empty bin, none for empty ones
+    assert sum(int(c) for c in teacher_counts) == 40
+
+
+def test_epoch_curves(tmp_path: Path) -> None:
+    target = tmp_path / "training.png"
+    panels = {"validation accuracy (%)": {"student": [(1, 50.0), (2, 60.0)], "teacher": [(1, 80.0), (2, 81.0)]},
+              "train loss/kd (epoch mean)": {"loss/kd": [(1, 2.0), (2, float("nan"))]},
+              "empty": {"loss/x": [(1, float("inf"))]}}
+    assert plot_epoch_curves(panels, target, marks=[(0.0, "warm T=4"), (1.0, "cool T=1")]) == target
+    _assert_single_png(tmp_path, target)
+    with pytest.raises(ConfigError, match="panels"):
+        plot_epoch_curves({}, tmp_path / "none.png")
+    with pytest.raises(ConfigError, match="panels"):
+        plot_epoch_curves({"a": [(1, 2)]}, tmp_path / "none.png")  # type: ignore[dict-item]

@@ -293,7 +293,8 @@ class Distiller:
     # -- training -----------------------------------------------------------------------------------
     def fit(self, train: Dataset, val: Dataset | None = None, out: str | os.PathLike = "runs/distill",
             config: dict[str, Any] | None = None, resume: bool = False) -> FitResult:
-        """Train through every phase; write checkpoints, metrics and config under ``out``."""
+        """Train through every phase; write checkpoints, metrics and config under ``out``, and at the end
+        ``report.md`` (phases, best and final validation metrics, checkpoints) with ``plots/training.png``."""
         config = dict(config or {})
         config.setdefault("seed", self.seed)
         config.setdefault("phases", [{"name": p.name, "epochs": p.epochs} for p in self.phases])
@@ -399,6 +400,8 @@ class Distiller:
                 self._save("last", self._state({"phase": len(self.phases), "epoch": 0, "batch": 0},
                                                optimizer, scheduler, best, history))
         self._finish(best)
+        if self.backend.is_main:
+            self._write_report(history)
         result = FitResult(run=self.run, history=history, best=best, student=unwrap(self.student))
         for cb in self.callbacks:
             cb.on_fit_end(self, result)
@@ -554,6 +557,13 @@ class Distiller:
         if phase.restore_best and path.is_file():
             self.backend.barrier()
             load_weights(unwrap(self.student), path)
+
+    def _write_report(self, history: list[dict[str, float]]) -> None:
+        """The run's ``report.md`` and ``plots/training.png`` (``kd_core.report.write_fit_report``)."""
+        from kd_core.report import FitPhase, describe_objective, write_fit_report
+
+        phases = [FitPhase(p.name, p.epochs, *describe_objective(p.objective)) for p in self.phases]
+        write_fit_report(self.run, phases, history, self.run.metrics(), monitor=self.monitor, mode=self.mode)
 
     def _finish(self, best: dict[str, float]) -> None:
         if not self.backend.is_main:
