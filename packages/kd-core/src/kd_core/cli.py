@@ -7,13 +7,20 @@ This module imports no torch: ``--help`` and ``recipes`` stay fast.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from kd_core.errors import KDError, RunDirError
 from kd_core.recipes import (
+    Method,
+    RecipeConfig,
     RunContext,
+    apply_overrides,
     domains,
     load_recipe,
     methods,
@@ -39,7 +46,7 @@ def _print_recipes(domain: str | None) -> None:
 def default_out(name: str, resume: bool, root: Path = Path("runs")) -> Path:
     """``runs/<name>``; if taken, ``runs/<name>-2``, ``-3``, ... (with ``resume``: the newest taken one)."""
     candidates = [root / name] + [root / f"{name}-{i}" for i in range(2, 1000)]
-    taken = [c for c in candidates if c.exists() and any(c.iterdir())]
+    taken = [c for c in candidates if c.is_file() or (c.is_dir() and any(p.name != ".lock" for p in c.iterdir()))]
     if resume:
         if not taken:
             raise RunDirError("--resume", f"an earlier run under {root / name}", "none found")
@@ -47,15 +54,75 @@ def default_out(name: str, resume: bool, root: Path = Path("runs")) -> Path:
     return next(c for c in candidates if c not in taken)
 
 
+def _started_with(out: Path) -> dict[str, Any]:
+    """The configuration the run in ``out`` was started with (its ``config.yaml``); {} when there is none."""
+    path = out / "config.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, OSError) as err:
+        raise RunDirError("--resume", "a run directory with a readable config.yaml", str(path),
+                          hint=str(err).splitlines()[0]) from None
+    return data if isinstance(data, dict) else {}
+
+
+def _resumed(method: Method, started: dict[str, Any], overrides: Sequence[str], args: argparse.Namespace,
+             out: Path) -> RecipeConfig:
+    """The recipe a resumed run goes on with: the one it was started with (its ``config.yaml``), to which
+    ``--set``, ``--seed`` and ``--precision`` given with ``--resume`` may only add; a flag that changes a value
+    is the ``--resume`` error listing the differences."""
+    from kd_core.runs import check_same_config
+
+    saved = started["recipe"]
+    if saved.get("method") != method.name:
+        raise RunDirError("--recipe", f"the recipe of the run being resumed in {out} (method "
+                          f"{saved.get('method')!r})", f"{args.recipe} (method {method.name!r})")
+    config = validate(method, apply_overrides(saved, overrides))
+    before = {key: started.get(key) for key in ("recipe", "precision", "device") if key in started}
+    now = {"recipe": config.model_dump()}
+    for key in ("precision", "device"):
+        if key in before:
+            now[key] = getattr(args, key) or before[key]
+    check_same_config(before, now, out)
+    return config
+
+
+def _hold(out: Path) -> Any:
+    """On ``--resume``, the lock of the run in ``out`` (a ``RunDir`` to close), taken before anything is built:
+    a run another process trains is refused at once, naming its PID. None where no run is there yet."""
+    if not (out / "config.yaml").is_file():
+        return None
+    from kd_core.runs import RunDir
+
+    held = RunDir(out)
+    held.acquire()
+    return held
+
+
 def _distill(domain: str, args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
-    method, config = load_recipe(args.recipe, overrides, domain=domain)
-    out = Path(args.out) if args.out else default_out(config.name or method.name, args.resume)
-    plan = method.build(config)
-    run_dir = plan.run(RunContext(out=out, device=args.device, precision=args.precision, resume=args.resume,
-                                  trust=tuple(args.trust or ())))
+    out = Path(args.out) if args.out else None
+    held = _hold(out) if out is not None and args.resume else None
+    try:
+        method, config = load_recipe(args.recipe, overrides, domain=domain)
+        if out is None:
+            out = default_out(config.name or method.name, args.resume)
+            held = _hold(out) if args.resume else None
+        args.run_out = out  # (for the Ctrl-C hint of domain_main)
+        started = _started_with(out) if args.resume else {}
+        if isinstance(started.get("recipe"), dict):  # resume: the run's own config, not the recipe's defaults
+            config = _resumed(method, started, overrides, args, out)
+        device = args.device or started.get("device") or "auto"
+        precision = args.precision or started.get("precision") or "fp32"
+        plan = method.build(config)
+        run_dir = plan.run(RunContext(out=out, device=device, precision=precision, resume=args.resume,
+                                      trust=tuple(args.trust or ())))
+    finally:
+        if held is not None:
+            held.close()
     report = Path(run_dir) / "report.md"
     print(f"run directory: {run_dir}")
     if report.is_file():
@@ -90,12 +157,16 @@ def domain_parser(domain: str) -> argparse.ArgumentParser:
     distill = sub.add_parser("distill", help="run a recipe and write a run directory with a report")
     distill.add_argument("--recipe", required=True, help="a recipe name (see `recipes`) or a YAML file")
     distill.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe field")
-    distill.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N")
-    distill.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    distill.add_argument("--device", default=None,
+                         help="auto (cuda, mps, cpu), cpu, cuda, cuda:N (default auto; on --resume the run's own)")
+    distill.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16"],
+                         help="default fp32; on --resume the run's own")
     distill.add_argument("--seed", type=int, default=None, help="overrides the recipe's seed")
     distill.add_argument("--out", default=None,
                          help="run directory (default runs/<recipe name>, or -2, -3, ... if taken)")
-    distill.add_argument("--resume", action="store_true", help="continue the run in --out (default: the newest)")
+    distill.add_argument("--resume", action="store_true",
+                         help="continue the run in --out (default: the newest) with the configuration it was "
+                              "started with (--set, --seed, --precision may only repeat it)")
     distill.add_argument("--trust", action="append", metavar="PREFIX",
                          help="a package whose 'module:function' model builders may be imported (runs its code)")
     sub.add_parser("recipes", help="list the recipes of this domain")
@@ -105,8 +176,25 @@ def domain_parser(domain: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupted(domain: str, args: argparse.Namespace) -> str:
+    """What Ctrl-C during ``distill`` prints: where the last checkpoint is and the command that resumes."""
+    out: Path | None = getattr(args, "run_out", None)
+    if out is None or not (out / "config.yaml").is_file():
+        return "interrupted before the run directory was written: nothing to resume"
+    checkpoints = [p for p in out.rglob("last.safetensors") if p.parent.name == "checkpoints"]
+    where = (f"the last checkpoint is {max(checkpoints, key=lambda p: p.stat().st_mtime)}" if checkpoints
+             else f"no checkpoint yet in {out}")
+    command = [f"kd-{domain}", "distill", "--recipe", args.recipe, "--out", str(out), "--resume"]
+    if args.device is not None:
+        command += ["--device", args.device]
+    for prefix in args.trust or ():
+        command += ["--trust", prefix]
+    return f"interrupted: {where}\nresume with: {shlex.join(command)}"
+
+
 def domain_main(domain: str, argv: Sequence[str] | None = None) -> int:
-    """Entry point body of ``kd-<domain>``: exit status 0, or 2 with a one-line error."""
+    """Entry point body of ``kd-<domain>``: exit status 0, 2 with a one-line error, or 130 on Ctrl-C (with
+    the command that resumes the run)."""
     args = domain_parser(domain).parse_args(argv)
     try:
         if args.command == "recipes":
@@ -118,6 +206,9 @@ def domain_main(domain: str, argv: Sequence[str] | None = None) -> int:
     except KDError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(_interrupted(domain, args) if args.command == "distill" else "interrupted", file=sys.stderr)
+        return 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:

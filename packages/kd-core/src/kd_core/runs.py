@@ -192,7 +192,7 @@ class RunDir:
                 raise RunDirError("--resume", f"a run directory holding {cls.CONFIG}", str(run.path))
             run._check_same(config)
             if write:
-                run._acquire()
+                run.acquire()
                 run._check_same(config)  # (read again under the lock: the holder may have just finished)
             return run
         if _holds_run(run.path):
@@ -201,7 +201,7 @@ class RunDir:
         if write:
             made = _make_dirs(run.path)
             try:
-                run._acquire()
+                run.acquire()
             except BaseException:  # folders made here and still empty go (another process may be in them)
                 folder = run.path
                 while made is not None and folder != made.parent:
@@ -232,13 +232,11 @@ class RunDir:
         return run
 
     def _check_same(self, config: dict[str, Any]) -> None:
-        previous = yaml.safe_load((self.path / self.CONFIG).read_text())
-        if _normalise(previous) != _normalise(config):
-            diff = _differences(previous, config)
-            raise RunDirError("--resume", "the same configuration as the run being resumed",
-                              diff[:5], hint=f"differences (key: before -> now) in {self.path}")
+        check_same_config(yaml.safe_load((self.path / self.CONFIG).read_text()), config, self.path)
 
-    def _acquire(self) -> None:
+    def acquire(self) -> None:
+        """Take the run directory's lock (``RunDirError`` naming the holder's PID if another process has it)
+        until ``close``; ``create`` does it. Holding it again from the same process is allowed."""
         _lock(self.path)
         self._locked = True
 
@@ -384,6 +382,14 @@ class RunDir:
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(path, text)
         return path
+
+
+def check_same_config(previous: Any, config: Any, where: str | os.PathLike) -> None:
+    """Raise the ``--resume`` error listing the differences when ``config`` is not the ``previous`` one."""
+    if _normalise(previous) != _normalise(config):
+        diff = _differences(previous, config)
+        raise RunDirError("--resume", "the same configuration as the run being resumed",
+                          diff[:5], hint=f"differences (key: before -> now) in {where}")
 
 
 def _normalise(value: Any) -> Any:
