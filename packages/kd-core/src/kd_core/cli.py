@@ -158,7 +158,8 @@ def domain_parser(domain: str) -> argparse.ArgumentParser:
     distill.add_argument("--recipe", required=True, help="a recipe name (see `recipes`) or a YAML file")
     distill.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe field")
     distill.add_argument("--device", default=None,
-                         help="auto (cuda, mps, cpu), cpu, cuda, cuda:N (default auto; on --resume the run's own)")
+                         help="auto (cuda, mps, cpu), cpu, cuda, cuda:N (default auto, or on --resume the one the "
+                              "run's config.yaml records, if it records one)")
     distill.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16"],
                          help="default fp32; on --resume the run's own")
     distill.add_argument("--seed", type=int, default=None, help="overrides the recipe's seed")
