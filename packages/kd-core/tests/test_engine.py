@@ -32,6 +32,7 @@ from kd_core import (
 )
 from kd_core.checkpoint import load_state, save_state
 from kd_core.engine import NonFiniteLossError, sgd
+from kd_core.runs import RunDir
 from kd_core.testing import BlobDataset, tiny_mlp
 from torch import nn
 
@@ -256,7 +257,13 @@ def test_existing_run_is_never_overwritten(tmp_path):
     before = _snapshot(out)
     with pytest.raises(RunDirError) as caught:
         _distiller(tiny_mlp(seed=2)).fit(BlobDataset(32), out=out)
-    assert caught.value.argument == "--out"
+    # the Python API's words, not the CLI's flags
+    assert caught.value.argument == "out"
+    assert "fit(..., resume=True)" in str(caught.value) and "another out" in str(caught.value)
+    assert "--" not in str(caught.value).replace(str(out), "")
+    with pytest.raises(RunDirError) as caught:  # the CLI (RunDir.create's default) keeps its flags
+        RunDir.create(out, {})
+    assert caught.value.argument == "--out" and "use --resume, or choose another --out" in str(caught.value)
     with pytest.raises(RunDirError) as caught:  # resume with another configuration
         _distiller(tiny_mlp(seed=2), epochs=3).fit(BlobDataset(32), out=out, resume=True)
     assert caught.value.argument == "--resume" and "epochs" in str(caught.value)

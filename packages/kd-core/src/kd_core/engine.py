@@ -36,6 +36,8 @@ from kd_core.signals import Forward, Signal, default_forward
 from kd_core.taps import LOGITS, TapSet, unwrap
 from kd_core.task import Evaluator, classification_evaluator
 
+_OPTIONS = ("out", "fit(..., resume=True)")  # how a run-directory error names the run folder and resuming
+
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer, int], Any]
 
@@ -298,7 +300,7 @@ class Distiller:
         config = dict(config or {})
         config.setdefault("seed", self.seed)
         config.setdefault("phases", [{"name": p.name, "epochs": p.epochs} for p in self.phases])
-        RunDir.create(out, config, resume=resume, write=False)  # checks only: nothing written yet
+        RunDir.create(out, config, resume=resume, write=False, options=_OPTIONS)  # checks only: nothing written yet
         self.backend.barrier()  # no process writes before every process has checked
         resume_state = None
         if resume:
@@ -316,7 +318,8 @@ class Distiller:
 
         env = environment(self.seed, {"backend": self.backend.describe()})
         # only the main process writes (the others already checked, and would now see its files)
-        self.run = RunDir.create(out, config, resume=resume, env=env) if self.backend.is_main else RunDir(out)
+        self.run = (RunDir.create(out, config, resume=resume, env=env, options=_OPTIONS) if self.backend.is_main
+                    else RunDir(out))
         if resume and self.backend.is_main:
             self.run.remove_stale_temp_files()  # torn writes of a killed run: the renamed files are intact
         try:
