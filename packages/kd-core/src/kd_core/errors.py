@@ -17,10 +17,16 @@ class KDError(Exception):
         self.expected = expected
         self.received = received
         self.hint = hint
-        message = f"{argument}: expected {expected}, received {received!r}"
+        message = f"{_printable(str(argument))}: expected {_printable(str(expected))}, received {received!r}"
         if hint:
-            message += f". {hint}"
+            message += f". {_printable(str(hint))}"
         super().__init__(message)
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters (a line break typed into a ``--set`` key, say) written as escapes, so
+    that an error stays one line."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ConfigError(KDError, ValueError):
