@@ -66,6 +66,10 @@ def test_bench_times_every_candidate(exported: Path, tmp_path: Path) -> None:
     rows = json.loads((run / "results.json").read_text())["latency"]
     assert {(r["name"], r["batch_size"]) for r in rows} == {
         (n, b) for n in ("ort-fp32", "ort-int8-dynamic", "ort-int8", "ort-mixed-k1") for b in (1, 4)}
+    # throughput reads as a whole number of samples per second (no "4925.4000")
+    table = (run / "report.md").read_text().split("samples/s", 1)[1]
+    cell = table.splitlines()[2].split("|")[-3].strip()
+    assert cell.replace(",", "").isdigit(), cell
 
 
 @pytest.mark.parametrize(("argv", "named"), [

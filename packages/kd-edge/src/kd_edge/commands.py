@@ -217,7 +217,7 @@ def run_bench(args: argparse.Namespace, out: Path, source: Source) -> Path:
     timing = [{"model": r.name, "batch": r.batch_size, "threads": r.threads, "p50 ms": round(r.p50_ms, 4),
                "p90 ms": round(r.p90_ms, 4), "p99 ms": round(r.p99_ms, 4),
                "speed-up vs ORT FP32": round(fp32[(r.batch_size, r.threads)] / r.p50_ms, 2),
-               "samples/s": round(r.samples_per_s, 1),
+               "samples/s": f"{r.samples_per_s:,.0f}",
                "peak MB": "" if r.peak_memory_mb is None else round(r.peak_memory_mb, 2)} for r in latency]
     results = {**_export_summary(student)[1], "latency": rows_to_json(latency), "sensitivity": report.to_dict(),
                "int8_scheme": {name: {"scheme": q.scheme, "reason": q.scheme_reason, "relative_error": q.relative_error,
