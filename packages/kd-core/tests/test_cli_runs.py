@@ -28,8 +28,8 @@ def env(tmp_path: Path) -> dict[str, str]:
             "OMP_NUM_THREADS": "1"}
 
 
-def _kd_vision(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([str(KD_VISION), *args], capture_output=True, text=True, env=env, timeout=300)
+def _kd_vision(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(KD_VISION), *args], capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
 
 
 def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -94,13 +94,14 @@ def test_an_out_where_no_run_directory_can_be_made_is_one_line_exit_2_and_create
     blocker = work / "a-file"
     blocker.write_text("keep")
     out = Path("/proc/kd-test") if where == "proc" else blocker
-    result = _kd_vision(["distill", "--recipe", "hinton-kd", "--out", str(out), *TINY], env)
+    result = _kd_vision(["distill", "--recipe", "hinton-kd", "--out", str(out), *TINY], env, cwd=work)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --out:") and str(out) in lines[0]
     assert "Traceback" not in result.stderr
+    # nothing made: not the --out, not a default runs/ folder in the working directory
     assert sorted(p.name for p in work.iterdir()) == ["a-file"] and blocker.read_text() == "keep"
-    assert not Path("/proc/kd-test").exists() and not Path("runs").exists()
+    assert not Path("/proc/kd-test").exists()
 
 
 def test_ctrl_c_exits_130_naming_the_checkpoint_and_the_command_that_resumes(tmp_path: Path,
