@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from kd_core.errors import ConfigError
+from kd_core.errors import ConfigError, KDError
 
 __all__ = ["DEFAULT_TRUSTED", "call_with_accepted", "is_builder_spec", "load_weights_into", "resolve_builder",
            "split_spec"]
@@ -43,16 +43,19 @@ def _trusted(module: str, prefixes: Iterable[str]) -> bool:
     return any(module == p.rstrip(".") or module.startswith(p.rstrip(".") + ".") for p in prefixes)
 
 
-def resolve_builder(reference: str, argument: str, trusted: Iterable[str] = ()) -> Callable[..., Any]:
+def resolve_builder(reference: str, argument: str, trusted: Iterable[str] = (), *,
+                    untrusted: type[KDError] = ConfigError, hint: str | None = None) -> Callable[..., Any]:
     """The callable named by ``"package.module:function"``, imported only from ``DEFAULT_TRUSTED`` or
-    ``trusted`` packages (the CLI's ``--trust PREFIX``): importing runs the module's code."""
+    ``trusted`` packages (the CLI's ``--trust PREFIX``): importing runs the module's code. An untrusted
+    module is an ``untrusted`` error (e.g. ``CheckpointError`` for a builder named in a file), with ``hint``
+    (default: how to add it with ``--trust``)."""
     if not isinstance(reference, str) or not is_builder_spec(reference):
         raise ConfigError(argument, "a builder 'package.module:function'", reference)
     module_name, _, function = reference.partition(":")
     prefixes = (*DEFAULT_TRUSTED, *trusted)
     if not _trusted(module_name, prefixes):
-        raise ConfigError(argument, f"a builder in a trusted package {list(prefixes)}", reference,
-                          hint=f"importing runs its code: add --trust {module_name.split('.')[0]} if you trust it")
+        advice = f"importing runs its code: add --trust {module_name.split('.')[0]} if you trust it"
+        raise untrusted(argument, f"a builder in a trusted package {list(prefixes)}", reference, hint=hint or advice)
     try:
         target = getattr(importlib.import_module(module_name), function)
     except (ImportError, AttributeError) as err:

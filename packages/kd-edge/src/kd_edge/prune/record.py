@@ -19,7 +19,6 @@ through ``kd_edge.prune.builders:hf_model``), so a record cannot name an arbitra
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from kd_core import specs
 from kd_core.checkpoint import load_weights, save_weights
 from kd_core.errors import CheckpointError, ConfigError
 from torch import nn
@@ -38,8 +38,7 @@ __all__ = ["RECORD", "TRUSTED_PREFIXES", "WEIGHTS", "attach_source", "build", "c
 RECORD = "architecture.json"
 WEIGHTS = "model.safetensors"
 FORMAT = "kd-edge-pruned/1"
-TRUSTED_PREFIXES = ("kd_edge.", "kd_core.", "kd_vision.", "kd_nlu.", "kd_generative.", "kd_speech.",
-                    "torchvision.models.")
+TRUSTED_PREFIXES = specs.DEFAULT_TRUSTED  # the packages whose builders a record may name
 _SOURCE = "_kd_edge_source"
 _SIMPLE = (bool, int, float, str, type(None))
 
@@ -75,22 +74,10 @@ def note_edit(model: nn.Module, edit: dict[str, Any]) -> None:
 
 
 def resolve_builder(reference: str, trusted: Iterable[str] = ()) -> Callable[..., nn.Module]:
-    """The function named by ``"package.module:function"``, imported only from a trusted package."""
-    if not isinstance(reference, str) or reference.count(":") != 1:
-        raise ConfigError("builder", "a reference 'package.module:function'", reference)
-    module_name, _, function = reference.partition(":")
-    prefixes = tuple(TRUSTED_PREFIXES) + tuple(trusted)
-    if not any(module_name == p.rstrip(".") or module_name.startswith(p if p.endswith(".") else p + ".")
-               for p in prefixes):
-        raise CheckpointError("builder", f"a builder in a trusted package {list(prefixes)}", reference,
-                              hint="pass trusted=('your_package.',) if you wrote this record yourself")
-    try:
-        target = getattr(importlib.import_module(module_name), function)
-    except (ImportError, AttributeError) as err:
-        raise ConfigError("builder", "an importable 'package.module:function'", reference, hint=str(err)) from None
-    if not callable(target):
-        raise ConfigError("builder", "a callable that returns an nn.Module", reference)
-    return target
+    """The function named by ``"package.module:function"``, imported only from a trusted package
+    (``kd_core.specs.resolve_builder``; an untrusted one named in a record is a ``CheckpointError``)."""
+    return specs.resolve_builder(reference, "builder", trusted, untrusted=CheckpointError,
+                                 hint="pass trusted=('your_package.',) if you wrote this record yourself")
 
 
 def build(builder: str, trusted: Iterable[str] = (), **kwargs: Any) -> nn.Module:
