@@ -21,6 +21,7 @@ from kd_core.recipes import (
     RecipeConfig,
     RunContext,
     apply_overrides,
+    check_seed,
     domains,
     load_recipe,
     methods,
@@ -61,7 +62,7 @@ def _started_with(out: Path) -> dict[str, Any]:
         return {}
     try:
         data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, OSError) as err:
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as err:
         raise RunDirError("--resume", "a run directory with a readable config.yaml", str(path),
                           hint=str(err).splitlines()[0]) from None
     return data if isinstance(data, dict) else {}
@@ -83,7 +84,7 @@ def _resumed(method: Method, started: dict[str, Any], overrides: Sequence[str], 
     now = {"recipe": config.model_dump()}
     for key in ("precision", "device"):
         if key in before:
-            now[key] = getattr(args, key) or before[key]
+            now[key] = before[key] if getattr(args, key) is None else getattr(args, key)
     check_same_config(before, now, out)
     return config
 
@@ -100,14 +101,29 @@ def _hold(out: Path) -> Any:
     return held
 
 
+def _load(recipe: str, overrides: list[str], seed: int | None, domain: str) -> tuple[Method, RecipeConfig]:
+    """The recipe with ``--set`` overrides and ``--seed``: the recipe's ``seed``, and for a study recipe (paired
+    seeds) ``seeds: [N]`` too, so that the study runs on that one seed."""
+    if seed is None:
+        return load_recipe(recipe, overrides, domain=domain)
+    overrides.append(f"seed={check_seed(seed)}")
+    method, config = load_recipe(recipe, overrides, domain=domain)
+    if "seeds" in type(config).model_fields:
+        overrides.append(f"seeds=[{seed}]")
+        method, config = load_recipe(recipe, overrides, domain=domain)
+    return method, config
+
+
 def _distill(domain: str, args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
+    if args.trust:
+        from kd_core.specs import check_trust
+
+        check_trust(args.trust)
     out = Path(args.out) if args.out else None
     held = _hold(out) if out is not None and args.resume else None
     try:
-        method, config = load_recipe(args.recipe, overrides, domain=domain)
+        method, config = _load(args.recipe, overrides, args.seed, domain)
         if out is None:
             out = default_out(config.name or method.name, args.resume)
             held = _hold(out) if args.resume else None
@@ -115,7 +131,7 @@ def _distill(domain: str, args: argparse.Namespace) -> int:
         started = _started_with(out) if args.resume else {}
         if isinstance(started.get("recipe"), dict):  # resume: the run's own config, not the recipe's defaults
             config = _resumed(method, started, overrides, args, out)
-        device = args.device or started.get("device") or "auto"
+        device = args.device if args.device is not None else (started.get("device") or "auto")
         precision = args.precision or started.get("precision") or "fp32"
         plan = method.build(config)
         run_dir = plan.run(RunContext(out=out, device=device, precision=precision, resume=args.resume,
@@ -162,7 +178,9 @@ def domain_parser(domain: str) -> argparse.ArgumentParser:
                               "run's config.yaml records, if it records one)")
     distill.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16"],
                          help="default fp32; on --resume the run's own")
-    distill.add_argument("--seed", type=int, default=None, help="overrides the recipe's seed")
+    distill.add_argument("--seed", type=int, default=None,
+                         help="overrides the recipe's seed; a study recipe then runs on this one seed (several: "
+                              "--set seeds=[0,1,2])")
     distill.add_argument("--out", default=None,
                          help="run directory (default runs/<recipe name>, or -2, -3, ... if taken)")
     distill.add_argument("--resume", action="store_true",
@@ -212,15 +230,20 @@ def domain_main(domain: str, argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``kd``: list installed domains and recipes, show a run's report."""
+def kd_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``kd``: ``list``, ``recipes`` and ``report RUN``."""
     parser = argparse.ArgumentParser(prog="kd", description="kd: knowledge distillation toolkit")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="installed domains and their recipes")
     sub.add_parser("recipes", help="every installed recipe, by domain")
     report = sub.add_parser("report", help="print a run's report")
     report.add_argument("run", help="the run directory")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``kd``: list installed domains and recipes, show a run's report."""
+    args = kd_parser().parse_args(argv)
     try:
         if args.command == "list":
             installed = domains()

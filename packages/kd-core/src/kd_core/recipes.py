@@ -14,25 +14,46 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from kd_core.errors import RecipeError
+from kd_core.errors import ConfigError, RecipeError
 
 METHODS_GROUP = "kd.methods"
 CLI_GROUP = "kd.cli"
 
 
-class RecipeConfig(BaseModel):
-    """Fields every recipe has; a method's config model extends it. Unknown keys are errors."""
+#: The largest seed: every random generator the toolkit seeds (torch, numpy, Python) takes [0, 2**32 - 1].
+SEED_MAX = 2**32 - 1
+#: A recipe's seed field.
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+def check_seed(value: Any, argument: str = "--seed") -> int:
+    """``value`` if it is an integer seed in [0, 2**32 - 1], else a ``ConfigError`` naming ``argument``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= SEED_MAX:
+        raise ConfigError(argument, f"an integer seed in [0, {SEED_MAX}]", value)
+    return value
+
+
+class Section(BaseModel):
+    """A section of a recipe (``teacher:``, ``kd:``, ...): unknown keys are errors, and so are NaN and infinite
+    numbers (a learning rate or temperature of ``.inf`` is refused here, naming the field)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class RecipeConfig(BaseModel):
+    """Fields every recipe has; a method's config model extends it. Unknown keys are errors, and so are NaN
+    and infinite numbers."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     method: str
     name: str | None = None
-    seed: int = 0
+    seed: Seed = 0
 
 
 class Plan(Protocol):
@@ -280,8 +301,8 @@ def read_recipe(path: Path) -> dict[str, Any]:
     """The YAML mapping of a recipe file; ``RecipeError`` if it is not valid YAML or not a mapping."""
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
-    except (yaml.YAMLError, OSError) as err:
-        raise RecipeError("--recipe", "a readable, valid YAML file", str(path),
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as err:
+        raise RecipeError("--recipe", "a readable, valid YAML file (UTF-8 text)", str(path),
                           hint=str(err).splitlines()[0]) from None
     if not isinstance(data, dict):
         raise RecipeError("--recipe", "a YAML mapping of config fields", type(data).__name__, hint=str(path))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,8 @@ from torch import nn
 
 from kd_core.errors import ConfigError, KDError
 
-__all__ = ["DEFAULT_TRUSTED", "call_with_accepted", "is_builder_spec", "load_weights_into", "resolve_builder",
-           "split_spec"]
+__all__ = ["DEFAULT_TRUSTED", "call_with_accepted", "check_trust", "is_builder_spec", "load_weights_into",
+           "resolve_builder", "split_spec"]
 
 #: Packages whose ``module:function`` builders are imported without ``--trust``.
 DEFAULT_TRUSTED = ("kd_core", "kd_vision", "kd_nlu", "kd_speech", "kd_generative", "kd_edge", "torchvision.models")
@@ -37,6 +38,19 @@ def is_builder_spec(value: str) -> bool:
     """Whether ``value`` reads as ``package.module:function`` (a dotted module path, one colon, a name)."""
     module, sep, function = value.partition(":")
     return bool(sep) and function.isidentifier() and all(part.isidentifier() for part in module.split("."))
+
+
+_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\.?")
+
+
+def check_trust(prefixes: Iterable[str] | None, argument: str = "--trust") -> tuple[str, ...]:
+    """``prefixes`` (``--trust``) as a tuple, each a dotted Python package name such as ``my_models`` or
+    ``my_pkg.nets``; an empty or malformed one (which would trust nothing, or everything) is a ``ConfigError``."""
+    out = tuple(prefixes or ())
+    for prefix in out:
+        if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+            raise ConfigError(argument, "a package name such as my_models or my_pkg.nets", prefix)
+    return out
 
 
 def _trusted(module: str, prefixes: Iterable[str]) -> bool:

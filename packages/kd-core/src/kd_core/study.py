@@ -367,14 +367,17 @@ class Study:
         take the task's inputs and give one logit per class. Errors name the recipe field at fault."""
         task = self.task
         task.data  # noqa: B018 - builds the splits (their errors come first)
+        if any(arm.student is None for arm in self.arms.values()):  # the recipe's own student first
+            self._probe(task.student(self.seeds[0]), "student", task.student_field)
         for name, arm in self.arms.items():
-            self._probe((arm.student or task.student)(self.seeds[0]), "student",
-                        "student.model" if arm.student is None else f"arms[{name!r}].student")
+            if arm.student is not None:
+                self._probe(arm.student(self.seeds[0]), "student", f"arms[{name!r}].student")
         if self._needs_teacher():
             teacher = task.teacher()
             if task.teacher_trained:
                 self._given_teacher = teacher
-            self._probe(teacher, "teacher", "teacher.weights" if task.teacher_trained else "teacher.model")
+            field = task.teacher_field
+            self._probe(teacher, "teacher", field.rpartition(".")[0] + ".weights" if task.teacher_trained else field)
 
     def _score(self, model: nn.Module, batches: list[Any]) -> dict[str, float]:
         model.eval()

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from kd_core.recipes import Method, RecipeConfig, RunContext
+from kd_core.recipes import Method, RecipeConfig, RunContext, Seed
 from kd_core.study import Arm, Study, TrainSpec
 from kd_core.task import Task
 
@@ -25,7 +25,7 @@ class StudyRecipe(RecipeConfig):
     """Fields every study recipe has: the paired seeds, whether a cached teacher may be reused, and how many
     timed forward passes measure each model's CPU latency (0: none)."""
 
-    seeds: Annotated[list[int], Field(min_length=1)] = Field(default_factory=lambda: [0, 1, 2])
+    seeds: Annotated[list[Seed], Field(min_length=1)] = Field(default_factory=lambda: [0, 1, 2])
     reuse_teacher: bool = True
     latency_iterations: Annotated[int, Field(ge=0)] = 50
 

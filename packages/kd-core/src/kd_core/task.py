@@ -108,7 +108,9 @@ class Task:
     - ``key``: everything that determines the data and the teacher (its cache key);
     - ``description``: one line for reports; ``class_names`` for classification tasks;
     - ``save(model, directory)``: writes a trained student in the domain's own format besides the study's
-      safetensors checkpoints (e.g. ``save_pretrained`` for Hugging Face models), or None.
+      safetensors checkpoints (e.g. ``save_pretrained`` for Hugging Face models), or None;
+    - ``student_field``/``teacher_field``: the recipe fields that name the models, for errors
+      (``teacher.weights`` beside ``teacher.model`` for a teacher given with its weights).
     """
 
     name: str
@@ -128,6 +130,8 @@ class Task:
     class_names: list[str] | None = None
     save: Callable[[nn.Module, Path], Any] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    student_field: str = "student.model"
+    teacher_field: str = "teacher.model"
 
     @cached_property
     def data(self) -> Splits:

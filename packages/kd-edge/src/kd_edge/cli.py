@@ -86,8 +86,22 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_args(args: argparse.Namespace) -> None:
     """Every number checked before any work starts (a ``ConfigError`` naming the option); the model, data and
     paths are checked by ``kd_edge.sources.resolve``."""
+    import math
+
+    from kd_core.recipes import check_seed
+    from kd_core.specs import check_trust
+
+    from kd_edge.export import OPSETS
+
+    check_trust(args.trust)
+    if args.seed is not None:
+        check_seed(args.seed)
     if args.train_epochs < 0:
         raise ConfigError("--train-epochs", "an integer >= 0", args.train_epochs)
+    if not OPSETS[0] <= args.opset <= OPSETS[1]:
+        raise ConfigError("--opset", f"an ONNX opset version in [{OPSETS[0]}, {OPSETS[1]}]", args.opset)
+    if hasattr(args, "atol") and not (math.isfinite(args.atol) and args.atol >= 0):
+        raise ConfigError("--atol", "a finite tolerance >= 0", args.atol)
     if args.calibration_size < 1:
         raise ConfigError("--calibration-size", "an integer >= 1", args.calibration_size)
     if getattr(args, "k", 0) < 0:

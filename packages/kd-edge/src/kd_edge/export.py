@@ -34,6 +34,8 @@ __all__ = ["ExportError", "ExportResult", "ParityResult", "export_onnx", "file_s
            "onnx_session", "parity", "run_onnx"]
 
 DEFAULT_OPSET = 18
+#: The ONNX opset versions an export may ask for (inclusive).
+OPSETS = (7, 23)
 
 
 class ExportError(KDError, RuntimeError):
@@ -191,8 +193,8 @@ def export_onnx(model: nn.Module, example_inputs: torch.Tensor | Sequence[torch.
     if not isinstance(model, nn.Module):
         raise ConfigError("model", "a torch.nn.Module", type(model).__name__)
     inputs = _as_tuple(example_inputs)
-    if isinstance(opset, bool) or not isinstance(opset, int) or not 7 <= opset <= 23:
-        raise ConfigError("opset", "an ONNX opset version in [7, 23]", opset)
+    if isinstance(opset, bool) or not isinstance(opset, int) or not OPSETS[0] <= opset <= OPSETS[1]:
+        raise ConfigError("opset", f"an ONNX opset version in [{OPSETS[0]}, {OPSETS[1]}]", opset)
     if not isinstance(path, str | os.PathLike) or not str(path).endswith(".onnx"):
         raise ConfigError("path", "a file path ending in .onnx", path)
     path = Path(path)

@@ -543,8 +543,8 @@ def resolve(args: argparse.Namespace, default_data: bool = True) -> Source:
     trust = tuple(getattr(args, "trust", None) or ())
     calibration = int(getattr(args, "calibration_size", 128))
     image_size = getattr(args, "image_size", None)
-    if image_size is not None and image_size < 8:
-        raise ConfigError("--image-size", "an integer >= 8", image_size)
+    if image_size is not None and not 8 <= image_size <= 4096:
+        raise ConfigError("--image-size", "an integer in [8, 4096]", image_size)
     seed = args.seed
     weights = getattr(args, "weights", None)
     data_argument = "--data" if getattr(args, "data", None) else ("--digits" if getattr(args, "digits", False)
@@ -557,6 +557,10 @@ def resolve(args: argparse.Namespace, default_data: bool = True) -> Source:
         given = next(f"--{o}" for o in ("run", "hf", "onnx") if getattr(args, o, None))
         raise ConfigError("--weights", f"no --weights with {given} (it holds its weights)", weights)
     kwargs = _kwargs(args)
+    if kwargs and not is_builder_spec(str(getattr(args, "model", None) or "")):
+        given = next((f"--{o}" for o in ("run", "hf", "onnx") if getattr(args, o, None)), f"--model {args.model}")
+        raise ConfigError("--model-kwargs", "keyword arguments only for a --model builder 'package.module:function'",
+                          f"{getattr(args, 'model_kwargs', '')} with {given}")
 
     if getattr(args, "run", None):
         run = Path(args.run)

@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from kd_core.datacache import file_sha256
 from kd_core.errors import ConfigError
-from kd_core.recipes import RunContext
+from kd_core.recipes import RunContext, Section
 from kd_core.study import TrainSpec
 from kd_core.task import Splits, Task, stratified_split
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 from torch import nn
 from torch.utils.data import Subset
 
@@ -46,10 +46,9 @@ SCHEMES = ("csv", "json", "jsonl", "parquet")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
 
 
-class TextData(BaseModel):
+class TextData(Section):
     """Where a text task's rows come from, which columns hold text and label, and the split sizes."""
 
-    model_config = ConfigDict(extra="forbid")
 
     source: str = "glosses"
     gloss_classes: Annotated[int, Field(ge=2, le=45)] = 16
@@ -72,12 +71,11 @@ class TextData(BaseModel):
         return value
 
 
-class TextModel(BaseModel):
+class TextModel(Section):
     """A text model and how it is trained: ``minilm``, ``hf:DIR`` or ``small`` (a BERT of the shape below),
     AdamW settings, and for a teacher whether it comes trained on these labels (None: decide from the
     directory's labels)."""
 
-    model_config = ConfigDict(extra="forbid")
 
     model: str = "minilm"
     trained: bool | None = None

@@ -30,10 +30,10 @@ import torch
 from kd_core.data_specs import folder_fingerprint, image_folder_splits, tensor_splits
 from kd_core.datacache import file_sha256
 from kd_core.errors import ConfigError
-from kd_core.recipes import RunContext
+from kd_core.recipes import RunContext, Section
 from kd_core.specs import call_with_accepted, is_builder_spec, load_weights_into, resolve_builder
 from kd_core.task import Splits, Task
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
@@ -46,10 +46,9 @@ _SCHEMES = ("imagefolder", "tensors")
 _DIGIT_SIZES = {"train_size": 1000, "val_size": 500, "test_size": 2000}
 
 
-class VisionData(BaseModel):
+class VisionData(Section):
     """Where a vision task's images come from and how many of them each split takes (see the module doc)."""
 
-    model_config = ConfigDict(extra="forbid")
 
     source: str = "mnist5k"
     train_size: Annotated[int, Field(gt=0)] | None = None

@@ -85,8 +85,16 @@ def _parse_ints(text: str | None, argument: str) -> list[int] | None:
 
 def _check_args(args: argparse.Namespace) -> dict[str, Any]:
     """Every argument checked before any work; returns the parsed pieces."""
+    import math
+
+    from kd_core.recipes import check_seed
+    from kd_core.specs import check_trust
+
     if args.method not in METHODS:
         raise ConfigError("--method", f"one of {list(METHODS)}", args.method)
+    check_trust(args.trust)
+    if args.seed is not None:
+        check_seed(args.seed)
     from kd_edge.prune.common import check_ratio
 
     if args.method in ("channels", "unet-inner"):
@@ -104,10 +112,10 @@ def _check_args(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"--{name.replace('_', '-')}", "an integer >= 0", value)
     if getattr(args, "digits", False) and getattr(args, "data", None):
         raise ConfigError("--digits", "either --digits or --data", args.data)
-    if not args.finetune_lr > 0:
-        raise ConfigError("--finetune-lr", "a learning rate > 0", args.finetune_lr)
-    if not args.kd_temperature > 0:
-        raise ConfigError("--kd-temperature", "a temperature > 0", args.kd_temperature)
+    if not (math.isfinite(args.finetune_lr) and args.finetune_lr > 0):
+        raise ConfigError("--finetune-lr", "a finite learning rate > 0", args.finetune_lr)
+    if not (math.isfinite(args.kd_temperature) and args.kd_temperature > 0):
+        raise ConfigError("--kd-temperature", "a finite temperature > 0", args.kd_temperature)
     if not 0.0 <= args.kd_alpha <= 1.0:
         raise ConfigError("--kd-alpha", "a weight in [0, 1]", args.kd_alpha)
     if args.batch_size < 1:

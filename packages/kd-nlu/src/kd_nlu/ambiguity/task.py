@@ -20,10 +20,10 @@ from typing import Annotated, Any
 
 import torch
 from kd_core.errors import ConfigError
-from kd_core.recipes import RunContext
+from kd_core.recipes import RunContext, Section
 from kd_core.taps import unwrap
 from kd_core.task import Splits, Task
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 from torch import nn
 
 from kd_nlu.ambiguity.data import AmbiguityTask, split_task, vader_task
@@ -36,10 +36,9 @@ __all__ = ["AmbiguityData", "ambiguity_task", "read_human_jsonl"]
 PERCENT = ("accuracy", "ece", "jsd")
 
 
-class AmbiguityData(BaseModel):
+class AmbiguityData(Section):
     """The source of texts with human distributions, the split sizes (a seeded permutation) and ``max_length``."""
 
-    model_config = ConfigDict(extra="forbid")
 
     source: str = "vader"
     label_names: list[str] = Field(default_factory=lambda: ["negative", "neutral", "positive"])

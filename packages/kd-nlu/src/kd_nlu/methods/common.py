@@ -27,24 +27,20 @@ from kd_core.metrics import (
     expected_calibration_error,
 )
 from kd_core.progress import ProgressCallback
-from kd_core.recipes import Method, RunContext
+from kd_core.recipes import Method, RunContext, Section
 from kd_core.signals import Signal
 from kd_core.study import Arm, TrainSpec
 from kd_core.study_recipe import StudyPlan, StudyRecipe
 from kd_core.taps import select_logits
 from kd_core.task import Task
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from kd_nlu.data.text import TextCollator, encoder_forward
 from kd_nlu.tasks import TextModel
 
-
-class Strict(BaseModel):
-    """A config section that rejects unknown keys."""
-
-    model_config = ConfigDict(extra="forbid")
+Strict = Section  # (the name the method configs use)
 
 
 class TrainConfig(Strict):

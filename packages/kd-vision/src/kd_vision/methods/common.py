@@ -10,19 +10,16 @@ from typing import Annotated, Any
 
 from kd_core import Backend, Distiller, FrozenTeacher, Objective, Phase, adamw, cosine_lr
 from kd_core.progress import ProgressCallback
+from kd_core.recipes import Section
 from kd_core.signals import Signal
 from kd_core.study import TrainSpec
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 from torch.utils.data import Dataset
 
 from kd_vision.data.digits import DigitsDataset, make_splits
 
-
-class Strict(BaseModel):
-    """A config section that rejects unknown keys."""
-
-    model_config = ConfigDict(extra="forbid")
+Strict = Section  # (the name the method configs use)
 
 
 class TrainConfig(Strict):

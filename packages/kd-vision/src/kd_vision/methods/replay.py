@@ -45,7 +45,7 @@ from kd_vision.cil.stream import make_tasks
 from kd_vision.cil.training import VARIANTS, VariantName
 from kd_vision.data.digits import MEAN, STD, make_splits
 from kd_vision.methods.common import Strict, TrainConfig, single_phase
-from kd_vision.models import build_model
+from kd_vision.tasks import build_vision_model
 
 NUM_CLASSES = 10
 ARMS = {"A": "A-finetune", "B": "B-exemplars-kd", "C": "C-generated-kd", "D": "D-generated-replay"}
@@ -186,17 +186,21 @@ def task(config: ReplayConfig, context: RunContext) -> Task:
     splits = Splits(train=parts["val"], val=parts["train"], test=parts["test"])
     evaluator = IncrementalEvaluator(tasks)
 
+    def model() -> nn.Module:  # digits: one channel; errors name train.model / train.weights
+        return build_vision_model(config.train, "train", NUM_CLASSES, 1, context.trust)
+
     def student(seed: int) -> nn.Module:
         torch.manual_seed(seed)
-        return IncrementalClassifier(build_model(config.train.model, num_classes=NUM_CLASSES), len(tasks))
+        return IncrementalClassifier(model(), len(tasks))
 
     return Task(name="digits-cil", splits=lambda: splits, student=student,
-                teacher=lambda: build_model(config.train.model, num_classes=NUM_CLASSES),
+                teacher=model,
                 key={**d.model_dump(), "model": config.train.model}, evaluator=evaluator,
                 headline="average_incremental_accuracy", percent=evaluator.metric_names(),
                 description=f"class-incremental {d.source} digits, {len(tasks)} tasks of "
                             f"{config.stream.classes_per_task} classes",
-                class_names=[str(c) for c in range(NUM_CLASSES)])
+                class_names=[str(c) for c in range(NUM_CLASSES)], student_field="train.model",
+                teacher_field="train.model")
 
 
 def notes(config: ReplayConfig, task: Task) -> str:
