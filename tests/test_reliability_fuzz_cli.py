@@ -15,13 +15,14 @@ import dataclasses
 import io
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kd_core import cli
-from kd_core.backends import Backend
+from kd_core.backends import Backend, PrecisionWarning
 from kd_core.errors import KDError
 from kd_core.recipes import available_recipes
 
@@ -120,7 +121,9 @@ def _check_domain(argv: list[str]) -> None:
 
 def _check_backend(device: str, precision: str) -> None:
     try:
-        Backend(device=device, precision=precision, distributed="none")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PrecisionWarning)  # (slow-precision warnings have their own test)
+            Backend(device=device, precision=precision, distributed="none")
     except KDError as err:
         assert str(err).strip()
 

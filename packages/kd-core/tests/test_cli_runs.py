@@ -58,7 +58,7 @@ def test_resume_with_no_flags_goes_on_with_the_runs_own_config_and_the_lock_refu
     try:
         _wait_for_checkpoint(out, first)
         started = (out / "config.yaml").read_text()
-        assert "temperature: 2.5" in started and "train_size: 60" in started
+        assert "temperature: 2.5" in started and "train_size: 60" in started and "device: cpu" in started
         second = _kd_vision(["distill", "--recipe", "hinton-kd", "--out", str(out), "--resume"], env)
         assert first.poll() is None  # (the first still trains: the refusal is the lock's)
         assert second.returncode == 2

@@ -148,6 +148,7 @@ def _distiller(student, teacher=None, **kwargs) -> Distiller:
                      **kwargs)
 
 
+@pytest.mark.filterwarnings("ignore::kd_core.backends.PrecisionWarning")  # (its own test)
 def test_fp16_on_cpu_trains_and_checkpoints_its_loss_scale(tmp_path):
     student = tiny_mlp(seed=2)
     before = [p.detach().clone() for p in student.parameters()]
@@ -163,6 +164,7 @@ def test_fp16_on_cpu_trains_and_checkpoints_its_loss_scale(tmp_path):
     assert fp32["scaler"] is None
 
 
+@pytest.mark.filterwarnings("ignore::kd_core.backends.PrecisionWarning")  # (its own test)
 def test_bf16_autocast_runs_on_cpu(tmp_path):
     seen: dict[str, torch.dtype] = {}
     student = tiny_mlp(seed=2)
@@ -266,7 +268,13 @@ def test_existing_run_is_never_overwritten(tmp_path):
     assert caught.value.argument == "--out" and "use --resume, or choose another --out" in str(caught.value)
     with pytest.raises(RunDirError) as caught:  # resume with another configuration
         _distiller(tiny_mlp(seed=2), epochs=3).fit(BlobDataset(32), out=out, resume=True)
-    assert caught.value.argument == "--resume" and "epochs" in str(caught.value)
+    assert caught.value.argument == "resume" and "epochs" in str(caught.value)
+    with pytest.raises(RunDirError) as caught:  # resume where no run is
+        _distiller(tiny_mlp(seed=2)).fit(BlobDataset(32), out=tmp_path / "none", resume=True)
+    assert caught.value.argument == "resume" and "--" not in str(caught.value).replace(str(tmp_path), "")
+    with pytest.raises(RunDirError) as caught:  # an out where a file stands
+        _distiller(tiny_mlp(seed=2)).fit(BlobDataset(32), out=out / "config.yaml")
+    assert caught.value.argument == "out"
     assert _snapshot(out) == before
 
 

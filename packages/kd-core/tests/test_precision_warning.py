@@ -70,3 +70,20 @@ def test_read_cpu_flags_reads_x86_and_arm_cpuinfo(tmp_path: Path) -> None:
     assert read_cpu_flags(x86) == frozenset({"fpu", "sse2", "avx512_bf16"})
     assert read_cpu_flags(arm) == frozenset({"fp", "asimd", "bf16"})
     assert read_cpu_flags(tmp_path / "missing") is None
+
+
+def test_the_cli_prints_a_kd_warning_as_one_line(monkeypatch, capsys) -> None:
+    from kd_core.cli import one_line_warnings
+
+    monkeypatch.setattr(backends.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(backends, "read_cpu_flags", lambda: PLAIN_X86)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        with one_line_warnings():
+            backends.Backend("cpu", "bf16", distributed="none")
+            warnings.warn_explicit("cache rebuilt", RuntimeWarning, "/site-packages/kd_vision/data/digits.py", 9)
+            with pytest.warns(UserWarning, match="not ours"):  # other warnings: the previous handler
+                warnings.warn_explicit("not ours", UserWarning, "/elsewhere/lib.py", 3)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and lines[1] == "warning: cache rebuilt", lines
+    assert lines[0].startswith("warning: --precision bf16: expected a CPU with native bf16"), lines

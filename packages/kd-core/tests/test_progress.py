@@ -57,3 +57,28 @@ def test_plain_progress_prints_at_most_every_interval_on_its_clock() -> None:
 def test_a_negative_interval_is_refused() -> None:
     with pytest.raises(ValueError, match="interval"):
         PlainProgress(stream=io.StringIO(), interval=-1)
+
+
+def test_a_plain_fit_shows_progress_and_progress_false_keeps_it_silent(tmp_path, capsys) -> None:
+    phases = [Phase("warmup", Objective(Term("ce", cross_entropy, target="label")), epochs=2)]
+    Distiller(tiny_mlp(seed=0), phases=phases, backend=Backend("cpu"), batch_size=16).fit(
+        BlobDataset(64), BlobDataset(32, seed=1), out=tmp_path / "shown")
+    err = capsys.readouterr().err  # stderr is not a terminal here: plain lines
+    assert "warmup: " in err and "epoch 2/2" in err and "val/accuracy" in err, err
+    quiet = Distiller(tiny_mlp(seed=0), phases=phases, backend=Backend("cpu"), batch_size=16, progress=False)
+    quiet.fit(BlobDataset(64), BlobDataset(32, seed=1), out=tmp_path / "quiet")
+    assert capsys.readouterr().err == "" and quiet.callbacks == []
+
+
+def test_a_fit_inside_a_shown_display_adds_its_bar_to_it_and_starts_no_second_one(tmp_path) -> None:
+    from kd_core import progress as progress_module
+
+    stream = io.StringIO()
+    phases = [Phase("inner", Objective(Term("ce", cross_entropy, target="label")), epochs=1)]
+    with progress_bar(stream=stream, interval=0) as outer:
+        Distiller(tiny_mlp(seed=0), phases=phases, backend=Backend("cpu"), batch_size=16).fit(
+            BlobDataset(64), None, out=tmp_path / "run")
+        shown = list(progress_module._SHOWN)
+    assert shown == [outer]  # still the one display, with the fit's bar in it
+    assert not progress_module._SHOWN
+    assert "inner: 4/4" in stream.getvalue()

@@ -7,11 +7,13 @@ This module imports no torch: ``--help`` and ``recipes`` stay fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 
@@ -166,6 +168,27 @@ def _eval(domain: str, args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """While active, a kd warning (a kd category such as ``PrecisionWarning``, or one issued from a kd package)
+    prints as one line, ``warning: <message>``, on stderr (Python's default adds the file, the line number and
+    the source line); other warnings go to the previous handler."""
+    previous = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: TextIO | None = None,
+             line: str | None = None) -> None:
+        if category.__module__.startswith("kd_") or any(part.startswith("kd_") for part in Path(filename).parts):
+            print(f"warning: {message}", file=file or sys.stderr)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
 def domain_parser(domain: str) -> argparse.ArgumentParser:
     """The argument parser shared by every ``kd-<domain>`` command."""
     parser = argparse.ArgumentParser(prog=f"kd-{domain}", description=f"kd {domain}: distillation recipes")
@@ -216,18 +239,23 @@ def domain_main(domain: str, argv: Sequence[str] | None = None) -> int:
     the command that resumes the run)."""
     args = domain_parser(domain).parse_args(argv)
     try:
-        if args.command == "recipes":
-            _print_recipes(domain)
-            return 0
-        if args.command == "distill":
-            return _distill(domain, args)
-        return _eval(domain, args)
+        with one_line_warnings():
+            return _domain_command(domain, args)
     except KDError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(_interrupted(domain, args) if args.command == "distill" else "interrupted", file=sys.stderr)
         return 130
+
+
+def _domain_command(domain: str, args: argparse.Namespace) -> int:
+    if args.command == "recipes":
+        _print_recipes(domain)
+        return 0
+    if args.command == "distill":
+        return _distill(domain, args)
+    return _eval(domain, args)
 
 
 def kd_parser() -> argparse.ArgumentParser:

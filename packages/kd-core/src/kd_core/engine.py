@@ -166,7 +166,9 @@ class Distiller:
     ``monitor`` (e.g. ``"val/accuracy"``) and ``mode`` pick the best checkpoint; ``checkpoint_every``
     also writes the last checkpoint every that many optimizer steps (besides every epoch end).
     ``collate`` turns a list of sample dicts into a batch; the engine then adds ``batch["index"]``, the
-    samples' positions in their dataset (when the batch is a dict that has none).
+    samples' positions in their dataset (when the batch is a dict that has none). ``progress``: show progress
+    while fitting (a bar on a terminal, plain lines every few seconds otherwise) unless a
+    ``kd_core.progress.ProgressCallback`` is among ``callbacks`` already; ``False`` keeps ``fit`` silent.
     """
 
     def __init__(self, student: nn.Module, phases: Sequence[Phase], teacher: Signal | None = None,
@@ -175,7 +177,7 @@ class Distiller:
                  clip_grad_norm: float | None = None, seed: int = 0, forward: Forward = default_forward,
                  evaluator: Evaluator = classification_evaluator, monitor: str = "val/accuracy",
                  mode: str = "max", checkpoint_every: int = 0, num_workers: int = 0,
-                 collate: Callable[[list[Any]], Any] = default_collate) -> None:
+                 collate: Callable[[list[Any]], Any] = default_collate, progress: bool = True) -> None:
         if not phases:
             raise ConfigError("phases", "at least one Phase", "none")
         names = [p.name for p in phases]
@@ -198,7 +200,7 @@ class Distiller:
         self.grad_accum_steps, self.clip_grad_norm = grad_accum_steps, clip_grad_norm
         self.seed, self.forward, self.evaluator = seed, forward, evaluator
         self.monitor, self.mode, self.checkpoint_every = monitor, mode, checkpoint_every
-        self.num_workers, self.collate = num_workers, collate
+        self.num_workers, self.collate, self.progress = num_workers, collate, progress
         self.global_step = 0
         self.run: RunDir | None = None
         self._last_saved: int | None = None  # global step of the last checkpoint written (for error messages)
@@ -322,10 +324,25 @@ class Distiller:
                     else RunDir(out))
         if resume and self.backend.is_main:
             self.run.remove_stale_temp_files()  # torn writes of a killed run: the renamed files are intact
+        shown = self._progress_callback()
         try:
             return self._fit(train, val, resume_state, resume)
         finally:
+            if shown is not None:
+                shown.close()
+                self.callbacks.remove(shown)
             self.run.close()
+
+    def _progress_callback(self) -> Any:
+        """A ``ProgressCallback`` added for this ``fit`` (main process, ``progress`` on, none given), or None."""
+        from kd_core.progress import ProgressCallback
+
+        if not self.progress or not self.backend.is_main or any(isinstance(cb, ProgressCallback)
+                                                                 for cb in self.callbacks):
+            return None
+        shown = ProgressCallback()
+        self.callbacks.append(shown)
+        return shown
 
     def _fit(self, train: Dataset, val: Dataset | None, resume_state: dict[str, Any] | None,
              resume: bool) -> FitResult:

@@ -38,7 +38,28 @@ def _clock(seconds: float | None) -> str:
     return str(datetime.timedelta(seconds=round(seconds)))
 
 
-class PlainProgress(Progress):
+_SHOWN: list[Progress] = []
+"""Displays of ``progress_bar`` started and not yet stopped, innermost last: a ``ProgressCallback`` without a
+display of its own adds its bar to the innermost, so that a fit inside a study never starts a second live
+display (rich allows one)."""
+
+
+class ShownProgress(Progress):
+    """A rich ``Progress`` that records itself in ``_SHOWN`` while started."""
+
+    def start(self) -> None:
+        """Start the display (as rich does) and record it as the innermost."""
+        super().start()
+        _SHOWN.append(self)
+
+    def stop(self) -> None:
+        """Stop the display (as rich does) and forget it."""
+        super().stop()
+        if self in _SHOWN:
+            _SHOWN.remove(self)
+
+
+class PlainProgress(ShownProgress):
     """A rich ``Progress`` that draws nothing and prints plain lines instead (for logs, pipes and CI).
 
     A line is printed when ``interval`` seconds have passed since the task's last line, when the task
@@ -113,7 +134,7 @@ def progress_bar(transient: bool = False, stream: TextIO | None = None, interval
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
     if stream is None and console.is_terminal:
-        return Progress(*columns, console=console, transient=transient, get_time=get_time)
+        return ShownProgress(*columns, console=console, transient=transient, get_time=get_time)
     return PlainProgress(*columns, stream=stream, interval=interval, get_time=get_time)
 
 
@@ -127,7 +148,8 @@ class ProgressCallback(Callback):
                  interval: float = PLAIN_INTERVAL) -> None:
         self.label = label
         self.progress = progress
-        self._owned = progress is None
+        self._given = progress is not None
+        self._owned = False
         self._stream = stream
         self._interval = interval
         self._task: Any = None
@@ -135,8 +157,12 @@ class ProgressCallback(Callback):
         self._loss = float("nan")
 
     def on_fit_start(self, distiller: Distiller) -> None:
-        if self.progress is None:
-            self.progress = progress_bar(stream=self._stream, interval=self._interval)
+        if self._given:
+            return
+        if _SHOWN and self._stream is None:  # inside another display (a study's): add a bar to it
+            self.progress, self._owned = _SHOWN[-1], False
+        else:
+            self.progress, self._owned = progress_bar(stream=self._stream, interval=self._interval), True
         if self._owned:
             self.progress.start()
 
@@ -167,5 +193,10 @@ class ProgressCallback(Callback):
             self.progress.update(self._task, info=info)
 
     def on_fit_end(self, distiller: Distiller, result: FitResult) -> None:
-        if self._owned:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the display this callback started, if it started one (a fit that failed midway included)."""
+        if self._owned and self.progress is not None:
             self.progress.stop()
+            self._owned = False

@@ -181,9 +181,20 @@ class RunDir:
 
         Checks come first; nothing is written before they pass. ``write=False`` (non-main processes)
         checks without writing. ``options`` is how the caller names the run directory and the way to resume
-        in the error for a folder that already holds a run: the CLI's flags by default; ``Distiller.fit``
-        passes ``("out", "fit(..., resume=True)")``.
+        in its errors: the CLI's flags by default; ``Distiller.fit`` passes ``("out", "fit(..., resume=True)")``,
+        and its errors then name ``out`` and ``resume`` instead of ``--out`` and ``--resume``.
         """
+        try:
+            return cls._open(path, config, resume, env, write, options)
+        except RunDirError as err:
+            names = {"--out": options[0], "--resume": "resume" if not options[0].startswith("--") else "--resume"}
+            if err.argument not in names or names[err.argument] == err.argument:
+                raise
+            raise RunDirError(names[err.argument], err.expected, err.received, hint=err.hint) from None
+
+    @classmethod
+    def _open(cls, path: str | os.PathLike, config: dict[str, Any], resume: bool, env: dict[str, Any] | None,
+              write: bool, options: tuple[str, str]) -> RunDir:
         run = cls(path)
         existing = run.path / cls.CONFIG
         _check_out(run.path)

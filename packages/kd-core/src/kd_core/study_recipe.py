@@ -54,7 +54,8 @@ class StudyPlan:
                      teacher_training=self.teacher_training(self.config),
                      backend=Backend(device=context.device, precision=context.precision),
                      reuse_teacher=self.config.reuse_teacher, latency_iterations=self.config.latency_iterations,
-                     config={"recipe": self.config.model_dump(), "precision": context.precision},
+                     config={"recipe": self.config.model_dump(), "precision": context.precision,
+                             "device": context.device},
                      notes=self.notes(self.config, task) if self.notes else "", progress=progress,
                      sections=(lambda results, run: self.sections(self.config, results, run)) if self.sections
                      else None)

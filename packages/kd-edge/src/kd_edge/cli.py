@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kd_core.cli import default_out, domain_main, domain_parser
+from kd_core.cli import default_out, domain_main, domain_parser, one_line_warnings
 from kd_core.errors import ConfigError, KDError
 
 from kd_edge.sources import MODEL_NAMES  # noqa: F401  (the names, without importing torch: a test checks)
@@ -123,19 +123,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("distill", "recipes", "eval"):
         return domain_main("edge", argv)
     try:
-        if args.command == "prune":
-            return int(_prune_command().run(args))
-        _check_args(args)
-        from kd_edge import commands  # torch, onnx and ORT load only here, so --help stays fast
-        from kd_edge.sources import resolve
-
-        source = resolve(args)  # every check on the model and data, before the run directory exists
-        out = Path(args.out) if args.out else default_out(f"edge-{args.command}", resume=False)
-        run_dir = {"export": commands.run_export, "quantize": commands.run_quantize,
-                   "bench": commands.run_bench}[args.command](args, out, source)
+        with one_line_warnings():
+            return _command(args)
     except KDError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def _command(args: argparse.Namespace) -> int:
+    """``export``, ``quantize``, ``bench`` or ``prune``."""
+    if args.command == "prune":
+        return int(_prune_command().run(args))
+    _check_args(args)
+    from kd_edge import commands  # torch, onnx and ORT load only here, so --help stays fast
+    from kd_edge.sources import resolve
+
+    source = resolve(args)  # every check on the model and data, before the run directory exists
+    out = Path(args.out) if args.out else default_out(f"edge-{args.command}", resume=False)
+    run_dir = {"export": commands.run_export, "quantize": commands.run_quantize,
+               "bench": commands.run_bench}[args.command](args, out, source)
     print(f"run directory: {run_dir}")
     print(f"report: {Path(run_dir) / 'report.md'}")
     return 0
