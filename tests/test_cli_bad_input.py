@@ -45,6 +45,10 @@ with contextlib.suppress(ImportError):
     from kd_edge import cli as edge_cli
 
     CLIS["kd-edge"] = (edge_cli.main, edge_cli.build_parser, "edge")
+with contextlib.suppress(ImportError):
+    from kd_speech import cli as speech_cli
+
+    CLIS["kd-speech"] = (speech_cli.main, speech_cli.build_parser, "speech")
 
 #: Fast settings for a valid distill, where the recipe has the field (the run never starts anyway).
 TINY = ("seeds=[0]", "teacher.epochs=1", "student.epochs=1")
@@ -224,6 +228,8 @@ def _base(cli: str, command: str, domain: str | None, run: Path) -> list[str] | 
         return [command, "--model", "mlp", "--train-epochs", "0"]
     if command == "prune":
         return ["prune", "--model", "mlp", "--data", "digits", "--finetune-epochs", "0"]
+    if command == "data":
+        return ["data", "build", "--voices", "3", "--flite-voices", "0", "--intents", "2"]
     return [command]
 
 
