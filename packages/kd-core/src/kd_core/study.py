@@ -387,9 +387,10 @@ class Study:
     # -- the whole study --------------------------------------------------------------------------
     def run(self, out: str | Path, resume: bool = False) -> StudyResult:
         """Run every arm on every seed under ``out`` and write ``results.json`` and ``report.md``."""
+        config = {"study": self.title, "arms": sorted(self.arms), "seeds": self.seeds, **self.config}
+        RunDir.create(out, config, resume=resume, write=False)  # a bad --out fails before any data is built
         self.preflight()
-        top = RunDir.create(out, {"study": self.title, "arms": sorted(self.arms), "seeds": self.seeds,
-                                  **self.config}, resume=resume,
+        top = RunDir.create(out, config, resume=resume,
                             env=environment(self.seeds[0], {"backend": self.backend.describe()}),
                             write=self.backend.is_main)
         try:  # the run directory stays locked until the study ends
