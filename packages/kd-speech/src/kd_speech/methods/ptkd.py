@@ -74,6 +74,7 @@ def continue_pretraining(bert: nn.Module, sequences: Sequence[torch.Tensor], voc
     """``steps`` AdamW updates of MLM + ``kd_weight`` x PT-KD (``text``: one target row per sequence; None or
     ``kd_weight = 0``: MLM alone) on ``bert`` in place; the per-step losses. Order and masks come from ``seed``."""
     from kd_speech.models import mask_tokens
+    from kd_speech.models.speech_bert import shuffled_batches
     from kd_speech.slu import PTKDModel
 
     if text is not None and len(text) != len(sequences):
@@ -85,12 +86,10 @@ def continue_pretraining(bert: nn.Module, sequences: Sequence[torch.Tensor], voc
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        order: list[int] = []
+        batches = shuffled_batches(len(sequences), batch_size, generator)
         model.train()
         for step in range(steps):
-            while len(order) < batch_size:
-                order += torch.randperm(len(sequences), generator=generator).tolist()
-            batch, order = order[:batch_size], order[batch_size:]
+            batch = next(batches)
             input_ids, mask = vocab.batch([sequences[i] for i in batch], max_length=MAX_POSITIONS)
             masked, labels = mask_tokens(input_ids, vocab, generator=generator)
             inputs = {"input_ids": masked.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}

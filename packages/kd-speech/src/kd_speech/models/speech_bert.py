@@ -11,7 +11,7 @@ that ``save_pretrained`` / ``load_speech_bert`` round-trip both.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -22,8 +22,8 @@ from kd_speech.models._checks import non_negative_float, positive_float, positiv
 from kd_speech.models.speech_vocab import SpeechVocabulary
 from kd_speech.models.vq_wav2vec import VqWav2Vec
 
-__all__ = ["build_speech_bert", "load_speech_bert", "mask_tokens", "pretrain_speech_bert", "speech_bert_config",
-           "speech_input_ids"]
+__all__ = ["build_speech_bert", "load_speech_bert", "mask_tokens", "pretrain_speech_bert", "shuffled_batches",
+           "speech_bert_config", "speech_input_ids"]
 
 IGNORE_INDEX = -100
 
@@ -106,6 +106,17 @@ def speech_input_ids(vq_model: VqWav2Vec, waves: Sequence[torch.Tensor], vocab: 
     return vocab.batch([vq_model.tokens(wave.to(device)).cpu() for wave in waves], max_length=max_length)
 
 
+def shuffled_batches(size: int, batch_size: int, generator: torch.Generator) -> Iterator[list[int]]:
+    """Endless batches of indices into ``size`` items, drawn without replacement: a fresh ``generator``
+    permutation is appended whenever fewer than ``batch_size`` indices are left (so batches may span passes)."""
+    order: list[int] = []
+    while True:
+        while len(order) < batch_size:
+            order += torch.randperm(size, generator=generator).tolist()
+        batch, order = order[:batch_size], order[batch_size:]
+        yield batch
+
+
 def pretrain_speech_bert(model: BertForMaskedLM, sequences: Sequence[torch.Tensor | Sequence[int]],
                          vocab: SpeechVocabulary, steps: int, *, lr: float = 5e-4, batch_size: int = 8,
                          max_length: int | None = None, mask_probability: float = 0.15, weight_decay: float = 0.01,
@@ -135,12 +146,10 @@ def pretrain_speech_bert(model: BertForMaskedLM, sequences: Sequence[torch.Tenso
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        order: list[int] = []
+        batches = shuffled_batches(len(sequences), batch_size, generator)
         model.train()
         for step in range(steps):
-            while len(order) < batch_size:
-                order += torch.randperm(len(sequences), generator=generator).tolist()
-            batch, order = order[:batch_size], order[batch_size:]
+            batch = next(batches)
             input_ids, attention_mask = vocab.batch([sequences[i] for i in batch], max_length=max_length)
             masked, labels = mask_tokens(input_ids, vocab, mask_probability, generator=generator)
             out = model(input_ids=masked.to(device), attention_mask=attention_mask.to(device),
