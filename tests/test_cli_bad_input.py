@@ -51,8 +51,9 @@ with contextlib.suppress(ImportError):
     CLIS["kd-speech"] = (speech_cli.main, speech_cli.build_parser, "speech")
 
 #: Fast settings for a valid distill, where the recipe has the field (the run never starts anyway).
-TINY = ("seeds=[0]", "teacher.epochs=1", "student.epochs=1", "data.voices=4", "data.intents=4", "data.per_intent=1",
-        "vq.steps=5", "bert.steps=5", "ptkd.steps=5")
+TINY = ("seeds=[0]", "teacher.epochs=1", "student.epochs=1", "data.val_voices=1", "data.voices=4", "data.intents=4",
+        "data.per_intent=1", "vq.steps=5", "bert.steps=5", "ptkd.steps=5", "corpus.fortunes=20", "corpus.glosses=20",
+        "corpus.held_out=5", "decode.testdata=false", "decode.lattice_paths=5")
 
 
 def _tiny(recipe_file: Path) -> list[str]:
@@ -98,10 +99,23 @@ def _files(root: Path) -> dict[str, str]:
         (root / "images" / label).mkdir(parents=True, exist_ok=True)
         for i in range(4):
             Image.new("RGB", (12, 12), (shade + i, shade, shade)).save(root / "images" / label / f"{i}.png")
-    return {"missing": str(root / "missing" / "x"), "empty": str(root / "empty.txt"),
-            "garbage": str(root / "garbage.bin"), "folder": str(root / "folder"), "bad-run": str(root / "bad-run"),
-            "under-file": str(root / "empty.txt" / "sub"), "proc": "/proc/kd-bad-input/x",
-            "images": str(root / "images")}
+    paths = {"missing": str(root / "missing" / "x"), "empty": str(root / "empty.txt"),
+             "garbage": str(root / "garbage.bin"), "folder": str(root / "folder"), "bad-run": str(root / "bad-run"),
+             "under-file": str(root / "empty.txt" / "sub"), "proc": "/proc/kd-bad-input/x",
+             "images": str(root / "images")}
+    with contextlib.suppress(ImportError):  # kd-speech's rescore: a tiny word LM and an audio folder with a CSV
+        import numpy as np
+        import soundfile
+        from kd_speech.asr.lm import LMSize, WordLM, WordVocab
+
+        if not (root / "word-lm" / "vocab.json").is_file():
+            WordLM(WordVocab.build(["turn the lights on"]), LMSize(8, 1, 2, 8), seed=0).save(root / "word-lm")
+        (root / "audio").mkdir(exist_ok=True)
+        tone = (0.3 * np.sin(np.arange(4800) * 0.05)).astype(np.float32)
+        soundfile.write(root / "audio" / "a.wav", tone, 16_000)
+        (root / "audio" / "data.csv").write_text("file,transcript\na.wav,turn the lights on\n")
+        paths.update({"word-lm": str(root / "word-lm"), "audio": str(root / "audio")})
+    return paths
 
 
 def _int_values(p: dict[str, str]) -> list[tuple[str, bool]]:
@@ -173,6 +187,8 @@ KINDS: dict[str, Callable[[dict[str, str]], list[tuple[str, bool]]]] = {
     "onnx": _file_values, "hf": _folder_values, "model": _model_values, "data": _data_values,
     "device": _device_values, "trust": _trust_values, "arm": _name_values, "container": _name_values,
     "model_kwargs": _json_values, "layers": _layers_values, "input_shape": _shape_values,
+    "lm": _folder_values, "lm_name": _name_values, "val_data": _data_values,
+    "word_penalty": lambda p: [("abc", True), ("nan", True), ("inf", True), ("-1", False)],
 }
 #: Options whose wrong values argparse itself refuses (``choices``), and flags that take no value.
 SKIP = {"help"}
@@ -214,7 +230,7 @@ def _first_recipe(domain: str) -> str | None:
     return preferred if preferred in recipes else (recipes[0] if recipes else None)
 
 
-def _base(cli: str, command: str, domain: str | None, run: Path) -> list[str] | None:
+def _base(cli: str, command: str, domain: str | None, run: Path, paths: dict[str, str]) -> list[str] | None:
     """A valid command line for ``command`` (None: there is none, e.g. distill in a domain without recipes)."""
     if cli == "kd":
         return {"report": ["report", str(run)]}.get(command, [command])
@@ -231,6 +247,9 @@ def _base(cli: str, command: str, domain: str | None, run: Path) -> list[str] | 
         return ["prune", "--model", "mlp", "--data", "digits", "--finetune-epochs", "0"]
     if command == "data":
         return ["data", "build", "--voices", "3", "--flite-voices", "0", "--intents", "2"]
+    if command == "rescore":  # every weight given: nothing to tune, so no validation audio to build
+        return ["rescore", "--nbest", "--lm", paths["word-lm"], "--data", f"folder:{paths['audio']}", "--lm-weight",
+                "1", "--interpolation", "0.5", "--word-penalty", "0", "--device", "cpu"]
     return [command]
 
 
@@ -258,7 +277,7 @@ def _cases(paths: dict[str, str], run: Path) -> list[Case]:
     cases: list[Case] = []
     for cli, (_, parser_factory, domain) in CLIS.items():
         for command, parser in _subcommands(parser_factory()).items():
-            base = _base(cli, command, domain, run)
+            base = _base(cli, command, domain, run, paths)
             if base is None:
                 continue
             groups = _groups(parser)

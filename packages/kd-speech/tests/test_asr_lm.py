@@ -131,3 +131,41 @@ def test_distillation_refuses_a_student_that_is_too_big_or_foreign(trained) -> N
         distill_lm(teacher, CORPUS, WordLM(teacher.vocab, TEACHER), config=FAST)
     with pytest.raises(ConfigError, match="vocabulary"):
         distill_lm(teacher, CORPUS, WordLM(WordVocab.build(["a b c"]), student_size(teacher)), config=FAST)
+
+
+def test_vocabulary_keeps_the_in_domain_words_whatever_their_count() -> None:
+    general = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog"]
+    vocab = WordVocab.build(general, min_count=2, max_size=11, keep=["Turn ON the washroom lights"])
+    assert vocab.words[:4] == ["<pad>", "<unk>", "<s>", "</s>"]
+    assert vocab.words[4:9] == ["turn", "on", "the", "washroom", "lights"]  # kept first, in order
+    assert vocab.words[9:] == ["a", "cat"]  # then the most frequent others (ties alphabetical) up to max_size
+    assert len(WordVocab.build(general, min_count=2, max_size=6, keep=["turn on the washroom lights"])) == 9
+    assert WordVocab.build(general, min_count=2, keep=["zebra"]).words[4:] == ["zebra", "the", "a", "cat", "dog", "on",
+                                                                               "sat"]
+    with pytest.raises(ConfigError, match="keep"):
+        WordVocab.build(general, keep="one string")
+
+
+def test_distiller_plumbing_lines_up_with_the_lm_loss(trained) -> None:
+    from kd_speech.asr.lm import SentenceDataset, collate_sentences, cross_entropy_loss, lm_forward, token_nll
+
+    lm = trained[0]
+    texts = [*CORPUS[:5], "turn on the zebra"]
+    data = SentenceDataset(lm.vocab, [*texts, "  "], split="val", max_length=16)
+    assert len(data) == 6 and data[0]["split"] == "val"  # the blank line is dropped
+    batch = collate_sentences([data[i] for i in range(len(data))], pad_id=lm.vocab.pad_id)
+    lengths = batch["attention_mask"].sum(1)
+    assert batch["label"].shape == (int((lengths - 1).sum()),) and batch["split"] == "val"
+    assert batch["label"][: int(lengths[0]) - 1].tolist() == lm.vocab.encode(texts[0])[1:]
+    logits = lm_forward(lm, batch)["logits"]
+    assert logits.shape == (batch["label"].numel(), len(lm.vocab))
+    lm.eval()
+    with torch.no_grad():
+        flat = torch.nn.functional.cross_entropy(logits, batch["label"])
+        assert float(flat) == pytest.approx(float(cross_entropy_loss(lm, batch["input_ids"],
+                                                                     batch["attention_mask"])), rel=1e-5)
+    nll, tokens = token_nll(lm, [batch, collate_sentences([data[0]])])
+    assert tokens == batch["label"].numel() + int(lengths[0]) - 1
+    assert math.exp(nll) == pytest.approx(lm.perplexity(texts + texts[:1]), rel=1e-4)
+    with pytest.raises(ConfigError, match="items"):
+        collate_sentences([])

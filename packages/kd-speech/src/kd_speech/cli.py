@@ -1,5 +1,6 @@
-"""The ``kd-speech`` command: kd-core's ``distill``, ``recipes`` and ``eval``, and ``data build`` (the spoken-command
-set, synthesized offline with espeak-ng and flite, with a report)."""
+"""The ``kd-speech`` command: kd-core's ``distill``, ``recipes`` and ``eval``; ``data build`` (the spoken-command
+set, synthesized offline with espeak-ng and flite, with a report); ``rescore --nbest|--lattice --lm LM`` (pocketsphinx
+decodes rescored with a word LM, WER before and after)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from kd_core.errors import KDError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """kd-core's domain parser plus ``data``."""
-    from kd_speech.commands.data_build import add_arguments
+    """kd-core's domain parser plus ``data`` and ``rescore``."""
+    from kd_speech.commands import data_build, rescore
 
     parser = domain_parser("speech")
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    add_arguments(sub.add_parser("data", help="build the spoken-command set (espeak-ng, flite) and report on it"))
+    data_build.add_arguments(sub.add_parser("data", help="build the spoken-command set (espeak-ng, flite) and report "
+                                                         "on it"))
+    rescore.add_arguments(sub.add_parser("rescore", help="decode audio with pocketsphinx and rescore its n-best lists "
+                                                         "or lattices with a word LM: WER before and after"))
     return parser
 
 
@@ -26,16 +30,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``kd-speech``: exit status 0, or 2 with a one-line error."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    if args.command != "data":
+    if args.command not in ("data", "rescore"):
         return domain_main("speech", argv)
     try:
         with one_line_warnings():
-            from kd_speech.commands.data_build import run
+            if args.command == "data":
+                from kd_speech.commands.data_build import run
+            else:
+                from kd_speech.commands.rescore import run
 
             run_dir = run(args)
     except KDError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     print(f"run directory: {run_dir}")
     print(f"report: {Path(run_dir) / 'report.md'}")
     return 0

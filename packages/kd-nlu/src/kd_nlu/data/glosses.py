@@ -3,7 +3,8 @@
 Source: the Debian package ``wordnet-base`` (``/usr/share/wordnet/data.{noun,verb,adj,adv}``, latin-1;
 WordNet 3.0 licence). Each of the 117,659 synsets has a gloss (a definition, often followed by quoted
 example sentences) and a lexicographer file, one of 45 classes (``noun.artifact``, ``verb.motion``...).
-The package ships no ``lexnames`` file, so the standard 45 names are hard-coded in ``LEXNAMES``.
+The package ships no ``lexnames`` file, so the standard 45 names are hard-coded in ``LEXNAMES``. The files are
+read by kd-core's shared reader, ``kd_core.text_corpora`` (which the speech LM's training text uses too).
 
 The parsed table (every synset: gloss, class, part of speech) is cached under
 ``$KD_DATA_HOME/glosses/`` with a manifest holding the source files' SHA-256 (``kd_core.datacache``);
@@ -15,43 +16,30 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from kd_core import datacache
-from kd_core.errors import ConfigError, DataError
+from kd_core.errors import ConfigError
+from kd_core.text_corpora import WORDNET_DIR, WORDNET_LEXNAMES, parse_wordnet_file, wordnet_files
+from kd_core.text_corpora import WORDNET_PACKAGE as DEBIAN_PACKAGE
+from kd_core.text_corpora import WORDNET_PARTS_OF_SPEECH as PARTS_OF_SPEECH
+from kd_core.text_corpora import WordNetEntry as Synset
+from kd_core.text_corpora import gloss_definition as definition
+from kd_core.text_corpora import gloss_examples as examples
 
-DEBIAN_PACKAGE = "wordnet-base"
-WORDNET_DIR = Path("/usr/share/wordnet")
-PARTS_OF_SPEECH = ("noun", "verb", "adj", "adv")
+__all__ = ["DEBIAN_PACKAGE", "FORMAT", "LEXNAMES", "PARTS_OF_SPEECH", "WORDNET_DIR", "GlossTask", "Synset",
+           "definition", "examples", "gloss_splits", "load_gloss_task", "load_synsets", "parse_wordnet",
+           "source_files"]
+
 FORMAT = 1
 
 #: The 45 lexicographer files of WordNet 3.0, indexed by the ``lex_filenum`` field of a synset line.
-LEXNAMES: tuple[str, ...] = (
-    "adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal", "noun.artifact", "noun.attribute",
-    "noun.body", "noun.cognition", "noun.communication", "noun.event", "noun.feeling", "noun.food", "noun.group",
-    "noun.location", "noun.motive", "noun.object", "noun.person", "noun.phenomenon", "noun.plant",
-    "noun.possession", "noun.process", "noun.quantity", "noun.relation", "noun.shape", "noun.state",
-    "noun.substance", "noun.time", "verb.body", "verb.change", "verb.cognition", "verb.communication",
-    "verb.competition", "verb.consumption", "verb.contact", "verb.creation", "verb.emotion", "verb.motion",
-    "verb.perception", "verb.possession", "verb.social", "verb.stative", "verb.weather", "adj.ppl",
-)
+LEXNAMES: tuple[str, ...] = WORDNET_LEXNAMES
 
-_QUOTED = re.compile(r'"([^"]+)"')
 _MEMO: dict[tuple[str, str], tuple[Synset, ...]] = {}  # the last table loaded in this process
-
-
-@dataclass(frozen=True)
-class Synset:
-    """One parsed synset line: its full gloss, lexicographer class index, part of speech and first lemma."""
-
-    gloss: str
-    lexfile: int
-    pos: str
-    lemma: str
 
 
 @dataclass
@@ -73,52 +61,13 @@ class GlossTask:
 
 def source_files(wordnet_dir: Path | None = None) -> list[Path]:
     """The four ``data.*`` files; ``DataError`` naming the Debian package when one is missing."""
-    folder = Path(wordnet_dir) if wordnet_dir is not None else WORDNET_DIR
-    files = [folder / f"data.{pos}" for pos in PARTS_OF_SPEECH]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise DataError("WordNet data files", f"the files of the Debian package {DEBIAN_PACKAGE}", "missing",
-                        hint=f"missing {missing}; install it with `apt-get install {DEBIAN_PACKAGE}` "
-                             "(tools/setup.sh does, as root)")
-    return files
-
-
-def definition(gloss: str) -> str:
-    """The gloss without its quoted example sentences (everything before the first ``; "``)."""
-    text = gloss.split('; "')[0] if not gloss.startswith('"') else ""
-    return text.strip().rstrip(";").strip()
-
-
-def examples(gloss: str) -> list[str]:
-    """The quoted example sentences of a gloss (those after its definition)."""
-    head = definition(gloss)
-    return [m.strip() for m in _QUOTED.findall(gloss[len(head):]) if m.strip()]
-
-
-def _parse_file(path: Path, pos: str) -> list[Synset]:
-    rows = []
-    with open(path, encoding="latin-1") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.startswith("  "):  # the licence header
-                continue
-            head, sep, gloss = line.partition(" | ")
-            fields = head.split()
-            try:
-                lexfile = int(fields[1])
-                lemma = fields[4]
-            except (IndexError, ValueError):
-                raise DataError(f"{path}:{number}", "a WordNet synset line", line[:80]) from None
-            if not sep or not 0 <= lexfile < len(LEXNAMES):
-                raise DataError(f"{path}:{number}", f"a gloss after ' | ' and a lex_filenum in 0..{len(LEXNAMES) - 1}",
-                                line[:80])
-            rows.append(Synset(gloss.strip(), lexfile, pos, lemma.replace("_", " ")))
-    return rows
+    return wordnet_files(wordnet_dir)
 
 
 def parse_wordnet(wordnet_dir: Path | None = None) -> list[Synset]:
     """Every synset of the four data files, in file order (no cache)."""
     return [row for pos, path in zip(PARTS_OF_SPEECH, source_files(wordnet_dir), strict=True)
-            for row in _parse_file(path, pos)]
+            for row in parse_wordnet_file(path, pos)]
 
 
 def load_synsets(wordnet_dir: Path | None = None, cache_dir: Path | None = None) -> list[Synset]:

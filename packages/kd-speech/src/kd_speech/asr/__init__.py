@@ -5,7 +5,13 @@
 - :mod:`~kd_speech.asr.lm`: the word vocabulary, the GPT-2-style word LM and its training loop;
 - :mod:`~kd_speech.asr.rescore`: acoustic + λ·interpolated LM + β·words, grid-tuned on validation WER;
 - :mod:`~kd_speech.asr.wer`: text normalisation and WER through jiwer;
-- :mod:`~kd_speech.asr.lm_distill`: word-level KD of the LM into a ≥ 4× smaller one.
+- :mod:`~kd_speech.asr.lm_distill`: word-level KD of the LM into a ≥ 4× smaller one;
+- :mod:`~kd_speech.asr.decoded`: sets of utterances decoded once (n-best + lattice paths), cached on disk;
+- :mod:`~kd_speech.asr.evaluate`: WER before/after rescoring a decoded set, weights tuned over a grid at once;
+- :mod:`~kd_speech.asr.plots`: WER bars per LM and WER against LM size.
+
+``kd-speech distill --recipe lm-distill`` (``kd_speech.methods.lm_distill``) and ``kd-speech rescore``
+(``kd_speech.commands.rescore``) are built on these.
 """
 
 from kd_speech.asr.decode import (
@@ -17,8 +23,21 @@ from kd_speech.asr.decode import (
     prepare_audio,
     require_pocketsphinx,
 )
+from kd_speech.asr.decoded import DecodeSettings, UtteranceDecode, check_utterances, decode_utterances
+from kd_speech.asr.evaluate import Grid, LMResult, evaluate_lm
 from kd_speech.asr.lattice import Lattice, LatticeLink, LatticeNode, LatticePath, parse_htk_slf, read_htk_slf
-from kd_speech.asr.lm import LMSize, TrainConfig, WordLM, WordVocab, fit_lm, train_lm
+from kd_speech.asr.lm import (
+    LMSize,
+    SentenceDataset,
+    TrainConfig,
+    WordLM,
+    WordVocab,
+    collate_sentences,
+    fit_lm,
+    lm_forward,
+    token_nll,
+    train_lm,
+)
 from kd_speech.asr.lm_distill import (
     DistillReport,
     compare_distillation,
@@ -40,9 +59,12 @@ from kd_speech.asr.wer import normalize_text, per_utterance_errors, utterance_er
 
 __all__ = [
     "SAMPLE_RATE",
+    "DecodeSettings",
     "Decoded",
     "DistillReport",
+    "Grid",
     "Hypothesis",
+    "LMResult",
     "LMSize",
     "Lattice",
     "LatticeLink",
@@ -52,15 +74,22 @@ __all__ = [
     "PocketsphinxDecoder",
     "RescoreWeights",
     "Rescored",
+    "SentenceDataset",
     "TrainConfig",
     "Tuning",
+    "UtteranceDecode",
     "WordLM",
     "WordVocab",
+    "check_utterances",
+    "collate_sentences",
     "combine",
     "compare_distillation",
+    "decode_utterances",
     "distill_lm",
+    "evaluate_lm",
     "fit_lm",
     "lattice_nbest",
+    "lm_forward",
     "normalize_text",
     "parse_htk_slf",
     "per_utterance_errors",
@@ -70,6 +99,7 @@ __all__ = [
     "rescore_lattice",
     "rescore_nbest",
     "student_size",
+    "token_nll",
     "train_lm",
     "tune_weights",
     "utterance_errors",

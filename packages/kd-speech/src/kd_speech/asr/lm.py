@@ -40,14 +40,25 @@ class WordVocab:
         self.pad_id, self.unk_id, self.bos_id, self.eos_id = (self.index[s] for s in SPECIALS)
 
     @classmethod
-    def build(cls, texts: Iterable[str], min_count: int = 1, max_size: int | None = None) -> WordVocab:
-        """The words of ``texts`` seen at least ``min_count`` times, most frequent first (ties alphabetical)."""
+    def build(cls, texts: Iterable[str], min_count: int = 1, max_size: int | None = None,
+              keep: Iterable[str] = ()) -> WordVocab:
+        """The words of ``texts`` seen at least ``min_count`` times, most frequent first (ties alphabetical).
+
+        ``keep``: texts whose words are always in the vocabulary (first, in order of appearance), whatever their
+        count and ``max_size`` (e.g. the in-domain transcripts beside a large general corpus).
+        """
         if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
             raise ConfigError("min_count", "an integer >= 1", min_count)
+        if isinstance(keep, str):
+            raise ConfigError("keep", "a list of texts", "a single string")
+        kept = [w for w in dict.fromkeys(word for text in keep for word in normalize_words(text)) if w not in SPECIALS]
         counts = Counter(word for text in texts for word in normalize_words(text))
-        ranked = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
+        chosen = set(kept)
+        ranked = sorted((w for w, c in counts.items() if c >= min_count and w not in chosen),
+                        key=lambda w: (-counts[w], w))
         if max_size is not None:
-            ranked = ranked[: max(0, max_size - len(SPECIALS))]
+            ranked = ranked[: max(0, max_size - len(SPECIALS) - len(kept))]
+        ranked = kept + ranked
         if not ranked:
             raise ConfigError("texts", f"at least one word seen {min_count} time(s)", "no words")
         return cls(ranked)
@@ -88,14 +99,17 @@ class LMSize:
 
 
 class WordLM(nn.Module):
-    """A GPT-2-style causal LM over a :class:`WordVocab` (``transformers.GPT2LMHeadModel`` from a config)."""
+    """A GPT-2-style causal LM over a :class:`WordVocab` (``transformers.GPT2LMHeadModel`` from a config).
 
-    def __init__(self, vocab: WordVocab, size: LMSize | None = None, seed: int = 0) -> None:
+    ``name``: a label for reports (``WordLM.load`` gives the folder's name)."""
+
+    def __init__(self, vocab: WordVocab, size: LMSize | None = None, seed: int = 0, name: str = "") -> None:
         super().__init__()
         from transformers import GPT2Config, GPT2LMHeadModel
 
         self.vocab = vocab
         self.size = size or LMSize()
+        self.name = name  # what reports call it ("teacher", "distilled-seed0"...); not saved with the weights
         config = GPT2Config(vocab_size=len(vocab), n_positions=self.size.n_positions, n_embd=self.size.n_embd,
                             n_layer=self.size.n_layer, n_head=self.size.n_head, resid_pdrop=self.size.dropout,
                             embd_pdrop=self.size.dropout, attn_pdrop=self.size.dropout,
@@ -186,24 +200,38 @@ class WordLM(nn.Module):
 
     def save(self, folder: str | Path) -> None:
         """Write the model (``save_pretrained``), its vocabulary and size to ``folder``."""
+        from transformers.utils import logging as hf_logging
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(folder)
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # (no "Writing model shards" bar in the middle of a study's output)
+        try:
+            self.model.save_pretrained(folder)
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()
         (folder / "vocab.json").write_text(json.dumps({"words": self.vocab.words, "size": vars(self.size)}))
 
     @classmethod
     def load(cls, folder: str | Path) -> WordLM:
         """Read a model written by :meth:`save`."""
         from transformers import GPT2LMHeadModel
+        from transformers.utils import logging as hf_logging
 
         folder = Path(folder)
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # (no "Loading weights" bar)
         try:
             meta = json.loads((folder / "vocab.json").read_text())
-            lm = cls(WordVocab(meta["words"]), LMSize(**meta["size"]))
+            lm = cls(WordVocab(meta["words"]), LMSize(**meta["size"]), name=folder.name)
             lm.model = GPT2LMHeadModel.from_pretrained(folder, local_files_only=True)
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise CheckpointError("folder", "a WordLM folder written by WordLM.save", str(folder),
                                   hint=str(err).splitlines()[0] if str(err) else "") from None
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()
         return lm
 
 
@@ -306,3 +334,71 @@ def train_lm(texts: Sequence[str], size: LMSize | None = None, config: TrainConf
     lm = WordLM(vocab or WordVocab.build(kept, min_count=min_count), size, seed=config.seed)
     fit_lm(lm, kept, cross_entropy_loss, config)
     return lm
+
+
+# -- the same LM trained through kd-core's Distiller (a Study's arms) -----------------------------------------
+
+class SentenceDataset(torch.utils.data.Dataset):
+    """Sentences as ``<s> words </s>`` ids (truncated to ``max_length``): items ``{"input_ids", "split"}``.
+
+    ``split`` names the split the items come from (``"train"``, ``"val"``, ``"test"``), so that an evaluator
+    fed collated batches knows what it scores.
+    """
+
+    def __init__(self, vocab: WordVocab, texts: Sequence[str], split: str = "train",
+                 max_length: int | None = None) -> None:
+        kept = _texts(texts)
+        self.texts, self.split = kept, split
+        self.ids = [torch.tensor(vocab.encode(t)[: max_length], dtype=torch.long) for t in kept]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, object]:
+        return {"input_ids": self.ids[index], "split": self.split}
+
+
+def collate_sentences(items: Sequence[dict[str, object]], pad_id: int = 0) -> dict[str, object]:
+    """Right-padded ``input_ids`` and ``attention_mask``; ``label``: the next-word targets of every non-padding
+    position, flattened in row order (what :func:`lm_forward`'s logits line up with); ``split``."""
+    if not items:
+        raise ConfigError("items", "at least one sentence", 0)
+    rows = [item["input_ids"] for item in items]
+    width = max(len(row) for row in rows)  # type: ignore[arg-type]
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = row  # type: ignore[arg-type]
+        mask[i, : len(row)] = 1  # type: ignore[arg-type]
+    targets = ids[:, 1:][mask[:, 1:].bool()]
+    return {"input_ids": ids, "attention_mask": mask, "label": targets, "split": items[0].get("split", "")}
+
+
+def lm_forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A Distiller forward: ``{"logits"}`` of every predicting position (those whose next token is not padding),
+    flattened to (tokens, vocab) in the order of ``batch["label"]``; teacher and student line up position by
+    position, so a KD term compares their next-word distributions word by word."""
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    logits = model(ids, mask)[:, :-1]
+    return {"logits": logits[mask[:, 1:].bool()]}
+
+
+@torch.no_grad()
+def token_nll(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]],
+              forward: Callable[[nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]] = lm_forward
+              ) -> tuple[float, int]:
+    """Mean next-word negative log-likelihood (nats per predicted token, ``</s>`` included) over ``batches`` and
+    the number of tokens; the model is put in eval mode and back."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        for batch in batches:
+            logits = forward(model, batch)["logits"].float()
+            total += float(F.cross_entropy(logits, batch["label"], reduction="sum"))
+            count += int(batch["label"].numel())
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ConfigError("batches", "at least one predicted token", 0)
+    return total / count, count
