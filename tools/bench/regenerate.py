@@ -119,15 +119,52 @@ def render_instructions(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def render_speech_rtf(r: dict[str, Any]) -> list[str]:
+    """Markdown for ``speech_rtf.py``'s JSON."""
+    stages, rtf, d, z = r["stage_ms_per_utterance"], r["rtf"], r["data"], r["sizes"]
+    rows = ["| pipeline | stages (median ms per utterance) | RTF, median (rounds: min–max) |", "|---|---|---|"]
+    for name, parts in r["pipelines"].items():
+        spread = r["rtf_per_round"][name]
+        rows.append(f"| {name} | {' + '.join(f'{p} {stages[p]:.1f}' for p in parts)} | **{rtf[name]:.4f}** "
+                    f"({min(spread):.4f}–{max(spread):.4f}) |")
+    ratios = r["ratios"]
+    failed = [name for name, c in r["checks"].items() if not c["ok"]]
+    slu, lm_t, lm_s = z["slu"], z["lm_teacher"], z["lm_student"]
+    return [*rows, "",
+            f"- distilled SLU / teacher pipeline RTF: **{ratios['slu-student/teacher']:.4f}** "
+            f"({1 / ratios['slu-student/teacher']:.1f}× faster)",
+            f"- rescoring pipeline, distilled LM / teacher LM: "
+            f"**{ratios['rescore-student-lm/rescore-teacher-lm']:.3f}**; against the 1-best teacher pipeline: "
+            f"{ratios['rescore-student-lm/teacher']:.3f}",
+            f"- LM rescoring alone (the same {z['nbest']}-best lists), distilled / teacher time: "
+            f"**{ratios['lm-student/lm-teacher']:.3f}** ({1 / ratios['lm-student/lm-teacher']:.2f}× faster)",
+            f"- data: {d['utterances']} utterances, {d['audio_seconds']:.1f} s of audio (synthesized commands, "
+            f"unseen test voices {', '.join(d['voices'])}); {r['settings']['rounds']} rounds",
+            f"- sizes: tokens from {slu.get('tokenizer', 'vq-wav2vec')}"
+            f"{f' ({v:,} parameters)' if (v := slu['vq_parameters']) else ''} + "
+            f"speech BERT {slu['bert'][1]}×{slu['bert'][0]} with a DS2 head (conv {slu['head'][0]} channels, BiLSTM "
+            f"{slu['head'][2]}×{slu['head'][1]}): {slu['model_parameters']:,} parameters; MiniLM "
+            f"{z['minilm_parameters']:,}; word LMs over "
+            f"{z['lm_vocabulary']:,} words: teacher {lm_t['n_layer']}×{lm_t['n_embd']} {lm_t['parameters']:,}, "
+            f"student {lm_s['n_layer']}×{lm_s['n_embd']} {lm_s['parameters']:,} "
+            f"({lm_t['parameters'] / lm_s['parameters']:.2f}× fewer)",
+            f"- weights: {r['weights']}",
+            f"- sanity checks: {'all hold' if not failed else 'FAILED: ' + '; '.join(failed)} "
+            f"({len(r['checks'])} checks)"]
+
+
 BENCHMARKS = {
     "vs_torchdistill": Benchmark("vs_torchdistill.py", (), render_vs_torchdistill),
     "scaling": Benchmark("scaling.py", (), render_scaling),
     "instructions": Benchmark("instructions.py", (), render_instructions),
+    "speech_rtf": Benchmark("speech_rtf.py", (), render_speech_rtf),
 }
 TITLES = {"vs_torchdistill": "kd vs torchdistill vs a hand-written loop (`tools/bench/vs_torchdistill.py`)",
           "scaling": "Scaling with the dataset size, teacher cache off and on (`tools/bench/scaling.py`)",
           "instructions": "Instructions per step under valgrind: kd vs the hand loop vs torchdistill "
-                          "(`tools/bench/instructions.py`)"}
+                          "(`tools/bench/instructions.py`)",
+          "speech_rtf": "Spoken intents on the CPU: real-time factor of the distilled SLU model and of n-best "
+                        "rescoring against the ASR → MiniLM teacher pipeline (`tools/bench/speech_rtf.py`)"}
 
 
 def section(name: str, result: dict[str, Any], command: str, label: str = "") -> str:
@@ -174,6 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_run and "instructions" in args.only and shutil.which("valgrind") is None:
         print("skipping instructions: valgrind is not on PATH (Debian: apt-get install valgrind)")
         args.only = [name for name in args.only if name != "instructions"]
+    missing = [tool for tool in ("espeak-ng", "flite") if shutil.which(tool) is None]
+    if not args.no_run and "speech_rtf" in args.only and missing:
+        print(f"skipping speech_rtf: {', '.join(missing)} not on PATH (Debian: apt-get install espeak-ng flite)")
+        args.only = [name for name in args.only if name != "speech_rtf"]
     extra = {name: [] for name in BENCHMARKS}
     for item in args.set:
         name, _, value = item.partition("=")

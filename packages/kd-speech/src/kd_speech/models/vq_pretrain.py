@@ -6,13 +6,19 @@ them to a common length (the shortest of the batch, at most ``crop`` samples, at
 reference recipe does), takes one Adam step on the model's loss and anneals the Gumbel temperature. Everything
 random (order, crops, Gumbel noise, distractors) comes from ``seed``; the caller's global RNG state is restored
 afterwards. The encoder learns at a tenth of the rate by default (see ``pretrain_vq_wav2vec``).
+
+:class:`VqPretrainer` takes the same updates one at a time and holds their whole state (model, optimizer, random
+streams, data position), for runs that checkpoint, resume and measure between steps (``vq-wav2vec-pretrain``);
+``pretrain_vq_wav2vec`` loops over it, with the same numbers it gave before that class existed.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +28,7 @@ from kd_speech.models._checks import non_negative_float, positive_float, positiv
 from kd_speech.models.codebook import CodebookUsage, codebook_usage
 from kd_speech.models.vq_wav2vec import VqWav2Vec
 
-__all__ = ["PretrainResult", "measure_usage", "pretrain_vq_wav2vec"]
+__all__ = ["PretrainResult", "PretrainStep", "VqPretrainer", "measure_usage", "pretrain_vq_wav2vec"]
 
 
 @dataclass
@@ -47,22 +53,51 @@ def _as_wave(item: object, index: int) -> torch.Tensor:
     return item.float()
 
 
-def _passes(waves: Iterable[torch.Tensor] | Sequence[torch.Tensor],
-            generator: torch.Generator) -> Iterator[tuple[int, torch.Tensor]]:
-    """``(index, wave)`` forever: shuffled passes over a sized dataset, or repeated passes over an iterable."""
-    sized = hasattr(waves, "__len__") and hasattr(waves, "__getitem__")
-    while True:
-        seen = 0
-        if sized:
-            order = torch.randperm(len(waves), generator=generator).tolist()  # type: ignore[arg-type]
-            items: Iterable[tuple[int, object]] = ((i, waves[i]) for i in order)  # type: ignore[index]
+class _Stream:
+    """``(index, wave)`` forever: shuffled passes over a sized dataset, or repeated passes over an iterable.
+
+    A pass's order is drawn from ``generator`` when its first item is asked for (as a generator function would
+    draw it). ``state_dict`` / ``load_state_dict`` hold the pass under way (its order and position), so that a
+    checkpointed run resumes with the same items."""
+
+    def __init__(self, waves: Iterable[torch.Tensor] | Sequence[torch.Tensor], generator: torch.Generator) -> None:
+        self.waves, self.generator = waves, generator
+        self.sized = hasattr(waves, "__len__") and hasattr(waves, "__getitem__")
+        self.order: list[int] | None = None  # the pass under way (sized data); None: a new pass starts next
+        self.position = 0  # items of the pass under way already given
+        self._items: Iterator[tuple[int, object]] | None = None
+
+    def _start_pass(self) -> None:
+        if self.sized:
+            self.order = torch.randperm(len(self.waves), generator=self.generator).tolist()  # type: ignore[arg-type]
+            self._items = ((i, self.waves[i]) for i in self.order[self.position:])  # type: ignore[index]
         else:
-            items = enumerate(waves)
-        for index, item in items:
-            seen += 1
-            yield index, _as_wave(item, index)
-        if not seen:
+            self.order = []
+            self._items = itertools.islice(enumerate(self.waves), self.position, None)
+
+    def __next__(self) -> tuple[int, torch.Tensor]:
+        if self.order is None:
+            self._start_pass()
+        elif self._items is None:  # restored mid-pass: the same order, from the saved position
+            self._items = (((i, self.waves[i]) for i in self.order[self.position:]) if self.sized  # type: ignore[index]
+                           else itertools.islice(enumerate(self.waves), self.position, None))
+        assert self._items is not None
+        for index, item in self._items:
+            self.position += 1
+            return index, _as_wave(item, index)
+        if not self.position:
             raise DataError("waves", "at least one waveform (an iterable must yield again on every pass)", 0)
+        self.order, self.position, self._items = None, 0, None
+        return next(self)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The pass under way: its order (sized data) and how many of its items were given."""
+        return {"order": self.order, "position": self.position}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Go on from a ``state_dict``."""
+        self.order = None if state["order"] is None else [int(i) for i in state["order"]]
+        self.position, self._items = int(state["position"]), None
 
 
 def _crop_batch(batch: list[tuple[int, torch.Tensor]], crop: int | None, minimum: int,
@@ -96,6 +131,116 @@ def measure_usage(model: VqWav2Vec, waves: Iterable[torch.Tensor], limit: int | 
     return codebook_usage(torch.cat(collected), model.config.num_vars)
 
 
+@dataclass(frozen=True)
+class PretrainStep:
+    """One update's numbers: ``step`` (0-based), total ``loss``, ``contrastive`` and ``quantizer`` losses, the
+    Gumbel ``temperature`` it ran at (None for k-means) and the batch's ``code_perplexity`` (summed over groups)."""
+
+    step: int
+    loss: float
+    contrastive: float
+    quantizer: float
+    temperature: float | None
+    code_perplexity: float
+
+
+class VqPretrainer:
+    """The pre-training of ``pretrain_vq_wav2vec`` one update at a time, with its whole state for checkpoints.
+
+    ``train_step()`` takes the next Adam update; ``finish()`` sets the Gumbel temperature to its value after the
+    last update and leaves the model in eval mode. Every random draw (order, crops, Gumbel noise, distractors,
+    dropout) comes from the trainer's own streams, seeded by ``seed``: the caller's global RNG state is the same
+    after each call as before it, and something else drawing random numbers between two steps (a usage
+    measurement, say) changes nothing. ``state_dict()`` / ``load_state_dict()`` hold the model, the optimizer,
+    both random streams, the position in the data and the step count, so that a run stopped after any step and
+    resumed from its state ends with the same weights as one that was not stopped (same device).
+    """
+
+    def __init__(self, model: VqWav2Vec, waves: Iterable[torch.Tensor] | Sequence[torch.Tensor], *,
+                 lr: float = 1e-3, batch_size: int = 4, crop: int | None = 16000, seed: int = 0,
+                 weight_decay: float = 0.0, grad_clip: float | None = None, encoder_lr_scale: float = 0.1) -> None:
+        if not isinstance(model, VqWav2Vec):
+            raise ConfigError("model", "a VqWav2Vec", type(model).__name__)
+        positive_int("batch_size", batch_size)
+        positive_float("lr", lr)
+        non_negative_float("weight_decay", weight_decay)
+        non_negative_float("encoder_lr_scale", encoder_lr_scale)
+        if crop is not None:
+            positive_int("crop", crop, minimum=model.config.min_samples())
+        if grad_clip is not None:
+            positive_float("grad_clip", grad_clip)
+        self.model, self.waves = model, waves
+        self.batch_size, self.crop, self.grad_clip = batch_size, crop, grad_clip
+        self.step = 0
+        self.device = next(model.parameters()).device
+        encoder = list(model.feature_extractor.parameters())
+        encoder_ids = {id(p) for p in encoder}
+        rest = [p for p in model.parameters() if id(p) not in encoder_ids]
+        self.optimizer = torch.optim.Adam([{"params": encoder, "lr": lr * encoder_lr_scale}, {"params": rest}],
+                                          lr=lr, weight_decay=weight_decay)
+        self._devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=self._devices):
+            torch.manual_seed(seed)
+            self._rng = self._global_rng()
+        self.generator = torch.Generator().manual_seed(seed)
+        self._stream = _Stream(waves, self.generator)
+
+    def _global_rng(self) -> dict[str, torch.Tensor]:
+        state = {"cpu": torch.get_rng_state()}
+        if self._devices:
+            state["cuda"] = torch.cuda.get_rng_state(self._devices[0])
+        return state
+
+    def _set_global_rng(self, state: Mapping[str, torch.Tensor]) -> None:
+        torch.set_rng_state(state["cpu"])
+        if self._devices and "cuda" in state:
+            torch.cuda.set_rng_state(state["cuda"], self._devices[0])
+
+    def train_step(self) -> PretrainStep:
+        """One Adam update on the next batch (``NonFiniteLossError`` before a non-finite update)."""
+        model, step = self.model, self.step
+        with torch.random.fork_rng(devices=self._devices):
+            self._set_global_rng(self._rng)
+            model.train()
+            model.set_num_updates(step)
+            batch = [next(self._stream) for _ in range(self.batch_size)]
+            wave = _crop_batch(batch, self.crop, model.config.min_samples(), self.generator).to(self.device)
+            out = model(wave)
+            value = float(out.loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteLossError("loss", "a finite value", value, hint=f"at step {step}; try a lower lr")
+            self.optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            if self.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+            self.optimizer.step()
+            self._rng = self._global_rng()
+        self.step = step + 1
+        return PretrainStep(step=step, loss=value, contrastive=float(out.contrastive.detach()),
+                            quantizer=float(out.quantizer_loss.detach()), temperature=out.temperature,
+                            code_perplexity=float(out.code_perplexity))
+
+    def finish(self) -> VqWav2Vec:
+        """Anneal the temperature to its value after the last update and put the model in eval mode."""
+        self.model.set_num_updates(self.step)
+        return self.model.eval()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Model, optimizer, random streams, data position and step count (tensors, lists and numbers)."""
+        return {"step": self.step, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "rng": dict(self._rng), "generator": self.generator.get_state(), "stream": self._stream.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Go on from a ``state_dict`` of a trainer built with the same model, data and settings."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self._rng = {k: v.clone() for k, v in state["rng"].items()}
+        self.generator.set_state(state["generator"])
+        self._stream.load_state_dict(state["stream"])
+        self.step = int(state["step"])
+        self.model.set_num_updates(self.step)
+
+
 def pretrain_vq_wav2vec(model: VqWav2Vec, waves: Iterable[torch.Tensor] | Sequence[torch.Tensor], steps: int, *,
                         lr: float = 1e-3, batch_size: int = 4, crop: int | None = 16000, seed: int = 0,
                         weight_decay: float = 0.0, grad_clip: float | None = None, encoder_lr_scale: float = 0.1,
@@ -105,7 +250,7 @@ def pretrain_vq_wav2vec(model: VqWav2Vec, waves: Iterable[torch.Tensor] | Sequen
     ``waves``: a sized dataset (indexed, shuffled every pass) or any re-iterable of 1-D float tensors or arrays
     at the model's sample rate. ``crop`` caps the samples per waveform per step (None: the batch's shortest).
     ``usage_limit`` caps the waveforms measured for the final usage (None: all). The model is left in the mode
-    it came in.
+    it came in. (:class:`VqPretrainer` runs the same updates one at a time, with checkpointable state.)
 
     The feature encoder learns at ``lr * encoder_lr_scale``. On small data the binary contrastive loss first
     rewards features that do not vary over time (the frames' scores then all equal the base rate of positives),
@@ -116,49 +261,19 @@ def pretrain_vq_wav2vec(model: VqWav2Vec, waves: Iterable[torch.Tensor] | Sequen
     if not isinstance(model, VqWav2Vec):
         raise ConfigError("model", "a VqWav2Vec", type(model).__name__)
     positive_int("steps", steps)
-    positive_int("batch_size", batch_size)
-    positive_float("lr", lr)
-    non_negative_float("weight_decay", weight_decay)
-    non_negative_float("encoder_lr_scale", encoder_lr_scale)
-    if crop is not None:
-        positive_int("crop", crop, minimum=model.config.min_samples())
-    if grad_clip is not None:
-        positive_float("grad_clip", grad_clip)
-    device = next(model.parameters()).device
-    result = PretrainResult()
+    trainer = VqPretrainer(model, waves, lr=lr, batch_size=batch_size, crop=crop, seed=seed,
+                           weight_decay=weight_decay, grad_clip=grad_clip, encoder_lr_scale=encoder_lr_scale)
     was_training = model.training
-    encoder = list(model.feature_extractor.parameters())
-    encoder_ids = {id(p) for p in encoder}
-    rest = [p for p in model.parameters() if id(p) not in encoder_ids]
-    optimizer = torch.optim.Adam([{"params": encoder, "lr": lr * encoder_lr_scale}, {"params": rest}], lr=lr,
-                                 weight_decay=weight_decay)
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(seed)
-        stream = _passes(waves, generator)
-        model.train()
-        for step in range(steps):
-            model.set_num_updates(step)
-            batch = [next(stream) for _ in range(batch_size)]
-            wave = _crop_batch(batch, crop, model.config.min_samples(), generator).to(device)
-            out = model(wave)
-            value = float(out.loss.detach())
-            if not math.isfinite(value):
-                raise NonFiniteLossError("loss", "a finite value", value, hint=f"at step {step}; try a lower lr")
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-            result.losses.append(value)
-            result.contrastive.append(float(out.contrastive.detach()))
-            result.quantizer.append(float(out.quantizer_loss.detach()))
-            result.temperatures.append(out.temperature)
-            result.code_perplexities.append(float(out.code_perplexity))
-        model.set_num_updates(steps)
-        model.eval()
-        result.usage = measure_usage(model, _first_pass(waves), limit=usage_limit)
+    result = PretrainResult()
+    for _ in range(steps):
+        done = trainer.train_step()
+        result.losses.append(done.loss)
+        result.contrastive.append(done.contrastive)
+        result.quantizer.append(done.quantizer)
+        result.temperatures.append(done.temperature)
+        result.code_perplexities.append(done.code_perplexity)
+    trainer.finish()
+    result.usage = measure_usage(model, _first_pass(waves), limit=usage_limit)
     model.train(was_training)
     return result
 
