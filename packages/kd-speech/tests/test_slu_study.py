@@ -95,7 +95,7 @@ def test_the_recipe_is_installed_and_validates() -> None:
 
 @pytest.mark.parametrize(("setting", "field"), [("data.label_fraction=1.5", "data.label_fraction"),
                                                 ("vq.steps=0", "vq.steps"), ("bert.heads=3", "bert.hidden"),
-                                                ("data.test_voices=9", "data.val_voices"),
+                                                ("data.test_voices=14", "data.val_voices"),
                                                 ("augment.token_rate=1", "augment.token_rate"),
                                                 ("ptkd.no_such_field=1", "ptkd.no_such_field")])
 def test_a_bad_recipe_field_is_one_line_naming_it(tmp_path, monkeypatch, capsys, setting, field) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ from torch.utils.data import Dataset
 from kd_speech.data import CommandSetConfig, build_command_set, command_set_dir, read_audio
 
 __all__ = ["BertSection", "SpeechCommands", "SpeechCommandsData", "SpeechTextDataset", "TeacherSection",
-           "TextIntentModel", "VqSection",
+           "TextIntentModel", "VqSection", "announce",
            "batch_forward", "collate_speech_text", "command_set_config", "label_subset", "speech_commands",
            "speech_commands_task", "speech_key"]
 
@@ -72,11 +72,15 @@ class SpeechCommandsData(Section):
 
 
 class VqSection(Section):
-    """The tiny vq-wav2vec (``VqWav2VecConfig.tiny()``) pre-training on the train audio."""
+    """The speech tokenizer learnt on the train audio: ``kind: vq-wav2vec`` (the tiny ``VqWav2VecConfig.tiny()``,
+    pre-trained ``steps`` Adam steps) or ``kind: mel-kmeans`` (k-means units over log-mel frames,
+    ``kd_speech.models.MelUnits``, ``clusters`` of them; ``steps``/``lr``/``batch_size`` unused)."""
 
+    kind: Literal["vq-wav2vec", "mel-kmeans"] = "vq-wav2vec"
     steps: Annotated[int, Field(gt=0)] = 300
     lr: Annotated[float, Field(gt=0)] = 1e-3
     batch_size: Annotated[int, Field(gt=0)] = 8
+    clusters: Annotated[int, Field(ge=2, le=4096)] = 64
 
 
 class BertSection(Section):
@@ -185,6 +189,13 @@ class SpeechCommands:
 _BUILT: dict[str, SpeechCommands] = {}
 
 
+def announce(line: str) -> None:
+    """One plain line on stderr for a long pipeline stage that has no bar of its own."""
+    import sys
+
+    print(line, file=sys.stderr, flush=True)
+
+
 def _text_tokenizer() -> Any:
     from kd_core.pretrained import minilm_path
     from transformers import AutoTokenizer
@@ -194,9 +205,10 @@ def _text_tokenizer() -> Any:
 
 def speech_commands(data: SpeechCommandsData, vq: VqSection, bert: BertSection, device: str = "cpu"
                     ) -> SpeechCommands:
-    """The pipeline of the module doc, cached on disk (vq model and speech BERT) and in this process. It prints
-    nothing (it runs before the run directory's checks, whose errors must stay one line)."""
+    """The pipeline of the module doc, cached on disk (vq model and speech BERT) and in this process. It prints one
+    line to stderr per stage it has to train (a cached stage prints nothing)."""
     from kd_speech.models import (
+        MelUnits,
         SpeechVocabulary,
         VqWav2Vec,
         VqWav2VecConfig,
@@ -220,14 +232,18 @@ def speech_commands(data: SpeechCommandsData, vq: VqSection, bert: BertSection, 
 
     def build_vq() -> nn.Module:
         torch.manual_seed(data.seed)
-        return VqWav2Vec(VqWav2VecConfig.tiny())
+        return VqWav2Vec(VqWav2VecConfig.tiny()) if vq.kind == "vq-wav2vec" else MelUnits(vq.clusters)
 
     def train_vq(model: nn.Module) -> nn.Module:
+        what = f"fitting {vq.clusters} k-means units" if vq.kind == "mel-kmeans" else f"{vq.steps} vq-wav2vec steps"
+        announce(f"speech tokens: {what} on {len(waves['train'])} train utterances (cached afterwards)")
+        if isinstance(model, MelUnits):
+            return model.fit(waves["train"], seed=data.seed)
         pretrain_vq_wav2vec(model.to(target), waves["train"], vq.steps, lr=vq.lr, batch_size=vq.batch_size,
                             seed=data.seed)
         return model.cpu()
 
-    vq_model, vq_note = cached_model(build_vq, train_vq, "speech-vq-wav2vec", True, commands=key["commands"],
+    vq_model, vq_note = cached_model(build_vq, train_vq, f"speech-{vq.kind}", True, commands=key["commands"],
                                      vq=key["vq"], seed=data.seed)
     vq_model = vq_model.cpu().eval()
     tokens = {s: [vq_model.tokens(w) for w in ws] for s, ws in waves.items()}
@@ -240,6 +256,7 @@ def speech_commands(data: SpeechCommandsData, vq: VqSection, bert: BertSection, 
         return build_speech_bert(config)
 
     def train_bert(model: nn.Module) -> nn.Module:
+        announce(f"speech BERT: {bert.steps} masked-token pre-training steps (cached afterwards)")
         pretrain_speech_bert(model.to(target), tokens["train"], vocab, bert.steps, lr=bert.lr,
                              batch_size=bert.batch_size, seed=data.seed)
         return model.cpu()

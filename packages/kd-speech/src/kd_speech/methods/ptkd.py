@@ -30,7 +30,7 @@ from kd_core.recipes import Section
 from pydantic import Field
 from torch import nn
 
-from kd_speech.tasks import MAX_POSITIONS, SpeechCommands
+from kd_speech.tasks import MAX_POSITIONS, SpeechCommands, announce
 
 __all__ = ["TEXT_DIM", "PTKDSection", "continue_pretraining", "ptkd_encoders", "text_embeddings"]
 
@@ -123,6 +123,8 @@ def ptkd_encoders(commands: SpeechCommands, config: PTKDSection, seed: int = 0, 
 
     def train_with(kd: bool) -> Any:
         def train(model: nn.Module) -> nn.Module:
+            stage = "MLM + PT-KD" if kd else "MLM alone"
+            announce(f"speech BERT: {config.steps} more steps of {stage} (cached afterwards)")
             text = text_embeddings(commands.texts["train"], commands.tokenizer, text_max_length) if kd else None
             continue_pretraining(model, sequences, commands.vocab, text, config.steps,
                                  kd_weight=config.kd_weight if kd else 0.0, lr=config.lr,

@@ -45,7 +45,7 @@ from kd_speech.tasks import (
 __all__ = ["METHOD", "AugmentSection", "FTKDSection", "SLUStudent", "TwoStageConfig", "arms", "task"]
 
 _KERNELS = ((5, 3), (5, 3))  # (feature, time): short token sequences, a small encoder width
-_STRIDES = ((4, 2), (2, 1))
+_STRIDES = ((4, 2), (2, 2))  # time /4: 25 LSTM steps a second of speech
 
 
 class SLUStudent(Section):
@@ -172,8 +172,11 @@ def compare(config: TwoStageConfig, arms: dict[str, Arm]) -> list[tuple[str, str
 def notes(config: TwoStageConfig, task: Task) -> str:
     """The settings a reader needs beside the numbers."""
     d, s = config.data, config.student
+    tokens = (f"a tiny vq-wav2vec pre-trained {config.vq.steps} steps" if config.vq.kind == "vq-wav2vec" else
+              f"{config.vq.clusters} k-means units over log-mel frames (HuBERT's first-iteration targets; a tiny "
+              f"vq-wav2vec trained for what a CPU run affords gives tokens near chance for intents)")
     return (f"Labelled train fraction {d.label_fraction:g} (stratified; the text teacher and the heads see only "
-            f"those labels). vq-wav2vec (tiny): {config.vq.steps} steps; speech BERT {config.bert.layers}×"
+            f"those labels). Tokens: {tokens}; speech BERT {config.bert.layers}×"
             f"{config.bert.hidden} ({config.bert.heads} heads): {config.bert.steps} MLM steps, then "
             f"{config.ptkd.steps} more steps of MLM + {config.ptkd.kd_weight:g}·MSE([CLS] → MiniLM mean-pooled "
             f"transcript embedding) for "

@@ -20,16 +20,18 @@ from kd_speech.models.fairseq_vq_wav2vec import (
     load_fairseq_state_dict,
     load_fairseq_vq_wav2vec,
 )
+from kd_speech.models.mel_units import MelUnits, kmeans
 from kd_speech.models.quantizers import GumbelQuantizer, KMeansQuantizer, QuantizerOutput
 from kd_speech.models.speech_vocab import SPECIAL_TOKENS, SpeechVocabulary
 from kd_speech.models.vq_pretrain import PretrainResult, measure_usage, pretrain_vq_wav2vec
 from kd_speech.models.vq_wav2vec import VqWav2Vec, VqWav2VecConfig, VqWav2VecOutput
 
 __all__ = ["ALLOWED_GLOBALS", "SPECIAL_TOKENS", "CodebookUsage", "ContextAggregator", "FairseqCheckpoint",
-           "FeatureEncoder", "FutureStepPredictor", "GumbelQuantizer", "KMeansQuantizer", "LoadReport",
+           "FeatureEncoder", "FutureStepPredictor", "GumbelQuantizer", "KMeansQuantizer", "LoadReport", "MelUnits",
            "PretrainResult", "QuantizerOutput", "SpeechVocabulary", "VqWav2Vec", "VqWav2VecConfig",
            "VqWav2VecOutput", "build_speech_bert", "codebook_usage", "combine_indices", "config_from_fairseq_args",
-           "future_contrastive_loss", "load_fairseq_state_dict", "load_fairseq_vq_wav2vec", "load_speech_bert",
+           "future_contrastive_loss", "kmeans", "load_fairseq_state_dict", "load_fairseq_vq_wav2vec",
+           "load_speech_bert",
            "mask_tokens", "measure_usage", "pretrain_speech_bert", "pretrain_vq_wav2vec", "read_fairseq_checkpoint",
            "sample_distractors", "speech_bert_config", "speech_input_ids", "split_tokens"]
 
