@@ -30,7 +30,7 @@ import torch
 from kd_core.backends import Backend
 from kd_core.datacache import cached_model, data_home, digest
 from kd_core.errors import ConfigError
-from kd_core.recipes import RunContext, Section, Seed
+from kd_core.recipes import RunContext, Section
 from kd_core.study import TrainSpec
 from kd_core.task import Splits, Task
 from pydantic import Field, model_validator
@@ -38,6 +38,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from kd_speech.data import CommandSetConfig, build_command_set, command_set_dir, read_audio
+from kd_speech.data.section import CommandSetSection
 
 __all__ = ["BertSection", "SpeechCommands", "SpeechCommandsData", "SpeechTextDataset", "TeacherSection",
            "TextIntentModel", "VqSection", "announce",
@@ -48,27 +49,11 @@ MAX_POSITIONS = 512
 _SPLITS = ("train", "val", "test")
 
 
-class SpeechCommandsData(Section):
+class SpeechCommandsData(CommandSetSection):
     """The spoken-command set (see ``kd_speech.data.builder``) and the labelled fraction of its train split."""
 
     voices: Annotated[int, Field(ge=3, le=60)] = 10
-    flite_voices: Annotated[int, Field(ge=0, le=4)] = 2
-    per_intent: Annotated[int, Field(ge=1, le=6)] = 2
-    intents: Annotated[int, Field(ge=2, le=31)] = 31
-    val_voices: Annotated[int, Field(ge=1)] = 1
-    test_voices: Annotated[int, Field(ge=1)] = 2
-    seed: Seed = 0
     label_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
-
-    @model_validator(mode="after")
-    def _voices_fit(self) -> SpeechCommandsData:
-        if self.flite_voices > self.voices:
-            raise ValueError(f"data.flite_voices must be at most data.voices ({self.voices}), received "
-                             f"{self.flite_voices}")
-        if self.val_voices + self.test_voices >= self.voices:
-            raise ValueError(f"data.val_voices + data.test_voices must leave train voices (fewer than data.voices = "
-                             f"{self.voices}), received {self.val_voices + self.test_voices}")
-        return self
 
 
 class VqSection(Section):
@@ -133,14 +118,7 @@ class TextIntentModel(nn.Module):
 
 def command_set_config(data: SpeechCommandsData) -> CommandSetConfig:
     """The ``CommandSetConfig`` of the recipe's ``data`` section (its errors name ``data.*`` fields)."""
-    names = {"utterances_per_intent": "per_intent", "val_voices + test_voices": "val_voices"}
-    try:
-        return CommandSetConfig(seed=data.seed, voices=data.voices, flite_voices=data.flite_voices,
-                                utterances_per_intent=data.per_intent, intents=data.intents,
-                                val_voices=data.val_voices, test_voices=data.test_voices)
-    except ConfigError as err:
-        raise ConfigError(f"data.{names.get(err.argument, err.argument)}", err.expected, err.received,
-                          hint=err.hint) from None
+    return data.command_set()
 
 
 def speech_key(data: SpeechCommandsData, vq: VqSection, bert: BertSection) -> dict[str, Any]:

@@ -54,6 +54,8 @@ from kd_core.task import Splits, Task
 from pydantic import Field, field_validator, model_validator
 from torch import nn
 
+from kd_speech.data.section import CommandSetSection
+
 __all__ = ["METHOD", "WER_METRICS", "CommandsData", "CorpusSection", "DecodeSection", "KDSection", "LMDistillConfig",
            "LMSection", "StudentSection", "TuneSection", "arms", "task"]
 
@@ -64,38 +66,10 @@ _SET_NAMES = {"commands": "", "real": "_real"}
 _MODE_NAMES = {"nbest": "n-best", "lattice": "lattice"}
 
 
-class CommandsData(Section):
+class CommandsData(CommandSetSection):
     """The spoken-command set (``kd_speech.data.build_command_set``): voices, phrasings, intents, held-out voices."""
 
-    voices: Annotated[int, Field(ge=3, le=60)] = 8
-    flite_voices: Annotated[int, Field(ge=0, le=4)] = 2
-    per_intent: Annotated[int, Field(ge=1, le=6)] = 2
-    intents: Annotated[int, Field(ge=2, le=31)] = 31
     val_voices: Annotated[int, Field(ge=1)] = 2
-    test_voices: Annotated[int, Field(ge=1)] = 2
-    seed: Seed = 0
-
-    @model_validator(mode="after")
-    def _voices_fit(self) -> CommandsData:
-        if self.flite_voices > self.voices:
-            raise ValueError(f"data.flite_voices must be at most data.voices ({self.voices}), received "
-                             f"{self.flite_voices}")
-        if self.val_voices + self.test_voices >= self.voices:
-            raise ValueError(f"data.val_voices + data.test_voices must leave train voices (fewer than data.voices = "
-                             f"{self.voices}), received {self.val_voices + self.test_voices}")
-        return self
-
-    def command_set(self) -> Any:
-        """The ``CommandSetConfig`` of these fields (errors name ``data.*``)."""
-        from kd_speech.data import CommandSetConfig
-
-        try:
-            return CommandSetConfig(seed=self.seed, voices=self.voices, flite_voices=self.flite_voices,
-                                    utterances_per_intent=self.per_intent, intents=self.intents,
-                                    val_voices=self.val_voices, test_voices=self.test_voices)
-        except ConfigError as err:
-            raise ConfigError(f"data.{err.argument.replace('utterances_per_intent', 'per_intent')}", err.expected,
-                              err.received, hint=err.hint) from None
 
 
 class CorpusSection(Section):

@@ -42,8 +42,10 @@ from typing import Annotated, Any, Literal
 
 import torch
 from kd_core.errors import CheckpointError, ConfigError, KDError
-from kd_core.recipes import Method, RecipeConfig, RunContext, Section, Seed
+from kd_core.recipes import Method, RecipeConfig, RunContext, Section
 from pydantic import Field, field_validator, model_validator
+
+from kd_speech.data.section import CommandSetSection
 
 __all__ = ["METHOD", "MODEL_FILE", "MODEL_JSON", "TEMPERATURE", "VqData", "VqModel", "VqPretrainConfig",
            "VqPretrainPlan", "VqTrain", "load_model", "split_token_stats", "vq_config"]
@@ -56,20 +58,13 @@ _SMOOTH = 25  # steps in the loss curve's moving average
 TEMPERATURE = (2.0, 0.5)  # the Gumbel temperature's start and floor (the paper's)
 
 
-class VqData(Section):
+class VqData(CommandSetSection):
     """Where the audio comes from: ``commands`` (the synthesized spoken-command set, fields as in
     ``slu-two-stage``) or ``folder:DIR`` with ``csv`` (default: the folder's only CSV) and ``val_fraction``."""
 
     source: str = "commands"
     csv: str | None = None
     val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1
-    voices: Annotated[int, Field(ge=3, le=60)] = 8
-    flite_voices: Annotated[int, Field(ge=0, le=4)] = 2
-    per_intent: Annotated[int, Field(ge=1, le=6)] = 2
-    intents: Annotated[int, Field(ge=2, le=31)] = 31
-    val_voices: Annotated[int, Field(ge=1)] = 1
-    test_voices: Annotated[int, Field(ge=1)] = 2
-    seed: Seed = 0
 
     @field_validator("source")
     @classmethod
@@ -78,16 +73,6 @@ class VqData(Section):
         if value != "commands" and (scheme != "folder" or not rest.strip()):
             raise ValueError(f"'commands' or 'folder:DIR' (audio files with a CSV), received {value!r}")
         return value
-
-    @model_validator(mode="after")
-    def _voices_fit(self) -> VqData:
-        if self.flite_voices > self.voices:
-            raise ValueError(f"data.flite_voices must be at most data.voices ({self.voices}), received "
-                             f"{self.flite_voices}")
-        if self.val_voices + self.test_voices >= self.voices:
-            raise ValueError(f"data.val_voices + data.test_voices must leave train voices (fewer than data.voices = "
-                             f"{self.voices}), received {self.val_voices + self.test_voices}")
-        return self
 
     @property
     def folder(self) -> Path | None:
@@ -178,19 +163,6 @@ class _Audio:
     origin: str
 
 
-def _command_config(data: VqData) -> Any:
-    from kd_speech.data import CommandSetConfig
-
-    names = {"utterances_per_intent": "per_intent", "val_voices + test_voices": "val_voices"}
-    try:
-        return CommandSetConfig(seed=data.seed, voices=data.voices, flite_voices=data.flite_voices,
-                                utterances_per_intent=data.per_intent, intents=data.intents,
-                                val_voices=data.val_voices, test_voices=data.test_voices)
-    except ConfigError as err:
-        raise ConfigError(f"data.{names.get(err.argument, err.argument)}", err.expected, err.received,
-                          hint=err.hint) from None
-
-
 def _folder_argument(argument: str) -> str:
     """The recipe field a ``read_audio_folder`` error is about, with the file or column it names."""
     if argument == "csv" or argument.endswith(" csv"):
@@ -247,7 +219,7 @@ def _check_data(data: VqData, min_samples: int) -> dict[str, list[Any]] | None:
         return _folder_splits(_folder_utterances(data, min_samples), data)
     from kd_speech.data import command_set_dir, require_synthesizer
 
-    config = _command_config(data)
+    config = data.command_set()
     if not (command_set_dir(config) / "manifest.jsonl").is_file():
         for name in ("espeak", "flite") if config.flite_voices else ("espeak",):
             require_synthesizer(name)
@@ -278,7 +250,7 @@ def _load_audio(data: VqData, folder_splits: Mapping[str, list[Any]] | None, pro
         return _Audio(waves, {s: [str(u.path) for u in items] for s, items in splits.items()},
                       f"{sum(map(len, splits.values()))} audio files from {data.folder} ({split_text}; "
                       f"{hours:.2f} h at 16 kHz)", str(data.folder))
-    commands = build_command_set(_command_config(data), progress=False)
+    commands = build_command_set(data.command_set(), progress=False)
     splits = {s: commands.split(s) for s in _SPLITS}
     waves = _read(splits, progress)
     train = data.voices - data.val_voices - data.test_voices
