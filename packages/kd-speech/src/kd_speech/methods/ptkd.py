@@ -73,8 +73,7 @@ def continue_pretraining(bert: nn.Module, sequences: Sequence[torch.Tensor], voc
                          ) -> list[dict[str, float]]:
     """``steps`` AdamW updates of MLM + ``kd_weight`` x PT-KD (``text``: one target row per sequence; None or
     ``kd_weight = 0``: MLM alone) on ``bert`` in place; the per-step losses. Order and masks come from ``seed``."""
-    from kd_speech.models import mask_tokens
-    from kd_speech.models.speech_bert import shuffled_batches
+    from kd_speech.models.speech_bert import masked_batches
     from kd_speech.slu import PTKDModel
 
     if text is not None and len(text) != len(sequences):
@@ -86,12 +85,10 @@ def continue_pretraining(bert: nn.Module, sequences: Sequence[torch.Tensor], voc
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        batches = shuffled_batches(len(sequences), batch_size, generator)
+        batches = masked_batches(sequences, vocab, batch_size, generator, MAX_POSITIONS)
         model.train()
         for step in range(steps):
-            batch = next(batches)
-            input_ids, mask = vocab.batch([sequences[i] for i in batch], max_length=MAX_POSITIONS)
-            masked, labels = mask_tokens(input_ids, vocab, generator=generator)
+            batch, masked, mask, labels = next(batches)
             inputs = {"input_ids": masked.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
             if use_kd:
                 loss, parts = model.loss(inputs, text[batch].to(device), kd_weight=kd_weight)

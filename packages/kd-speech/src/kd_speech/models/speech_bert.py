@@ -22,8 +22,8 @@ from kd_speech.models._checks import non_negative_float, positive_float, positiv
 from kd_speech.models.speech_vocab import SpeechVocabulary
 from kd_speech.models.vq_wav2vec import VqWav2Vec
 
-__all__ = ["build_speech_bert", "load_speech_bert", "mask_tokens", "pretrain_speech_bert", "shuffled_batches",
-           "speech_bert_config", "speech_input_ids"]
+__all__ = ["build_speech_bert", "load_speech_bert", "mask_tokens", "masked_batches", "pretrain_speech_bert",
+           "shuffled_batches", "speech_bert_config", "speech_input_ids"]
 
 IGNORE_INDEX = -100
 
@@ -117,6 +117,17 @@ def shuffled_batches(size: int, batch_size: int, generator: torch.Generator) -> 
         yield batch
 
 
+def masked_batches(sequences: Sequence[torch.Tensor | Sequence[int]], vocab: SpeechVocabulary, batch_size: int,
+                   generator: torch.Generator, max_length: int | None = None, mask_probability: float = 0.15
+                   ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Endless masked-LM batches ``(indices, masked input_ids, attention_mask, labels)`` of ``sequences``: the
+    indices from :func:`shuffled_batches`, then the masks from :func:`mask_tokens`, both drawn from ``generator``."""
+    for batch in shuffled_batches(len(sequences), batch_size, generator):
+        input_ids, attention_mask = vocab.batch([sequences[i] for i in batch], max_length=max_length)
+        masked, labels = mask_tokens(input_ids, vocab, mask_probability, generator=generator)
+        yield batch, masked, attention_mask, labels
+
+
 def pretrain_speech_bert(model: BertForMaskedLM, sequences: Sequence[torch.Tensor | Sequence[int]],
                          vocab: SpeechVocabulary, steps: int, *, lr: float = 5e-4, batch_size: int = 8,
                          max_length: int | None = None, mask_probability: float = 0.15, weight_decay: float = 0.01,
@@ -146,12 +157,10 @@ def pretrain_speech_bert(model: BertForMaskedLM, sequences: Sequence[torch.Tenso
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        batches = shuffled_batches(len(sequences), batch_size, generator)
+        batches = masked_batches(sequences, vocab, batch_size, generator, max_length, mask_probability)
         model.train()
         for step in range(steps):
-            batch = next(batches)
-            input_ids, attention_mask = vocab.batch([sequences[i] for i in batch], max_length=max_length)
-            masked, labels = mask_tokens(input_ids, vocab, mask_probability, generator=generator)
+            _, masked, attention_mask, labels = next(batches)
             out = model(input_ids=masked.to(device), attention_mask=attention_mask.to(device),
                         labels=labels.to(device))
             value = float(out.loss.detach())
