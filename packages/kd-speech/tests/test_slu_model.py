@@ -109,6 +109,39 @@ def test_augmentation_acts_in_training_only() -> None:
     assert bool((hidden == 0).any()) and not torch.equal(hidden, plain(batch)["hidden"])
 
 
+def _encoder_calls(model: SpeechIntentModel) -> list[int]:
+    rows: list[int] = []
+    model.encoder.register_forward_hook(lambda module, args, kwargs, out: rows.append(kwargs["input_ids"].shape[0]),
+                                        with_kwargs=True)
+    return rows
+
+
+def test_cached_hidden_states_equal_the_encoders_and_are_computed_once_per_utterance() -> None:
+    import copy
+
+    batch, labels = toy_task(count=8)
+    plain = SpeechIntentModel(speech_bert(), small_head()).train()
+    cached = SpeechIntentModel(speech_bert(), small_head(), cache_hidden=True).train()
+    calls = _encoder_calls(cached)
+    first = cached(batch)
+    assert calls == [8]
+    halves = [{k: v[rows] for k, v in batch.items()} for rows in (slice(0, 4), slice(2, 8))]
+    assert [cached(half)["logits"].shape[0] for half in halves] == [4, 6] and calls == [8]  # every row known
+    assert torch.allclose(first["logits"], plain(batch)["logits"], atol=1e-5)
+    mask = batch["attention_mask"].bool()
+    assert torch.allclose(first["hidden"][mask], plain(batch)["hidden"][mask], atol=1e-5)
+    torch.nn.functional.cross_entropy(first["logits"], labels).backward()  # the head still learns through it
+    assert all(p.grad is not None for p in cached.head.parameters())
+    assert copy.deepcopy(cached)._hidden_cache == {} and "_hidden_cache" not in str(cached.state_dict().keys())
+    masked = SpeechIntentModel(speech_bert(), small_head(), cache_hidden=True,
+                               token_mask=TokenSpanMask(VOCAB, seed=0)).train()
+    masked_calls = _encoder_calls(masked)
+    masked(batch), masked(batch)
+    assert masked_calls == [8, 8]  # masked ids are new each step: never cached in training
+    masked.eval()(batch), masked(batch)
+    assert masked_calls == [8, 8, 8]  # in eval the ids are the utterance's own
+
+
 def test_pt_kd_model_gives_the_mlm_loss_and_the_cls_and_trains_bert_and_projector() -> None:
     bert = speech_bert(dropout=0.0)
     model = PTKDModel(bert, text_dim=8)

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -76,6 +77,22 @@ def test_label_fraction_keeps_a_stratified_deterministic_subset() -> None:
     assert [sum(labels[i] == c for i in label_subset(labels, 0.01)) for c in range(5)] == [1] * 5  # one per class
 
 
+def test_a_labelled_fraction_removes_labels_not_updates() -> None:
+    from kd_speech.methods.two_stage import TwoStageConfig, _teacher_training, arms
+
+    assert SpeechCommandsData(label_fraction=0.1).epochs(8) == 80
+    assert SpeechCommandsData(label_fraction=0.25).epochs(3) == 12
+    assert SpeechCommandsData().epochs(8) == 8
+    assert SpeechCommandsData(label_fraction=0.1, equal_updates=False).epochs(8) == 8
+    assert SpeechCommandsData(label_fraction=0.9).epochs(1) == 1  # never fewer epochs than the recipe's
+    config = TwoStageConfig.model_validate({"data": {"label_fraction": 0.1}, "teacher": {"epochs": 5},
+                                            "student": {"epochs": 8}})
+    assert _teacher_training(config).epochs == 50
+    unbuilt = SimpleNamespace(extras={"commands": None})  # arms() builds nothing until a student is asked for
+    phases = arms(config, unbuilt)["base"].phases()  # type: ignore[arg-type]
+    assert sum(p.epochs for p in phases) == 80
+
+
 def test_the_data_key_changes_with_every_field_that_determines_the_data() -> None:
     base = speech_key(SpeechCommandsData(), VqSection(), BertSection())
     changed = [speech_key(SpeechCommandsData(voices=11), VqSection(), BertSection()),
@@ -85,7 +102,14 @@ def test_the_data_key_changes_with_every_field_that_determines_the_data() -> Non
                speech_key(SpeechCommandsData(), VqSection(), BertSection(layers=3))]
     assert all(key != base for key in changed)
     assert base["commands"] != changed[0]["commands"] and base["commands"] == changed[2]["commands"]
+    labels_only = [speech_key(SpeechCommandsData(label_fraction=0.1), VqSection(), BertSection()),
+                   speech_key(SpeechCommandsData(equal_updates=False), VqSection(), BertSection())]
+    assert all(k != base and {**k, "labels": None} == {**base, "labels": None} for k in labels_only)
     assert speech_key(SpeechCommandsData(), VqSection(), BertSection()) == base
+    kmeans = speech_key(SpeechCommandsData(), VqSection(kind="mel-kmeans"), BertSection())
+    assert kmeans != base and kmeans != speech_key(SpeechCommandsData(), VqSection(kind="mel-kmeans", clusters=32),
+                                                   BertSection())
+    assert kmeans == speech_key(SpeechCommandsData(), VqSection(kind="mel-kmeans", steps=7), BertSection())
 
 
 def test_the_recipe_is_installed_and_validates() -> None:

@@ -54,6 +54,13 @@ class SpeechCommandsData(CommandSetSection):
 
     voices: Annotated[int, Field(ge=3, le=60)] = 10
     label_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
+    equal_updates: bool = True
+
+    def epochs(self, epochs: int) -> int:
+        """How many epochs a model trained on the labelled subset runs for a recipe's ``epochs``: with
+        ``equal_updates`` and a fraction below 1, ``epochs / label_fraction`` (rounded), so that it takes as many
+        updates as it would with every label (else a 10 % head gets a tenth of the training, not of the labels)."""
+        return max(epochs, round(epochs / self.label_fraction)) if self.equal_updates else epochs
 
 
 class VqSection(Section):
@@ -66,6 +73,11 @@ class VqSection(Section):
     lr: Annotated[float, Field(gt=0)] = 1e-3
     batch_size: Annotated[int, Field(gt=0)] = 8
     clusters: Annotated[int, Field(ge=2, le=4096)] = 64
+
+    def key(self) -> dict[str, Any]:
+        """The fields that determine this kind's tokens (a cache key: mel-kmeans ignores the training fields)."""
+        used = {"kind", "clusters"} if self.kind == "mel-kmeans" else {"kind", "steps", "lr", "batch_size"}
+        return self.model_dump(include=used)
 
 
 class BertSection(Section):
@@ -95,9 +107,9 @@ class TeacherSection(Section):
     batch_size: Annotated[int, Field(gt=0)] = 16
     max_length: Annotated[int, Field(ge=4, le=512)] = 32
 
-    def train_spec(self) -> TrainSpec:
-        """The study's ``teacher_training``."""
-        return TrainSpec(self.epochs, self.lr, self.batch_size, self.weight_decay)
+    def train_spec(self, epochs: int | None = None) -> TrainSpec:
+        """The study's ``teacher_training`` (``epochs``: instead of the section's, e.g. ``data.epochs(...)``)."""
+        return TrainSpec(self.epochs if epochs is None else epochs, self.lr, self.batch_size, self.weight_decay)
 
 
 class TextIntentModel(nn.Module):
@@ -121,11 +133,15 @@ def command_set_config(data: SpeechCommandsData) -> CommandSetConfig:
     return data.command_set()
 
 
+_LABEL_FIELDS = {"label_fraction", "equal_updates"}
+
+
 def speech_key(data: SpeechCommandsData, vq: VqSection, bert: BertSection) -> dict[str, Any]:
-    """Everything that determines the tokens and the MLM speech BERT (``label_fraction`` included: it fixes the
-    labelled subset)."""
-    return {"commands": command_set_dir(command_set_config(data)).name, "data": data.model_dump(),
-            "vq": vq.model_dump(), "bert": bert.model_dump(), "max_positions": MAX_POSITIONS}
+    """Everything that determines the tokens and the MLM speech BERT, and under ``"labels"`` what determines the
+    labelled subset and how long it is trained on (what reads only the audio and transcripts leaves that out)."""
+    return {"commands": command_set_dir(command_set_config(data)).name,
+            "data": data.model_dump(exclude=_LABEL_FIELDS), "labels": data.model_dump(include=_LABEL_FIELDS),
+            "vq": vq.key(), "bert": bert.model_dump(), "max_positions": MAX_POSITIONS}
 
 
 def label_subset(labels: Sequence[int], fraction: float, seed: int = 0) -> list[int]:

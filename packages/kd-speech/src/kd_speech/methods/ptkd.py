@@ -113,7 +113,8 @@ def ptkd_encoders(commands: SpeechCommands, config: PTKDSection, seed: int = 0, 
     PT-KD towards the train transcripts' MiniLM embeddings; both cached."""
     target = Backend(device=device).device
     sequences = commands.tokens["train"]
-    key = {"speech": commands.key, "ptkd": config.model_dump(), "seed": seed, "text_max_length": text_max_length}
+    unlabelled = {k: v for k, v in commands.key.items() if k != "labels"}  # PT-KD reads every train utterance
+    key = {"speech": unlabelled, "ptkd": config.model_dump(), "seed": seed, "text_max_length": text_max_length}
 
     def build() -> nn.Module:
         return copy.deepcopy(commands.bert)

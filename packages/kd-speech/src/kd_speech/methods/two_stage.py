@@ -14,7 +14,9 @@ Arms (paired seeds: the same seed gives every arm the same head initialisation a
 - ``ft-kd`` (kd): the PT-KD encoder, CE + L1 to the text teacher's logits;
 - ``ft-kd-da`` (variant): as ``ft-kd`` plus span masking of the vq tokens and time/channel masking.
 
-The paper's 10 % / 100 % settings are one run each: ``--set data.label_fraction=0.1``.
+The paper's 10 % / 100 % settings are one run each: ``--set data.label_fraction=0.1``. At a fraction below 1 the
+text teacher and the heads run ``epochs / label_fraction`` epochs (``data.equal_updates``, on by default), so that
+the fraction removes labels, not training steps.
 """
 
 from __future__ import annotations
@@ -59,9 +61,9 @@ class SLUStudent(Section):
     lstm_hidden: Annotated[int, Field(ge=1, le=2048)] = 128
     lstm_layers: Annotated[int, Field(ge=1, le=8)] = 1
 
-    def train_spec(self) -> TrainSpec:
-        """The ``TrainSpec`` of every arm."""
-        return TrainSpec(self.epochs, self.lr, self.batch_size, self.weight_decay)
+    def train_spec(self, epochs: int | None = None) -> TrainSpec:
+        """The ``TrainSpec`` of every arm (``epochs``: instead of the section's, e.g. ``data.epochs(...)``)."""
+        return TrainSpec(self.epochs if epochs is None else epochs, self.lr, self.batch_size, self.weight_decay)
 
 
 class FTKDSection(Section):
@@ -116,7 +118,7 @@ def _student(config: TwoStageConfig, encoder: nn.Module, commands: SpeechCommand
     hidden = HiddenAugment(a.time_p, a.time_span, a.channel_p, a.channel_span, seed=seed) if augment else None
     width = int(encoder.config.hidden_size)
     return SpeechIntentModel(encoder, head(config.student, width, len(commands.classes), seed), freeze_encoder=True,
-                             token_mask=token_mask, hidden_augment=hidden)
+                             token_mask=token_mask, hidden_augment=hidden, cache_hidden=True)
 
 
 def task(config: TwoStageConfig, context: RunContext) -> Task:
@@ -145,7 +147,7 @@ def arms(config: TwoStageConfig, task: Task) -> dict[str, Arm]:
     def student(which: str, augment: bool = False) -> Any:
         return lambda seed: _student(config, encoder(which), commands.get(), seed, augment)
 
-    train = config.student.train_spec()
+    train = config.student.train_spec(config.data.epochs(config.student.epochs))
     ce = "cross-entropy on the intents"
     ft = f"CE + {config.ftkd.kd_weight:g}·L1(student logits, text-teacher logits)"
     a = config.augment
@@ -172,6 +174,9 @@ def compare(config: TwoStageConfig, arms: dict[str, Arm]) -> list[tuple[str, str
 def notes(config: TwoStageConfig, task: Task) -> str:
     """The settings a reader needs beside the numbers."""
     d, s = config.data, config.student
+    head_epochs, teacher_epochs = d.epochs(s.epochs), d.epochs(config.teacher.epochs)
+    scaled = (f" (epochs × 1/{d.label_fraction:g}: as many updates as with every label, data.equal_updates)"
+              if head_epochs != s.epochs else "")
     tokens = (f"a tiny vq-wav2vec pre-trained {config.vq.steps} steps" if config.vq.kind == "vq-wav2vec" else
               f"{config.vq.clusters} k-means units over log-mel frames (HuBERT's first-iteration targets; a tiny "
               f"vq-wav2vec trained for what a CPU run affords gives tokens near chance for intents)")
@@ -181,9 +186,14 @@ def notes(config: TwoStageConfig, task: Task) -> str:
             f"{config.ptkd.steps} more steps of MLM + {config.ptkd.kd_weight:g}·MSE([CLS] → MiniLM mean-pooled "
             f"transcript embedding) for "
             f"PT-KD, or of MLM alone for the base encoder. Heads: DS2 (conv {s.conv_channels} ch, BiLSTM "
-            f"{s.lstm_layers}×{s.lstm_hidden}) on the frozen encoder, {s.epochs} epochs, AdamW lr {s.lr:g}, batch "
-            f"{s.batch_size}, cosine decay. Text teacher: MiniLM-L6 fine-tuned {config.teacher.epochs} epochs on the "
-            f"labelled train transcripts. Test voices are unseen in training.")
+            f"{s.lstm_layers}×{s.lstm_hidden}) on the frozen encoder, {head_epochs} epochs{scaled}, AdamW lr "
+            f"{s.lr:g}, batch {s.batch_size}, cosine decay. Text teacher: MiniLM-L6 fine-tuned {teacher_epochs} "
+            f"epochs (AdamW lr {config.teacher.lr:g}) on the labelled train transcripts. Test voices are unseen in "
+            "training.")
+
+
+def _teacher_training(config: TwoStageConfig) -> TrainSpec:
+    return config.teacher.train_spec(config.data.epochs(config.teacher.epochs))
 
 
 def _title(config: TwoStageConfig, task: Task) -> str:
@@ -191,7 +201,7 @@ def _title(config: TwoStageConfig, task: Task) -> str:
 
 
 METHOD = study_method(
-    "slu-two-stage", TwoStageConfig, task=task, arms=arms, teacher_training=lambda c: c.teacher.train_spec(),
+    "slu-two-stage", TwoStageConfig, task=task, arms=arms, teacher_training=_teacher_training,
     title=_title, notes=notes, compare=compare, domain="speech",
     recipes=Path(__file__).resolve().parent.parent / "recipes",
     summary="Two-stage textual KD for spoken intents: base -> +PT-KD -> +FT-KD -> +masking (Kim et al. 2021)")

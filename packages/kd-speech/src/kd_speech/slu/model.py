@@ -63,11 +63,16 @@ class SpeechIntentModel(nn.Module):
     ``torch.no_grad`` and it stays in eval mode (no dropout) unless ``encoder_dropout`` (the reference code leaves
     it in train mode). ``token_mask`` is applied to the input ids and ``hidden_augment`` to the hidden states, in
     training mode only. ``hidden`` in the output is what the head read (augmented in training).
+
+    ``cache_hidden``: a frozen encoder in eval mode is a fixed function of the token ids, so its hidden states are
+    kept per utterance (keyed by its ids) and computed once: later epochs run the head alone. Not while
+    ``token_mask`` changes the ids (training with masking) or with ``encoder_dropout``; the cache is not part of
+    the state dict.
     """
 
     def __init__(self, speech_bert: nn.Module, head: DS2Head, freeze_encoder: bool = True,
                  token_mask: TokenSpanMask | None = None, hidden_augment: HiddenAugment | None = None,
-                 encoder_dropout: bool = False) -> None:
+                 encoder_dropout: bool = False, cache_hidden: bool = False) -> None:
         super().__init__()
         self.encoder = _encoder(speech_bert)
         if not isinstance(head, nn.Module):
@@ -81,6 +86,8 @@ class SpeechIntentModel(nn.Module):
             raise ConfigError("hidden_augment", "a HiddenAugment or None", type(hidden_augment).__name__)
         self.head, self.token_mask, self.hidden_augment = head, token_mask, hidden_augment
         self.freeze_encoder, self.encoder_dropout = bool(freeze_encoder), bool(encoder_dropout)
+        self.cache_hidden = bool(cache_hidden)
+        self._hidden_cache: dict[bytes, torch.Tensor] = {}
         if self.freeze_encoder:
             self.encoder.requires_grad_(False)
             self.encoder.train(self.encoder_dropout and self.training)
@@ -95,14 +102,44 @@ class SpeechIntentModel(nn.Module):
     def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """``{"logits": [B, C], "cls": [B, H], "hidden": [B, L, H]}`` of ``{"input_ids", "attention_mask"}``."""
         input_ids, mask = _batch_ids(batch)
-        if self.training and self.token_mask is not None:
+        masking = self.training and self.token_mask is not None
+        if masking:
             input_ids = self.token_mask(input_ids)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
-            hidden = self.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        if self.cache_hidden and self.freeze_encoder and not self.encoder_dropout and not masking:
+            hidden = self._cached(input_ids, mask)
+        else:
+            hidden = self._encode(input_ids, mask)
         cls = hidden[:, 0]
         if self.training and self.hidden_augment is not None:
             hidden = self.hidden_augment(hidden, mask)
         return {"logits": self.head(hidden, mask), "cls": cls, "hidden": hidden}
+
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles leave the hidden-state cache behind (it is rebuilt on use)."""
+        state = super().__getstate__()
+        return {**state, "_hidden_cache": {}}
+
+    def _encode(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
+            return self.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+
+    def _cached(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The frozen encoder's hidden states of the batch, from the cache where it holds the row's ids."""
+        lengths = mask.sum(1).tolist()
+        keys = [input_ids[row, :n].cpu().numpy().tobytes() for row, n in enumerate(lengths)]
+        missing = [row for row, key in enumerate(keys) if key not in self._hidden_cache]
+        if missing:
+            rows = torch.tensor(missing, device=input_ids.device)
+            fresh = self._encode(input_ids[rows], mask[rows])
+            for i, row in enumerate(missing):
+                self._hidden_cache[keys[row]] = fresh[i, : lengths[row]].detach()
+        width = int(self.encoder.config.hidden_size)
+        hidden = torch.zeros(*input_ids.shape, width, device=input_ids.device,
+                             dtype=next(iter(self._hidden_cache.values())).dtype)
+        for row, key in enumerate(keys):
+            hidden[row, : lengths[row]] = self._hidden_cache[key]
+        return hidden
 
 
 class PTKDModel(nn.Module):
