@@ -6,8 +6,11 @@ masked-token prediction; the teacher reads the transcripts.
 
 The data pipeline (every step cached under ``$KD_DATA_HOME`` by everything that determines it):
 
-1. the spoken-command set (``kd_speech.data.build_command_set``: ``data.voices``, ``data.flite_voices``,
-   ``data.per_intent`` phrasings, the first ``data.intents`` intents, ``data.seed``), split by voice;
+1. the utterances of ``data.source``: ``commands`` (default), the spoken-command set
+   (``kd_speech.data.build_command_set``: ``data.voices``, ``data.flite_voices``, ``data.per_intent`` phrasings,
+   the first ``data.intents`` intents, ``data.seed``), split by voice; or ``folder:DIR`` / ``folder:DIR/FILE.csv``,
+   your own audio folder (see :func:`read_speech_folder`: any sample rate, a CSV with ``file``, ``transcript`` and
+   ``intent`` columns, split by its ``split`` column, else by ``speaker``, else at random);
 2. 16 kHz audio, a tiny vq-wav2vec pre-trained on the train audio (``vq.steps``, ``vq.lr``, ``vq.batch_size``);
 3. its tokens for every utterance, a ``SpeechVocabulary`` of the train tokens;
 4. a small speech BERT pre-trained by masked-token prediction on the train tokens (``bert.*``).
@@ -16,6 +19,11 @@ Items are ``{"input_ids": vq BERT ids ([CLS] first), "text_input_ids": MiniLM id
 :func:`collate_speech_text` pads both and builds both attention masks. ``data.label_fraction`` keeps a stratified
 fraction of the labelled train split (the paper's 10 % / 100 % settings): the intent classifiers and the text
 teacher learn from that subset only; the val and test splits (unseen voices) stay whole.
+
+A folder is read and checked when the task is made, before anything trains or a run directory is written: every
+problem (no such folder, no ``intent`` or ``transcript`` column, an empty split, a val/test intent the train split
+lacks, an unreadable file) is a one-line ``ConfigError`` naming ``data.source``. Its cache key is the folder's path
+and a fingerprint of the CSV's bytes and each file's size and modification time, so editing the data retrains.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -33,28 +42,54 @@ from kd_core.errors import ConfigError
 from kd_core.recipes import RunContext, Section
 from kd_core.study import TrainSpec
 from kd_core.task import Splits, Task
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 from torch.utils.data import Dataset
 
 from kd_speech.data import CommandSetConfig, build_command_set, command_set_dir, read_audio
 from kd_speech.data.section import CommandSetSection
+from kd_speech.speech_folder import SpeechFolder, read_speech_folder, split_folder
 
-__all__ = ["BertSection", "SpeechCommands", "SpeechCommandsData", "SpeechTextDataset", "TeacherSection",
-           "TextIntentModel", "VqSection", "announce",
-           "batch_forward", "collate_speech_text", "command_set_config", "label_subset", "speech_commands",
-           "speech_commands_task", "speech_key"]
+__all__ = ["BertSection", "SpeechCommands", "SpeechCommandsData", "SpeechFolder", "SpeechTextDataset",
+           "TeacherSection", "TextIntentModel", "VqSection", "announce",
+           "batch_forward", "collate_speech_text", "command_set_config", "label_subset", "read_speech_folder",
+           "speech_commands", "speech_commands_task", "speech_key", "split_folder"]
 
 MAX_POSITIONS = 512
 _SPLITS = ("train", "val", "test")
 
 
 class SpeechCommandsData(CommandSetSection):
-    """The spoken-command set (see ``kd_speech.data.builder``) and the labelled fraction of its train split."""
+    """Where the utterances come from (``source``: ``commands``, the spoken-command set of
+    ``kd_speech.data.builder``, or ``folder:DIR`` / ``folder:DIR/FILE.csv``, your own audio folder) and the
+    labelled fraction of the train split. For a folder the command-set fields are not used, except that
+    ``val_voices / voices`` and ``test_voices / voices`` are the fractions held out when the CSV has no ``split``
+    column (of its speakers, else of its utterances)."""
 
+    source: str = "commands"
     voices: Annotated[int, Field(ge=3, le=60)] = 10
     label_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
     equal_updates: bool = True
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        scheme, _, rest = value.partition(":")
+        if value != "commands" and (scheme != "folder" or not rest.strip()):
+            raise ValueError(f"'commands' or 'folder:DIR' / 'folder:DIR/FILE.csv' (audio files with a CSV of file, "
+                             f"transcript and intent), received {value!r}")
+        return value
+
+    @property
+    def folder(self) -> Path | None:
+        """The ``DIR`` or ``DIR/FILE.csv`` of ``folder:...`` (None for ``commands``)."""
+        scheme, _, rest = self.source.partition(":")
+        return Path(rest.strip()).expanduser() if scheme == "folder" else None
+
+    def held_out(self) -> tuple[float, float]:
+        """``(val, test)`` fractions a folder without a ``split`` column holds out: those of the command set's
+        voices (``val_voices / voices``, ``test_voices / voices``)."""
+        return self.val_voices / self.voices, self.test_voices / self.voices
 
     def epochs(self, epochs: int) -> int:
         """How many epochs a model trained on the labelled subset runs for a recipe's ``epochs``: with
@@ -134,14 +169,22 @@ def command_set_config(data: SpeechCommandsData) -> CommandSetConfig:
 
 
 _LABEL_FIELDS = {"label_fraction", "equal_updates"}
-
-
-def speech_key(data: SpeechCommandsData, vq: VqSection, bert: BertSection) -> dict[str, Any]:
+def speech_key(data: SpeechCommandsData, vq: VqSection, bert: BertSection, folder: SpeechFolder | None = None
+               ) -> dict[str, Any]:
     """Everything that determines the tokens and the MLM speech BERT, and under ``"labels"`` what determines the
-    labelled subset and how long it is trained on (what reads only the audio and transcripts leaves that out)."""
-    return {"commands": command_set_dir(command_set_config(data)).name,
-            "data": data.model_dump(exclude=_LABEL_FIELDS), "labels": data.model_dump(include=_LABEL_FIELDS),
-            "vq": vq.key(), "bert": bert.model_dump(), "max_positions": MAX_POSITIONS}
+    labelled subset and how long it is trained on (what reads only the audio and transcripts leaves that out).
+
+    For ``data.source: folder:...`` the folder's :meth:`SpeechFolder.key` (``folder``, else the folder read
+    now) stands under ``"folder"`` instead of the command set, and ``"data"`` holds only the fields a folder uses."""
+    rest = {"labels": data.model_dump(include=_LABEL_FIELDS), "vq": vq.key(), "bert": bert.model_dump(),
+            "max_positions": MAX_POSITIONS}
+    if data.folder is None:
+        return {"commands": command_set_dir(command_set_config(data)).name,
+                "data": data.model_dump(exclude=_LABEL_FIELDS | {"source"}), **rest}
+    folder = folder if folder is not None else read_speech_folder(data)
+    used = {"source", "seed"} | (set() if folder.split_by == "split column" else {"voices", "val_voices",
+                                                                                    "test_voices"})
+    return {"folder": folder.key(), "data": data.model_dump(include=used), **rest}
 
 
 def label_subset(labels: Sequence[int], fraction: float, seed: int = 0) -> list[int]:
@@ -197,10 +240,20 @@ def _text_tokenizer() -> Any:
     return AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
 
 
-def speech_commands(data: SpeechCommandsData, vq: VqSection, bert: BertSection, device: str = "cpu"
-                    ) -> SpeechCommands:
+def _min_samples(vq: VqSection) -> int:
+    """The shortest audio (16 kHz samples) the speech tokenizer gives a token for."""
+    if vq.kind == "mel-kmeans":
+        return 1  # log-mel frames pad a short waveform to one window
+    from kd_speech.models import VqWav2VecConfig
+
+    return VqWav2VecConfig.tiny().min_samples()
+
+
+def speech_commands(data: SpeechCommandsData, vq: VqSection, bert: BertSection, device: str = "cpu",
+                    folder: SpeechFolder | None = None) -> SpeechCommands:
     """The pipeline of the module doc, cached on disk (vq model and speech BERT) and in this process. It prints one
-    line to stderr per stage it has to train (a cached stage prints nothing)."""
+    line to stderr per stage it has to train (a cached stage prints nothing). ``folder``: the folder of a
+    ``folder:...`` source when already read (else it is read here)."""
     from kd_speech.models import (
         MelUnits,
         SpeechVocabulary,
@@ -212,16 +265,24 @@ def speech_commands(data: SpeechCommandsData, vq: VqSection, bert: BertSection, 
         speech_bert_config,
     )
 
-    key = speech_key(data, vq, bert)
+    if data.folder is not None and folder is None:
+        folder = read_speech_folder(data, _min_samples(vq))
+    key = speech_key(data, vq, bert, folder)
     memo = digest(home=str(data_home()), **key)
     if memo in _BUILT:
         return _BUILT[memo]
     target = Backend(device=device).device
-    commands = build_command_set(command_set_config(data), progress=False)  # (stderr stays one line on errors)
-    utterances = {s: commands.split(s) for s in _SPLITS}
-    for split, items in utterances.items():
-        if not items:
-            raise ConfigError("data.voices", f"voices enough for a non-empty {split} split", data.voices)
+    if folder is None:
+        commands = build_command_set(command_set_config(data), progress=False)  # (stderr stays one line on errors)
+        utterances = {s: commands.split(s) for s in _SPLITS}
+        for split, items in utterances.items():
+            if not items:
+                raise ConfigError("data.voices", f"voices enough for a non-empty {split} split", data.voices)
+        classes, origin = tuple(commands.classes), {"commands": key["commands"]}
+        source_note = {"commands": str(commands.directory)}
+    else:
+        utterances, classes, origin = folder.splits, folder.classes, {"folder": key["folder"]}
+        source_note = {"audio folder": str(folder.csv)}
     waves = {s: [read_audio(u.path) for u in items] for s, items in utterances.items()}
 
     def build_vq() -> nn.Module:
@@ -237,8 +298,8 @@ def speech_commands(data: SpeechCommandsData, vq: VqSection, bert: BertSection, 
                             seed=data.seed)
         return model.cpu()
 
-    vq_model, vq_note = cached_model(build_vq, train_vq, f"speech-{vq.kind}", True, commands=key["commands"],
-                                     vq=key["vq"], seed=data.seed)
+    vq_model, vq_note = cached_model(build_vq, train_vq, f"speech-{vq.kind}", True, **origin, vq=key["vq"],
+                                     seed=data.seed)
     vq_model = vq_model.cpu().eval()
     tokens = {s: [vq_model.tokens(w) for w in ws] for s, ws in waves.items()}
     vocab = SpeechVocabulary.from_sequences(tokens["train"], vq_model.num_tokens)
@@ -255,14 +316,13 @@ def speech_commands(data: SpeechCommandsData, vq: VqSection, bert: BertSection, 
                              batch_size=bert.batch_size, seed=data.seed)
         return model.cpu()
 
-    speech_bert, bert_note = cached_model(build_bert, train_bert, "speech-bert-mlm", True, commands=key["commands"],
-                                          vq=key["vq"], bert=key["bert"], vocab=vocab.to_config(), seed=data.seed)
-    classes = tuple(commands.classes)
+    speech_bert, bert_note = cached_model(build_bert, train_bert, "speech-bert-mlm", True, **origin, vq=key["vq"],
+                                          bert=key["bert"], vocab=vocab.to_config(), seed=data.seed)
     built = SpeechCommands(
         classes=classes, texts={s: [u.transcript for u in items] for s, items in utterances.items()},
         labels={s: [classes.index(str(u.intent)) for u in items] for s, items in utterances.items()},
         tokens=tokens, vocab=vocab, bert=speech_bert.cpu().eval(), tokenizer=_text_tokenizer(), key=key,
-        notes={"commands": str(commands.directory), "vq-wav2vec": vq_note, "speech BERT (MLM)": bert_note})
+        notes={**source_note, "vq-wav2vec": vq_note, "speech BERT (MLM)": bert_note})
     _BUILT[memo] = built
     return built
 
@@ -329,13 +389,15 @@ def speech_commands_task(data: SpeechCommandsData, vq: VqSection, bert: BertSect
     """The ``speech-commands`` task: splits as in the module doc, a MiniLM text teacher with a fresh intent
     classifier (the study fine-tunes it on the labelled train transcripts and caches it by ``key``) and
     ``student(mlm speech BERT copy, commands, seed)`` as the task's student. ``task.extras["commands"].get()``
-    gives the built :class:`SpeechCommands`. Nothing is built until a split or model is asked for."""
+    gives the built :class:`SpeechCommands`. Nothing is built until a split or model is asked for, but a
+    ``folder:...`` source is read and checked here (``task.extras["folder"]``: its :class:`SpeechFolder`)."""
     from kd_core.pretrained import minilm_fingerprint
 
     from kd_speech.text_teacher import load_text_model
 
+    folder = read_speech_folder(data, _min_samples(vq)) if data.folder is not None else None
     device = context.device if context is not None else "cpu"
-    commands = _Lazy(lambda: speech_commands(data, vq, bert, device))
+    commands = _Lazy(lambda: speech_commands(data, vq, bert, device, folder))
     labelled = _Lazy(lambda: label_subset(commands.get().labels["train"], data.label_fraction, data.seed))
 
     def splits() -> Splits:
@@ -353,13 +415,18 @@ def speech_commands_task(data: SpeechCommandsData, vq: VqSection, bert: BertSect
     def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         return collate_speech_text(items, 0, commands.get().tokenizer.pad_token_id or 0)
 
-    cfg = command_set_config(data)
-    what = (f"synthesized spoken commands ({len(cfg.commands)} intents, {data.voices} voices: "
-            f"{data.voices - data.val_voices - data.test_voices} train / {data.val_voices} val / {data.test_voices} "
-            f"unseen test; {data.label_fraction:.0%} of the train labels)")
+    if folder is None:
+        cfg = command_set_config(data)
+        what = (f"synthesized spoken commands ({len(cfg.commands)} intents, {data.voices} voices: "
+                f"{data.voices - data.val_voices - data.test_voices} train / {data.val_voices} val / "
+                f"{data.test_voices} unseen test; {data.label_fraction:.0%} of the train labels)")
+        class_names = [c.intent for c in cfg.commands]
+    else:
+        what = folder.describe(f"{data.label_fraction:.0%} of the train labels")
+        class_names = list(folder.classes)
     return Task(name="speech-commands", splits=splits, teacher=build_teacher, student=build_student,
-                key={**speech_key(data, vq, bert), "text_max_length": teacher.max_length,
+                key={**speech_key(data, vq, bert, folder), "text_max_length": teacher.max_length,
                      "minilm": minilm_fingerprint()},
-                forward=batch_forward, collate=collate, description=what, class_names=[c.intent for c in cfg.commands],
-                extras={"commands": commands, "labelled": labelled, "device": device}, student_field="student",
-                teacher_field="teacher")
+                forward=batch_forward, collate=collate, description=what, class_names=class_names,
+                extras={"commands": commands, "labelled": labelled, "device": device, "folder": folder},
+                student_field="student", teacher_field="teacher")

@@ -17,6 +17,12 @@ Arms (paired seeds: the same seed gives every arm the same head initialisation a
 The paper's 10 % / 100 % settings are one run each: ``--set data.label_fraction=0.1``. At a fraction below 1 the
 text teacher and the heads run ``epochs / label_fraction`` epochs (``data.equal_updates``, on by default), so that
 the fraction removes labels, not training steps.
+
+Data (``data.source``): ``commands``, the synthesized spoken-command set (default), or your own audio with
+``--set data.source=folder:DIR`` (or ``folder:DIR/FILE.csv``): audio files at any sample rate and a CSV with
+``file``, ``transcript`` and ``intent`` columns, optional ``speaker`` and ``split``. The splits come from the
+``split`` column, else whole speakers are held out, else a random split stratified by intent (see
+``kd_speech.tasks.split_folder``); the intents are the train split's. The folder is checked before anything trains.
 """
 
 from __future__ import annotations
@@ -180,7 +186,8 @@ def notes(config: TwoStageConfig, task: Task) -> str:
     tokens = (f"a tiny vq-wav2vec pre-trained {config.vq.steps} steps" if config.vq.kind == "vq-wav2vec" else
               f"{config.vq.clusters} k-means units over log-mel frames (HuBERT's first-iteration targets; a tiny "
               f"vq-wav2vec trained for what a CPU run affords gives tokens near chance for intents)")
-    return (f"Labelled train fraction {d.label_fraction:g} (stratified; the text teacher and the heads see only "
+    return (f"{_data_note(config, task)}Labelled train fraction {d.label_fraction:g} (stratified; the text teacher "
+            "and the heads see only "
             f"those labels). Tokens: {tokens}; speech BERT {config.bert.layers}×"
             f"{config.bert.hidden} ({config.bert.heads} heads): {config.bert.steps} MLM steps, then "
             f"{config.ptkd.steps} more steps of MLM + {config.ptkd.kd_weight:g}·MSE([CLS] → MiniLM mean-pooled "
@@ -188,8 +195,39 @@ def notes(config: TwoStageConfig, task: Task) -> str:
             f"PT-KD, or of MLM alone for the base encoder. Heads: DS2 (conv {s.conv_channels} ch, BiLSTM "
             f"{s.lstm_layers}×{s.lstm_hidden}) on the frozen encoder, {head_epochs} epochs{scaled}, AdamW lr "
             f"{s.lr:g}, batch {s.batch_size}, cosine decay. Text teacher: MiniLM-L6 fine-tuned {teacher_epochs} "
-            f"epochs (AdamW lr {config.teacher.lr:g}) on the labelled train transcripts. Test voices are unseen in "
-            "training.")
+            f"epochs (AdamW lr {config.teacher.lr:g}) on the labelled train transcripts. {_unseen(task)}")
+
+
+def _data_note(config: TwoStageConfig, task: Task) -> str:
+    """For a folder source: its intents, how it was split and which command-set fields it leaves unused (the
+    folder, its utterances per split and the number of intents are in the task's description)."""
+    folder = task.extras.get("folder")
+    if folder is None:
+        return ""
+    d = config.data
+    names = ", ".join(folder.classes[:12]) + (f" and {len(folder.classes) - 12} more" if len(folder.classes) > 12
+                                               else "")
+    if folder.split_by == "split column":
+        unused = "data.voices, data.val_voices, data.test_voices, data.flite_voices, data.per_intent, data.intents"
+        held = ""
+    else:
+        unused = "data.flite_voices, data.per_intent, data.intents"
+        held = (f"; held out for val / test: {d.val_voices}/{d.voices} / {d.test_voices}/{d.voices} of the "
+                f"{'speakers' if folder.split_by == 'speaker' else 'utterances'} (data.val_voices, data.test_voices "
+                "over data.voices)")
+    return (f"Data: {d.source}, {folder.split_by} split{held}; the train intents ({len(folder.classes)}): {names}. "
+            f"Not used for a folder: {unused}. ")
+
+
+def _unseen(task: Task) -> str:
+    folder = task.extras.get("folder")
+    if folder is None:
+        return "Test voices are unseen in training."
+    return {"split column": "The splits are the CSV's (test speakers unseen in training only if the CSV makes them "
+                            "so).",
+            "speaker": "Test speakers are unseen in training.",
+            "random": "The split is random per utterance: test speakers may also speak train utterances."}[
+        folder.split_by]
 
 
 def _teacher_training(config: TwoStageConfig) -> TrainSpec:
