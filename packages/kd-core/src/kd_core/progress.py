@@ -44,6 +44,12 @@ display of its own adds its bar to the innermost, so that a fit inside a study n
 display (rich allows one)."""
 
 
+def current_display() -> Progress | None:
+    """The innermost live display of ``progress_bar`` (a study's), if any: long work inside it adds its bar there
+    rather than start a second live display."""
+    return _SHOWN[-1] if _SHOWN else None
+
+
 class ShownProgress(Progress):
     """A rich ``Progress`` that records itself in ``_SHOWN`` while started."""
 
@@ -159,8 +165,9 @@ class ProgressCallback(Callback):
     def on_fit_start(self, distiller: Distiller) -> None:
         if self._given:
             return
-        if _SHOWN and self._stream is None:  # inside another display (a study's): add a bar to it
-            self.progress, self._owned = _SHOWN[-1], False
+        shown = current_display()
+        if shown is not None and self._stream is None:  # inside another display (a study's): add a bar to it
+            self.progress, self._owned = shown, False
         else:
             self.progress, self._owned = progress_bar(stream=self._stream, interval=self._interval), True
         if self._owned:

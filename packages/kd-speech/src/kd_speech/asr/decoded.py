@@ -137,12 +137,9 @@ def decoded_dir(utterances: Sequence[Any], settings: DecodeSettings) -> tuple[An
 def _current_progress() -> Any:
     """The innermost live progress display (a study's), if any: decoding adds its bar there rather than start
     a second live display."""
-    try:
-        from kd_core import progress
-    except ImportError:  # pragma: no cover - kd-core always ships it
-        return None
-    shown = getattr(progress, "_SHOWN", [])
-    return shown[-1] if shown else None
+    from kd_core.progress import current_display
+
+    return current_display()
 
 
 def decode_utterances(utterances: Sequence[Any], settings: DecodeSettings | None = None, *, label: str = "decoding",
