@@ -34,7 +34,7 @@ from typing import Annotated, Any, Literal
 import torch
 from kd_core.errors import ConfigError
 from kd_core.recipes import RunContext, Section
-from kd_core.study import Arm, TrainSpec, supervised_phases
+from kd_core.study import Arm, TrainSpec, cached_teacher, supervised_phases
 from kd_core.study_recipe import StudyRecipe, study_method
 from kd_core.task import Task
 from pydantic import Field
@@ -154,6 +154,7 @@ def arms(config: TwoStageConfig, task: Task) -> dict[str, Arm]:
         return lambda seed: _student(config, encoder(which), commands.get(), seed, augment)
 
     train = config.student.train_spec(config.data.epochs(config.student.epochs))
+    transcript_logits = cached_teacher()  # the teacher reads the transcripts, never augmented: computed once
     ce = "cross-entropy on the intents"
     ft = f"CE + {config.ftkd.kd_weight:g}·L1(student logits, text-teacher logits)"
     a = config.augment
@@ -164,9 +165,9 @@ def arms(config: TwoStageConfig, task: Task) -> dict[str, Arm]:
                      batch_size=train.batch_size, needs_teacher=False,
                      description=f"PT-KD speech BERT (frozen) + DS2 head, {ce}"),
         "ft-kd": Arm(lambda: train.phases(ft_kd_objective(config.ftkd.kd_weight)), role="kd", student=student("ptkd"),
-                     batch_size=train.batch_size, description=f"PT-KD encoder, FT-KD: {ft}"),
+                     batch_size=train.batch_size, signal=transcript_logits, description=f"PT-KD encoder, FT-KD: {ft}"),
         "ft-kd-da": Arm(lambda: train.phases(ft_kd_objective(config.ftkd.kd_weight)), role="variant",
-                        student=student("ptkd", augment=True), batch_size=train.batch_size,
+                        student=student("ptkd", augment=True), batch_size=train.batch_size, signal=transcript_logits,
                         description=f"FT-KD + span masking of vq tokens (rate {a.token_rate:g}, span {a.token_span}) "
                                     f"and time/channel masking of hidden states (p {a.time_p:g}/{a.channel_p:g})"),
     }
