@@ -19,38 +19,36 @@ def _args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-def _unet_args(out: Path, *extra: str) -> argparse.Namespace:
-    return _args("--model", "kd_edge.models.unet:build_unet", "--model-kwargs", '{"depth": 4, "base": 8}',
+def _model_args(out: Path, *extra: str) -> argparse.Namespace:
+    return _args("--model", "kd_edge.models.resnet:build_resnet", "--model-kwargs",
+                 '{"in_channels": 1, "classes": 4, "widths": [8, 16], "blocks_per_stage": [1, 1]}',
                  "--latency-iterations", "3", "--out", str(out), *extra)
 
 
 def test_channels_run_writes_report_results_plot_and_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "run"
-    assert run(_unet_args(out, "--method", "channels", "--ratio", "0.5")) == 0
+    assert run(_model_args(out, "--method", "channels", "--ratio", "0.5", "--input-shape", "1,1,16,16")) == 0
     printed = capsys.readouterr().out
     assert f"run directory: {out}" in printed and f"report: {out / 'report.md'}" in printed
     results = json.loads((out / "results.json").read_text())
     assert results["after"]["params"] < results["before"]["params"]
     assert results["summary"]["params_after"] == results["after"]["params"]
-    assert results["example_input"]["shape"] == [1, 1, 32, 32]
+    assert results["example_input"]["shape"] == [1, 1, 16, 16]
     report = (out / "report.md").read_text()
     assert "params" in report and "p50 (ms)" in report and "plots/size_latency.png" in report
     assert (out / "plots" / "size_latency.png").stat().st_size > 0
     model = load_pruned(out / "model")
     assert sum(p.numel() for p in model.parameters()) == results["after"]["params"]
-    assert model(torch.randn(1, 1, 32, 32)).shape == (1, 1, 32, 32)
+    assert model(torch.randn(1, 1, 16, 16)).shape == (1, 4)
 
 
-def test_prune_chains_from_a_saved_model(tmp_path: Path) -> None:
-    assert run(_unet_args(tmp_path / "first", "--method", "unet-inner", "--ratio", "0.5", "--levels", "1")) == 0
-    second = _args("--model", str(tmp_path / "first" / "model"), "--method", "unet-cut", "--latency-iterations", "2",
-                   "--out", str(tmp_path / "second"))
-    assert run(second) == 0
-    first = json.loads((tmp_path / "first" / "results.json").read_text())
-    results = json.loads((tmp_path / "second" / "results.json").read_text())
-    assert results["before"]["params"] == first["after"]["params"]
-    assert results["summary"]["settings"]["depth_after"] == 3
-    assert load_pruned(tmp_path / "second" / "model").depth == 3
+@pytest.mark.parametrize("method", ["unet-inner", "unet-cut"])
+def test_unet_methods_need_a_model_that_describes_its_unet(tmp_path: Path, method: str) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError) as info:
+        run(_model_args(out, "--method", method))
+    assert info.value.argument == "--model" and "unet_structure" in str(info.value)
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(("extra", "error", "argument"), [
@@ -58,14 +56,14 @@ def test_prune_chains_from_a_saved_model(tmp_path: Path) -> None:
     (("--method", "channels", "--ratio", "-0.2"), ConfigError, "--ratio"),
     (("--method", "layers",), ConfigError, "--layers"),
     (("--method", "layers", "--layers", "x"), ConfigError, "--layers"),
-    (("--method", "layers", "--layers", "0,9", "--container", "down"), ConfigError, "layers"),
+    (("--method", "layers", "--layers", "0,9", "--container", "blocks"), ConfigError, "layers"),
     (("--model-kwargs", "[1]",), ConfigError, "--model-kwargs"),
 ])
 def test_bad_arguments_refused_before_a_run_directory(tmp_path: Path, extra: tuple[str, ...],
                                                       error: type[KDError], argument: str) -> None:
     out = tmp_path / "run"
     with pytest.raises(error) as info:
-        run(_unet_args(out, *extra))
+        run(_model_args(out, *extra))
     assert info.value.argument == argument
     assert not out.exists()
 
@@ -103,5 +101,5 @@ def test_digits_run_reports_accuracy_before_and_after_in_the_plot_and_table(tmp_
 
 def test_digits_needs_a_digit_classifier(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        run(_unet_args(tmp_path / "run", "--digits"))
+        run(_model_args(tmp_path / "run", "--digits"))
     assert info.value.argument == "--digits" and not (tmp_path / "run").exists()

@@ -1,4 +1,5 @@
-"""Pruned models saved as an architecture record plus safetensors reload, with no pickle, to the same outputs."""
+"""Pruned models saved as an architecture record plus safetensors reload, with no pickle, to the same outputs
+(a cut U-Net: ``tests/test_generative_edge_unet.py`` at the repository root)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from kd_core.errors import CheckpointError, ConfigError
 from kd_edge.prune.layers import drop_layers
 from kd_edge.prune.record import RECORD, WEIGHTS, build, load_pruned, save_pruned
 from kd_edge.prune.structured import prune_channels
-from kd_edge.prune.unet_cut import cut_inner_layers
 from safetensors.torch import load_file
 
 
@@ -43,19 +43,6 @@ def test_pruned_cnn_reloads_identically(tmp_path: Path, no_pickle: None) -> None
     assert torch.equal(again(x), model(x))
 
 
-def test_pruned_and_cut_unet_reloads_identically(tmp_path: Path, no_pickle: None) -> None:
-    torch.manual_seed(0)
-    model = build("kd_edge.models.unet:build_unet", depth=4, base=8).eval()
-    x = torch.randn(2, 1, 32, 32)
-    prune_channels(model, x, 0.5)
-    save_pruned(model, tmp_path / "pruned")
-    assert torch.equal(load_pruned(tmp_path / "pruned")(x), model(x))
-    cut, _ = cut_inner_layers(model, levels=1, example_inputs=x)
-    save_pruned(cut.eval(), tmp_path / "cut")
-    assert json.loads((tmp_path / "cut" / RECORD).read_text())["kwargs"]["depth"] == 3
-    assert torch.equal(load_pruned(tmp_path / "cut" / RECORD)(x), cut(x))
-
-
 def test_depth_and_head_pruned_bert_reloads_identically(tmp_path: Path, no_pickle: None) -> None:
     transformers = pytest.importorskip("transformers")
     from kd_edge.prune.builders import hf_source
@@ -81,7 +68,7 @@ def test_missing_path_names_it(tmp_path: Path) -> None:
 
 
 def test_untrusted_builder_is_refused(tmp_path: Path) -> None:
-    model = build("kd_edge.models.unet:build_unet", depth=2, base=4)
+    model = build("kd_edge.models.resnet:build_resnet", widths=[4], blocks_per_stage=[1])
     save_pruned(model, tmp_path / "m")
     record = json.loads((tmp_path / "m" / RECORD).read_text())
     record.update(builder="os:system", kwargs={"command": "echo pwned"})

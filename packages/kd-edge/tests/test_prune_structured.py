@@ -8,18 +8,12 @@ import pytest
 import torch
 from kd_core.errors import ConfigError
 from kd_edge.models.resnet import build_resnet
-from kd_edge.models.unet import build_unet
 from kd_edge.prune.structured import prune_channels
 from torch import nn
 
 
-def _unet(depth: int = 4, base: int = 8) -> nn.Module:
-    torch.manual_seed(0)
-    return build_unet(depth=depth, base=base).eval()
-
-
-def test_unet_concat_skips_stay_consistent() -> None:
-    model = _unet()
+def test_unet_concat_skips_stay_consistent(make_unet) -> None:
+    model = make_unet()
     x = torch.randn(2, 1, 32, 32)
     summary = prune_channels(model, x, 0.5)
     # every decoder layer below the innermost reads cat([encoder skip, deeper decoder output])
@@ -108,8 +102,8 @@ def test_attention_heads_removed_whole_and_consistently() -> None:
 
 
 @pytest.mark.parametrize("ratio", [1.0, -0.1, 1.5, "0.5", True])
-def test_ratio_outside_unit_interval_is_refused(ratio: object) -> None:
-    model = _unet()
+def test_ratio_outside_unit_interval_is_refused(ratio: object, make_unet) -> None:
+    model = make_unet()
     before = copy.deepcopy(model.state_dict())
     with pytest.raises(ConfigError) as info:
         prune_channels(model, torch.randn(1, 1, 32, 32), ratio)  # type: ignore[arg-type]
@@ -117,15 +111,15 @@ def test_ratio_outside_unit_interval_is_refused(ratio: object) -> None:
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing was touched
 
 
-def test_unknown_importance_and_missing_taylor_loss() -> None:
+def test_unknown_importance_and_missing_taylor_loss(make_unet) -> None:
     with pytest.raises(ConfigError, match="importance"):
-        prune_channels(_unet(), torch.randn(1, 1, 32, 32), 0.5, importance="random")
+        prune_channels(make_unet(), torch.randn(1, 1, 32, 32), 0.5, importance="random")
     with pytest.raises(ConfigError, match="loss_fn"):
-        prune_channels(_unet(), torch.randn(1, 1, 32, 32), 0.5, importance="taylor")
+        prune_channels(make_unet(), torch.randn(1, 1, 32, 32), 0.5, importance="taylor")
 
 
-def test_taylor_importance_runs_with_a_loss() -> None:
-    model = _unet().train()
+def test_taylor_importance_runs_with_a_loss(make_unet) -> None:
+    model = make_unet().train()
     x = torch.randn(2, 1, 32, 32)
     summary = prune_channels(model, x, 0.25, importance="taylor", loss_fn=lambda m: m(x).pow(2).mean())
     assert summary.params_after < summary.params_before

@@ -1,5 +1,6 @@
 """U-Net generators are first-class for quantization: a pix2pix U-Net (strided Conv down, ConvTranspose up,
-concatenation skips) exports with parity and static-INT8 quantizes every Conv *and* ConvTranspose."""
+concatenation skips; the ``make_unet`` fixture) exports with parity and static-INT8 quantizes every Conv *and*
+ConvTranspose."""
 
 from __future__ import annotations
 
@@ -11,18 +12,16 @@ import pytest
 import torch
 from kd_edge.data.digits import demo_data
 from kd_edge.export import export_onnx, onnx_session, parity, run_onnx
-from kd_edge.models.unet import build_unet
 from kd_edge.quantize import quantize_static_int8
 from kd_edge.sensitivity import sqnr_db
 from onnx import TensorProto
 
 
 @pytest.fixture(scope="module")
-def unet(tmp_path_factory: pytest.TempPathFactory):
+def unet(tmp_path_factory: pytest.TempPathFactory, make_unet):
     """A 3-level U-Net on real 8x8 digits (image to image), exported, and its static INT8 model."""
     data = demo_data(calibration_size=64, test_size=100)
-    torch.manual_seed(0)
-    model = build_unet(in_channels=1, out_channels=1, depth=3, base=8).eval()
+    model = make_unet(depth=3, base=8, seed=0)
     with torch.no_grad():  # non-trivial BatchNorm statistics, as a trained generator has
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):

@@ -1,7 +1,7 @@
 """``kd-edge prune``: prune a model (channels, layers, U-Net inner layers) and write a run directory.
 
 The model comes from any source ``kd_edge.sources`` resolves: a run directory of any domain (``--run``), a
-builder reference (``kd_edge.models.unet:build_unet`` with ``--model-kwargs``, ``--weights``), a built-in digit
+builder reference (``package.module:function`` with ``--model-kwargs``, ``--weights``), a built-in digit
 student, a pruned-model directory written earlier (so pruning steps chain) or a local Hugging Face directory
 (``--hf``). With data (the run's task, ``--data``, ``--digits`` or the data a pruned model records) accuracy is
 measured before and after, and the pruned model is fine-tuned by distillation from the unpruned one through
@@ -10,6 +10,11 @@ The run directory holds ``model/`` (architecture record + safetensors, reloadabl
 ``kd_edge.prune.record.load_pruned``; the record also names the data), ``results.json``,
 ``plots/size_latency.png`` and ``report.md`` with parameters, MACs, size and CPU latency before and after.
 ``run`` raises ``KDError`` on bad input (trust included), before any model is pruned or a run directory made.
+
+The U-Net methods (``unet-inner``, ``unet-cut``) take any model that describes itself through
+``kd_core.structure`` (``unet_structure()``), e.g. ``--model kd_generative.models.unet:build_unet
+--model-kwargs '{"in_channels": 1, "out_channels": 1, "depth": 4, "base": 8}'`` where kd-generative is
+installed; a model's ``input_shape`` (``(C, H, W)``) gives the default example input when no data do.
 """
 
 from __future__ import annotations
@@ -135,9 +140,6 @@ def _input_spec(source: dict[str, Any] | None, saved: dict[str, Any], shape: lis
         spec.setdefault("kind", "tokens")
         spec.setdefault("shape", [1, 16])
         spec["vocab_size"] = int(kwargs["config"].get("vocab_size", 2))
-    elif builder.endswith("unet:build_unet"):
-        side = max(32, 2 ** int(kwargs.get("depth", 5)))
-        spec.setdefault("shape", [1, int(kwargs.get("in_channels", 1)), side, side])
     elif builder.endswith("resnet:build_resnet"):
         spec.setdefault("shape", [1, int(kwargs.get("in_channels", 3)), 32, 32])
     elif getattr(model, "input_shape", None) is not None:
@@ -275,6 +277,21 @@ def _prune(args: argparse.Namespace, model: nn.Module, example: ExampleInputs, l
     return cut_inner_layers(model, levels=args.levels or 1, example_inputs=example)
 
 
+def _check_unet(model: nn.Module, method: str, levels: int | None) -> None:
+    """The U-Net methods need a model that describes its U-Net (``kd_core.structure``) and enough levels."""
+    from kd_core.structure import unet_structure
+
+    from kd_edge.prune.unet_cut import check_levels
+
+    try:
+        depth = unet_structure(model).depth
+    except ConfigError as err:
+        raise ConfigError("--model", f"for --method {method}, a U-Net that describes itself (unet_structure(), "
+                          "kd_core.structure)", type(model).__name__, hint=str(err)) from None
+    default = 1 if method == "unet-cut" else 2
+    check_levels(default if levels is None else levels, depth, 1 if method == "unet-cut" else 0, "--levels")
+
+
 def _example_from(data: EdgeData | None, source: Any, model: nn.Module, saved: dict[str, Any],
                   shape: list[int] | None) -> tuple[dict[str, Any], ExampleInputs]:
     """The example input (spec and tensors): the data's first test inputs, else ``_input_spec``."""
@@ -311,6 +328,8 @@ def run(args: argparse.Namespace) -> int:
     spec, example = _example_from(data, source_of(model), model, saved, parsed["shape"])
     if args.method == "layers":
         check_indices(parsed["layers"], len(find_stack(model, args.container)[1]))
+    if args.method in ("unet-inner", "unet-cut"):
+        _check_unet(model, args.method, args.levels)
     out = Path(args.out) if args.out else default_out(f"prune-{args.method}", False)
     config = {"command": "prune", **{k: v for k, v in vars(args).items() if k != "func"}, "example_input": spec,
               "data_source": data.source if data is not None else None}

@@ -5,7 +5,8 @@ to rebuild the module tree:
 
 - ``builder``: ``"package.module:function"`` and its JSON ``kwargs``: the model *before* pruning;
 - ``edits``: structural edits replayed in order on the fresh model (``drop_layers``: remove blocks of
-  a stack), noted on the model by the pruning functions themselves;
+  a stack; ``cut_inner_levels``: remove a U-Net's innermost encoders and decoders), noted on the model by
+  the pruning functions themselves;
 - ``attributes``: every plain attribute (int, float, bool, str, tuples of them) of a module that
   differs from the rebuilt model, e.g. ``in_channels`` of a pruned conv or ``num_attention_heads`` of
   a head-pruned attention module;
@@ -130,9 +131,13 @@ def _rebuild(record: dict[str, Any], trusted: Iterable[str]) -> nn.Module:
             from kd_edge.prune.layers import apply_drop  # here: layers imports this module
 
             apply_drop(model, edit["container"], edit["indices"])
-            note_edit(model, edit)
+        elif edit.get("op") == "cut_inner_levels":
+            from kd_edge.prune.unet_cut import remove_trailing  # here: unet_cut imports this module
+
+            remove_trailing(model, edit["paths"])
         else:
-            raise CheckpointError("edits", "known edits ('drop_layers')", edit.get("op"))
+            raise CheckpointError("edits", "known edits ('drop_layers', 'cut_inner_levels')", edit.get("op"))
+        note_edit(model, edit)
     return model
 
 
@@ -179,7 +184,8 @@ def make_record(model: nn.Module, builder: str | None = None, kwargs: dict[str, 
     missing = sorted(set(final) - set(fresh))
     if missing:
         raise CheckpointError("model", "a module tree the builder and the recorded edits rebuild", missing[:5],
-                              hint="structural changes other than channel pruning and drop_layers are not recorded")
+                              hint="structural changes other than channel pruning, drop_layers and U-Net cuts "
+                                   "are not recorded")
     for name, values in final.items():
         changed = {k: encode_attribute(v) for k, v in values.items() if fresh[name].get(k, object()) != v}
         if changed:

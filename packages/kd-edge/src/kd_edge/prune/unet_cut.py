@@ -1,22 +1,27 @@
 """Cut Inner Layers (B.-K. Kim, S. Choi, H. Park, "Cut Inner Layers: A Structured Pruning Strategy
-for Efficient U-Net GANs", arXiv 2206.14658, 2022), for ``kd_edge.models.unet.UNetGenerator``.
+for Efficient U-Net GANs", arXiv 2206.14658, 2022), for any U-Net that ``kd_core.structure`` describes
+(a model with ``unet_structure()``, such as kd-generative's Pix2Pix generator, or a ``structure=``
+given for it).
 
 The paper's three steps (as its abstract and introduction describe them; no code is public):
 
 1. ``layer_sensitivity``: prune a fraction r of one conv/deconv layer's filters at a time (L1 norm,
    structured, no fine-tuning) and score the damage; in U-Nets the layers near the bottleneck
    turn out insensitive (a U-shaped curve over layer index), which is the criterion for 2 and 3.
-2. ``prune_inner_layers``: prune a large ratio (50–75%) of the filters of the innermost ``levels``
-   encoder and decoder layers together (through DepGraph, so the concatenation skips that read them
-   shrink too).
+2. ``prune_inner_layers``: prune a large ratio (50–75%) of the filters of the convolutions of the
+   innermost ``levels`` encoders and decoders together (through DepGraph, so the concatenation skips
+   that read them shrink too).
 3. ``cut_inner_layers``: delete the innermost ``levels`` encoder/decoder pairs. The U-Net becomes
-   shallower and its bottleneck moves to a higher resolution. Reconnection: the new innermost
-   decoder layer reads only its own level's skip (the encoder output that it used to concatenate);
-   the input channels that carried the removed branch are dropped from its ConvTranspose weight, and
-   that branch's mean activation (measured on ``example_inputs``, or the BatchNorm shift of the removed
-   decoder output without them) is folded into the layer's bias. The innermost encoder layer keeps its
-   BatchNorm (``innermost_norm=True``), so every kept weight transfers unchanged. The input side must
-   now be divisible by ``2 ** new_depth`` only. Fine-tuning afterwards is the caller's job, as in the paper.
+   shallower and its bottleneck moves to a higher resolution. Reconnection: the new innermost decoder
+   reads only its own level's skip; its first convolution loses the input channels that carried the
+   removed branch, and that branch's mean contribution, measured on calibration inputs, is folded into a
+   constant (``kd_edge.prune.unet_fold`` derives it: the mean of ``W_h ⊛ ReLU(h)``, not of ``h``). Every
+   kept weight transfers unchanged. The input side must now be divisible by ``2 ** new_depth`` only.
+   Fine-tuning afterwards is the caller's job, as in the paper.
+
+Removing levels needs the model to store each level's encoder and decoder as the last items of a
+``ModuleList`` (or ``Sequential``) and its forward to run over what those hold; the cut deletes them, runs
+the result on the calibration inputs, and notes the deletion as an edit a pruned-model record replays.
 """
 
 from __future__ import annotations
@@ -27,40 +32,44 @@ from typing import Any
 
 import torch
 from kd_core.errors import ConfigError
+from kd_core.structure import UNetStructure, unet_structure
 from torch import nn
 
-from kd_edge.models.unet import UNetGenerator, build_unet
 from kd_edge.prune.common import ExampleInputs, call, check_inputs, check_model, check_ratio, main_output, model_cost
-from kd_edge.prune.record import attach_source, conform, encode_attribute, module_attributes
+from kd_edge.prune.record import note_edit
 from kd_edge.prune.structured import ROOT_TYPES, PruneSummary, output_layers, prune_channels
+from kd_edge.prune.unet_fold import fold_constant, measure_branch, slice_inputs
 
-__all__ = ["UNET_BUILDER", "cut_inner_layers", "layer_sensitivity", "prune_inner_layers", "unet_layer_names"]
+__all__ = ["CUT_EDIT", "check_levels", "cut_inner_layers", "inner_layer_names", "layer_sensitivity",
+           "prune_inner_layers", "remove_trailing", "unet_layer_names"]
 
-UNET_BUILDER = "kd_edge.models.unet:build_unet"
-
-
-def _check_unet(model: Any) -> UNetGenerator:
-    if not isinstance(model, UNetGenerator):
-        raise ConfigError("model", "a kd_edge.models.unet.UNetGenerator (build_unet)", type(model).__name__)
-    return model
+CUT_EDIT = "cut_inner_levels"  # the record edit: {"op": CUT_EDIT, "paths": [...]} (innermost first)
 
 
-def _check_levels(levels: Any, depth: int, keep: int) -> int:
+def check_levels(levels: Any, depth: int, keep: int, argument: str = "levels") -> int:
+    """``levels`` if it is an integer in ``[1, depth - keep]``, else a ``ConfigError`` naming ``argument``."""
     if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= depth - keep:
-        raise ConfigError("levels", f"an integer in [1, {depth - keep}] for a U-Net of depth {depth}", levels)
+        raise ConfigError(argument, f"an integer in [1, {depth - keep}] for a U-Net of depth {depth}", levels)
     return levels
 
 
-def unet_layer_names(model: UNetGenerator) -> dict[str, tuple[int, str]]:
-    """``{conv name: (level, "down"|"up")}`` for every encoder conv and decoder deconv of the U-Net."""
-    _check_unet(model)
+def unet_layer_names(model: nn.Module, structure: UNetStructure | None = None) -> dict[str, tuple[int, str]]:
+    """``{layer path: (level, "encoder"|"decoder")}`` for every Linear/Conv/ConvTranspose of each level."""
+    structure = unet_structure(check_model(model), structure)
     names: dict[str, tuple[int, str]] = {}
-    for level in range(model.depth):
-        for side, stack in (("down", model.down), ("up", model.up)):
-            for index, layer in enumerate(stack[level]):
-                if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
-                    names[f"{side}.{level}.{index}"] = (level, side)
+    for index, level in enumerate(structure.levels):
+        for side, path in (("encoder", level.encoder), ("decoder", level.decoder)):
+            for name, layer in model.get_submodule(path).named_modules():
+                if isinstance(layer, ROOT_TYPES):
+                    names[f"{path}.{name}" if name else path] = (index, side)
     return names
+
+
+def inner_layer_names(model: nn.Module, levels: int, structure: UNetStructure | None = None) -> list[str]:
+    """The encoder and decoder layer paths of the innermost ``levels`` levels."""
+    structure = unet_structure(check_model(model), structure)
+    first = structure.depth - check_levels(levels, structure.depth, 0)
+    return [name for name, (level, _side) in unet_layer_names(model, structure).items() if level >= first]
 
 
 def _output_distance(reference: torch.Tensor) -> Callable[[nn.Module, ExampleInputs], float]:
@@ -78,7 +87,7 @@ def layer_sensitivity(model: nn.Module, example_inputs: ExampleInputs, ratios: S
     on ``example_inputs``; pass a task metric such as a Fréchet distance for the paper's curve).
 
     ``layers`` defaults to every Linear/Conv/ConvTranspose layer except those producing the model's
-    output channels, in module order.
+    output channels, in module order (``unet_layer_names`` gives each one's level and side).
     """
     check_model(model)
     example_inputs = check_inputs(example_inputs)
@@ -106,20 +115,15 @@ def layer_sensitivity(model: nn.Module, example_inputs: ExampleInputs, ratios: S
     return rows
 
 
-def inner_layer_names(model: UNetGenerator, levels: int) -> list[str]:
-    """The encoder conv and decoder deconv names of the innermost ``levels`` levels."""
-    first = model.depth - levels
-    return [name for name, (level, _side) in unet_layer_names(model).items() if level >= first]
-
-
-def prune_inner_layers(model: UNetGenerator, example_inputs: ExampleInputs, ratio: float = 0.75, levels: int = 2,
-                       importance: str = "l1") -> PruneSummary:
+def prune_inner_layers(model: nn.Module, example_inputs: ExampleInputs, ratio: float = 0.75, levels: int = 2,
+                       importance: str = "l1", structure: UNetStructure | None = None) -> PruneSummary:
     """Prune ``ratio`` of the filters of every encoder and decoder layer of the innermost ``levels``
-    levels (in place); the other layers lose only the input channels that the pruned ones fed."""
-    _check_unet(model)
+    levels (in place); the other layers lose only the input channels that the pruned ones fed (layers that
+    produce the model's output keep their filters, as ``prune_channels`` guarantees)."""
+    structure = unet_structure(check_model(model), structure)
     ratio = check_ratio(ratio)
-    levels = _check_levels(levels, model.depth, 0)
-    names = inner_layer_names(model, levels)
+    levels = check_levels(levels, structure.depth, 0)
+    names = inner_layer_names(model, levels, structure)
     summary = prune_channels(model, example_inputs, 0.0, layer_ratios=dict.fromkeys(names, ratio),
                              importance=importance)
     summary.method = "unet-inner"
@@ -127,68 +131,52 @@ def prune_inner_layers(model: UNetGenerator, example_inputs: ExampleInputs, rati
     return summary
 
 
-def _branch_mean(model: UNetGenerator, new_depth: int, skip: int, example_inputs: ExampleInputs | None
-                 ) -> torch.Tensor:
-    """Mean per channel of the removed branch where it entered decoder level ``new_depth - 1``."""
+def remove_trailing(model: nn.Module, paths: Sequence[str]) -> None:
+    """Delete the modules at ``paths``, in order, each of which must then be the last item of its
+    ``ModuleList``/``Sequential`` (what ``cut_inner_layers`` does, and what a record replays)."""
+    for path in paths:
+        parent_name, _, index = path.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else None
+        if not isinstance(parent, nn.ModuleList | nn.Sequential) or index != str(len(parent) - 1):
+            raise ConfigError("model", "a U-Net whose levels are the last items of ModuleLists (innermost last), "
+                              "its forward running over what they hold", path,
+                              hint="the innermost encoder and decoder cannot be removed from this model")
+        del parent[len(parent) - 1]
+
+
+def _removed_paths(structure: UNetStructure, new_depth: int) -> list[str]:
+    """Encoder then decoder path of each removed level, innermost level first."""
+    return [path for level in reversed(structure.levels[new_depth:]) for path in (level.encoder, level.decoder)]
+
+
+def cut_inner_layers(model: nn.Module, levels: int = 1, example_inputs: ExampleInputs | None = None,
+                     structure: UNetStructure | None = None) -> tuple[nn.Module, PruneSummary]:
+    """A new, shallower U-Net without the innermost ``levels`` levels (the original is untouched), with
+    every kept weight copied over; ``example_inputs`` are the calibration inputs of the fold. See the
+    module docstring for the reconnection and ``kd_edge.prune.unet_fold`` for the fold."""
+    structure = unet_structure(check_model(model), structure)
+    levels = check_levels(levels, structure.depth, 1)
     if example_inputs is None:
-        norm = model.up[new_depth][-1]
-        if isinstance(norm, nn.BatchNorm2d) and norm.affine:
-            return norm.bias.detach().clone()
-        return torch.zeros(model.up[new_depth - 1][1].in_channels - skip)
-    captured: list[torch.Tensor] = []
-    handle = model.up[new_depth - 1].register_forward_pre_hook(
-        lambda _m, args: captured.append(args[0][:, skip:].detach().mean(dim=(0, 2, 3))))
+        raise ConfigError("example_inputs", "calibration inputs: the removed branch's mean is measured on them",
+                          None)
+    example_inputs = check_inputs(example_inputs)
+    new_depth = structure.depth - levels
+    branch = measure_branch(model, structure, new_depth, example_inputs)
+    paths = _removed_paths(structure, new_depth)
+    new = copy.deepcopy(model)
+    remove_trailing(new, paths)
+    slice_inputs(new.get_submodule(branch.consumer), branch.keep)
+    target = fold_constant(new, structure.levels[new_depth - 1].decoder, branch.consumer, branch.mean)
+    note_edit(new, {"op": CUT_EDIT, "paths": paths})
     try:
-        with torch.no_grad():
-            call(model.eval(), example_inputs)
-    finally:
-        handle.remove()
-    return captured[0]
-
-
-def cut_inner_layers(model: UNetGenerator, levels: int = 1, example_inputs: ExampleInputs | None = None
-                     ) -> tuple[UNetGenerator, PruneSummary]:
-    """A new, shallower U-Net without the innermost ``levels`` levels (the original is untouched),
-    with every kept weight copied over; see the module docstring for the reconnection."""
-    _check_unet(model)
-    levels = _check_levels(levels, model.depth, 2)
-    if example_inputs is not None:
-        example_inputs = check_inputs(example_inputs)
-    new_depth = model.depth - levels
-    widths = [stack[-1].num_features if isinstance(stack[-1], nn.BatchNorm2d) else stack[-1].out_channels
-              for stack in model.down]
-    first = model.down[0][0]
-    kwargs = {"in_channels": first.in_channels, "out_channels": model.up[0][1].out_channels, "depth": new_depth,
-              "widths": widths[:new_depth], "innermost_norm": True}
-    new = attach_source(build_unet(**kwargs), UNET_BUILDER, kwargs)
-    # every kept module keeps its (possibly pruned) attributes and tensors ...
-    old_state = model.state_dict()
-    old_attrs = module_attributes(model)
-    new_names = set(dict(new.named_modules()))
-    attributes = {name: values for name, values in old_attrs.items() if name and name in new_names}
-    state = {name: old_state[name] for name in new.state_dict()}
-    # ... except the new innermost decoder layer, which loses the inputs of the removed branch
-    deconv_name = f"up.{new_depth - 1}.1"
-    skip = widths[new_depth - 1]
-    deconv: nn.ConvTranspose2d = model.up[new_depth - 1][1]
-    weight = old_state[f"{deconv_name}.weight"]
-    mean = _branch_mean(model, new_depth, skip, example_inputs).to(weight.dtype)
-    state[f"{deconv_name}.weight"] = weight[:skip].clone()
-    if deconv.bias is not None:
-        spread = deconv.stride[0] * deconv.stride[1]  # each output pixel sees 1/stride² of the kernel taps
-        fold = torch.einsum("c,cohw->o", mean, weight[skip:]) / spread
-        state[f"{deconv_name}.bias"] = old_state[f"{deconv_name}.bias"] + fold
-    attributes[deconv_name] = {**attributes.get(deconv_name, {}), "in_channels": skip}
-    conform(new, {k: list(v.shape) for k, v in state.items()},
-            {name: {k: encode_attribute(v) for k, v in values.items()} for name, values in attributes.items()})
-    new.load_state_dict(state)
-    new.train(model.training)
-    before = model_cost(model, example_inputs) if example_inputs is not None else None
-    after = model_cost(new, example_inputs) if example_inputs is not None else None
-    params = (sum(p.numel() for p in model.parameters()), sum(p.numel() for p in new.parameters()))
-    summary = PruneSummary("unet-cut", params[0], params[1], before["macs"] if before else 0,
-                           after["macs"] if after else 0,
-                           {"levels": levels, "depth_before": model.depth, "depth_after": new_depth,
-                            "branch_mean_from": "example_inputs" if example_inputs is not None else "batchnorm"})
+        after = model_cost(new, example_inputs)
+    except ConfigError:
+        raise
+    except Exception as err:  # the model's forward did not follow the removal
+        raise ConfigError("model", "a U-Net whose forward runs over the levels its ModuleLists hold", paths,
+                          hint=f"the cut model fails: {type(err).__name__}: {str(err).splitlines()[0]}") from None
+    before = model_cost(model, example_inputs)
+    summary = PruneSummary("unet-cut", before["params"], after["params"], before["macs"], after["macs"],
+                           {"levels": levels, "depth_before": structure.depth, "depth_after": new_depth,
+                            "removed": paths, "reconnected": branch.consumer, "branch_mean_folded_into": target})
     return new, summary
-

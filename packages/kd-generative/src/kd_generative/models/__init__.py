@@ -1,1 +1,3 @@
-"""Generator architectures. None yet; planned: GAN generators and diffusion U-Nets built from diffusers configs."""
+"""Generator and discriminator architectures: ``unet`` (the Pix2Pix U-Net generator, which describes itself
+through ``kd_core.structure`` for kd-edge's U-Net pruning) and ``patchgan`` (the Pix2Pix PatchGAN
+discriminator). Planned: diffusion U-Nets built from diffusers configs."""
