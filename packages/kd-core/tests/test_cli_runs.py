@@ -107,7 +107,10 @@ def test_an_out_where_no_run_directory_can_be_made_is_one_line_exit_2_and_create
 def test_ctrl_c_exits_130_naming_the_checkpoint_and_the_command_that_resumes(tmp_path: Path,
                                                                             env: dict[str, str]) -> None:
     out = tmp_path / "run"
-    process = _start(["distill", "--recipe", "hinton-kd", "--out", str(out), *TINY, "--set", "kd.alpha=0.6"], env)
+    # 30 student epochs: the run goes on for seconds after its first checkpoint, so that on a loaded machine the
+    # signal still lands while it trains (with 1 epoch the run could finish between the poll and the signal)
+    process = _start(["distill", "--recipe", "hinton-kd", "--out", str(out), *TINY, "--set", "kd.alpha=0.6",
+                      "--set", "student.epochs=30"], env)
     _wait_for_checkpoint(out, process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)

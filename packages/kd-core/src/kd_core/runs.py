@@ -17,6 +17,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -78,6 +79,12 @@ def _check_out(path: Path) -> None:
     if not os.access(above, os.W_OK | os.X_OK):
         raise RunDirError("--out", "a writable place for the run directory", str(path),
                           hint=f"{above} cannot be written")
+    if above != path:  # permission bits do not tell (root under /proc, a read-only mount): make a folder and remove it
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".kd-probe-", dir=above))
+        except OSError as err:
+            raise RunDirError("--out", "a path where a run directory can be made", str(path),
+                              hint=f"making a folder in {above} failed ({err.strerror or err})") from None
 
 
 def _make_dirs(path: Path) -> Path | None:

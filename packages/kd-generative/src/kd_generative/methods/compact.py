@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
-from kd_core.datacache import digest
+from kd_core.datacache import data_home, digest
 from kd_core.engine import Phase
 from kd_core.losses import l1
 from kd_core.objective import Objective, Term
@@ -118,10 +118,11 @@ _TASKS: dict[str, Task] = {}
 
 
 def task(config: CompactConfig, context: RunContext) -> Task:
-    """The image-to-image task of the recipe (built once per configuration: the report and ``eval`` reuse it, and
-    its teacher)."""
-    memo = digest(config=json.loads(config.model_dump_json()))
+    """The image-to-image task of the recipe (built once per configuration, device and data home: the report and
+    ``eval`` reuse it, and its teacher). Only the latest task is kept."""
+    memo = digest(config=json.loads(config.model_dump_json()), device=context.device, home=str(data_home()))
     if memo not in _TASKS:
+        _TASKS.clear()
         if any(a in _GAN_ARMS for a in config.arms):
             check_geometry(config.data.size, config.teacher.depth, config.gan)
         _TASKS[memo] = image_task(config.data, config.teacher, student_widths(config), config.gan,
