@@ -32,9 +32,16 @@ def _kd_vision(args: list[str], env: dict[str, str], cwd: Path | None = None) ->
     return subprocess.run([str(KD_VISION), *args], capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT as a terminal gives it. A shell without job control starts background jobs (``cmd &``)
+    with SIGINT ignored, and an ignored signal stays ignored across exec, so a test suite run that way would
+    otherwise start a CLI that never sees Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([str(KD_VISION), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+                            env=env, preexec_fn=_default_sigint)
 
 
 def _wait_for_checkpoint(out: Path, process: subprocess.Popen) -> Path:
@@ -107,8 +114,8 @@ def test_an_out_where_no_run_directory_can_be_made_is_one_line_exit_2_and_create
 def test_ctrl_c_exits_130_naming_the_checkpoint_and_the_command_that_resumes(tmp_path: Path,
                                                                             env: dict[str, str]) -> None:
     out = tmp_path / "run"
-    # 30 student epochs: the run goes on for seconds after its first checkpoint, so that on a loaded machine the
-    # signal still lands while it trains (with 1 epoch the run could finish between the poll and the signal)
+    # 30 student epochs: the run goes on after its first checkpoint, so that on a loaded machine the signal still
+    # lands while it trains
     process = _start(["distill", "--recipe", "hinton-kd", "--out", str(out), *TINY, "--set", "kd.alpha=0.6",
                       "--set", "student.epochs=30"], env)
     _wait_for_checkpoint(out, process)
