@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,3 +41,22 @@ def opencv_doc(data_home: Path) -> Path:
         if os.environ.get("CI") == "true":
             pytest.fail(f"opencv-doc is missing on CI: {error}")
         pytest.skip(f"apt-get install opencv-doc ({error})")
+
+
+@pytest.fixture(scope="module")
+def speech_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A private ``KD_DATA_HOME`` shared by one module's talking-face tests, once flite, espeak-ng and pocketsphinx
+    are known to be there (skipped without them, except on CI, where a missing one fails)."""
+    missing = [t for t in ("flite", "espeak-ng") if shutil.which(t) is None]
+    try:
+        import pocketsphinx  # noqa: F401
+    except ImportError:
+        missing.append("pocketsphinx (pip)")
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"missing on CI: {missing}")
+        pytest.skip(f"install {missing}")
+    path = tmp_path_factory.mktemp("kd-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KD_DATA_HOME", str(path))
+        yield path

@@ -4,9 +4,6 @@ skipped where missing, failed on CI (``CI=true``)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,29 +16,8 @@ CONFIG = TalkingConfig(size=24, sentences=(0, 1, 2, 3), voices=("flite/slt", "es
                        faces=("skimage/astronaut", "lfw/00", "lfw/01", "lfw/02", "lfw/03"), faces_per_utterance=2)
 
 
-def _tools_or_skip() -> None:
-    missing = [t for t in ("flite", "espeak-ng") if shutil.which(t) is None]
-    try:
-        import pocketsphinx  # noqa: F401
-    except ImportError:
-        missing.append("pocketsphinx (pip)")
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"missing on CI: {missing}")
-        pytest.skip(f"install {missing}")
-
-
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    _tools_or_skip()
-    path = tmp_path_factory.mktemp("kd-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KD_DATA_HOME", str(path))
-        yield path
-
-
-@pytest.fixture(scope="module")
-def data(home: Path) -> TalkingFaceData:
+def data(speech_home: Path) -> TalkingFaceData:
     return TalkingFaceData(CONFIG)
 
 

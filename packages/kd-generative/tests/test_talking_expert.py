@@ -4,9 +4,6 @@ espeak-ng and pocketsphinx: skipped where missing, failed on CI (``CI=true``).""
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,24 +19,7 @@ CONFIG = TalkingConfig(size=24, sentences=tuple(range(12)), voices=("flite/slt",
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    missing = [t for t in ("flite", "espeak-ng") if shutil.which(t) is None]
-    try:
-        import pocketsphinx  # noqa: F401
-    except ImportError:
-        missing.append("pocketsphinx (pip)")
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"missing on CI: {missing}")
-        pytest.skip(f"install {missing}")
-    path = tmp_path_factory.mktemp("kd-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KD_DATA_HOME", str(path))
-        yield path
-
-
-@pytest.fixture(scope="module")
-def data(home: Path) -> TalkingFaceData:
+def data(speech_home: Path) -> TalkingFaceData:
     return TalkingFaceData(CONFIG)
 
 
