@@ -37,3 +37,14 @@ def test_prune_command_record_name_matches_the_record_module() -> None:
     from kd_edge.prune import command, record
 
     assert command.RECORD == record.RECORD
+
+
+@pytest.mark.parametrize("command", ["quantize", "bench"])
+def test_mixed_precision_keeps_layers_in_fp16_unless_told(command: str) -> None:
+    from kd_edge.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args([command, "--model", "mlp"]).keep == "fp16"
+    assert parser.parse_args([command, "--model", "mlp", "--keep", "fp32"]).keep == "fp32"
+    with pytest.raises(SystemExit):
+        parser.parse_args([command, "--model", "mlp", "--keep", "int4"])

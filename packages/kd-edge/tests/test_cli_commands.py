@@ -55,7 +55,11 @@ def test_quantize_mixed_with_weights(exported: Path, tmp_path: Path) -> None:
     results = json.loads((run / "results.json").read_text())
     ranked_first = results["sensitivity"]["layers"][0]["node"]
     assert results["quantized"]["excluded"] == [ranked_first]
-    assert "Per-layer INT8 sensitivity" in (run / "report.md").read_text()
+    assert results["quantized"]["mode"] == "mixed-int8-fp16"  # FP16 is the default for the kept layers
+    assert (run / "model.mixed-k1-fp16.onnx").is_file()
+    assert sum(results["kernel_types"].values()) == 3  # what ORT really ran, recorded for the report
+    report = (run / "report.md").read_text()
+    assert "Per-layer INT8 sensitivity" in report and "kept in FP16" in report
 
 
 def test_bench_times_every_candidate(exported: Path, tmp_path: Path) -> None:
@@ -63,7 +67,9 @@ def test_bench_times_every_candidate(exported: Path, tmp_path: Path) -> None:
     assert main(["bench", "--onnx", str(exported / "model.onnx"), "--batch-sizes", "1,4", "--iterations", "3",
                  "--warmup", "1", "--out", str(run)]) == 0
     _run_files(run)
-    rows = json.loads((run / "results.json").read_text())["latency"]
+    results = json.loads((run / "results.json").read_text())
+    assert results["mixed"]["keep"] == "fp16" and results["mixed"]["mode"] == "mixed-int8-fp16"
+    rows = results["latency"]
     assert {(r["name"], r["batch_size"]) for r in rows} == {
         (n, b) for n in ("ort-fp32", "ort-int8-dynamic", "ort-int8", "ort-mixed-k1") for b in (1, 4)}
     # throughput reads as a whole number of samples per second (no "4925.4000")

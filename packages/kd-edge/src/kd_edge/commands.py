@@ -134,6 +134,21 @@ def _scheme_sentence(made: Any) -> str:
     return f"INT8 scheme **{made.scheme}** ({made.scheme_reason}{error}). "
 
 
+def _fp16_sentence(made: Any, data: Any) -> tuple[str, dict[str, int]]:
+    """For a model with FP16 kept layers: which kernel types ONNX Runtime really ran on this CPU, as a sentence
+    for the report (empty otherwise) and the counts."""
+    if getattr(made, "mode", "") != "mixed-int8-fp16":
+        return "", {}
+    from kd_edge.quantize import compute_precisions
+
+    counts = compute_precisions(made.path, data.calib_x[:1])
+    if counts.get("float16"):
+        return f"ONNX Runtime ran {counts['float16']} compute kernels in FP16 on this CPU. ", counts
+    return ("The kept layers' weights are stored in FP16, but ONNX Runtime's CPU provider has no FP16 kernel for "
+            "them on this CPU: it runs them in FP32 (weights upcast at load, FP16 rounding kept), so they cost what "
+            "FP32 layers cost here. ", counts)
+
+
 def run_quantize(args: argparse.Namespace, out: Path, source: Source) -> Path:
     from dataclasses import asdict
 
@@ -172,6 +187,7 @@ def run_quantize(args: argparse.Namespace, out: Path, source: Source) -> Path:
     name = {"dynamic": "ort-int8-dynamic", "static": "ort-int8", "fp16": "ort-fp16"}.get(args.mode, "ort-mixed")
     candidates[name] = made.path
     results["quantized"] = {**asdict(made), "size_ratio": made.size_ratio}
+    fp16_note, results["kernel_types"] = _fp16_sentence(made, data)
     latency = _quick_latency(candidates, student.input_shape)
     rows, points = _model_rows(student, candidates, latency)
     results["latency"] = rows_to_json(latency)
@@ -180,7 +196,7 @@ def run_quantize(args: argparse.Namespace, out: Path, source: Source) -> Path:
                f"{', ' + str(len(made.excluded)) + ' kept in ' + args.keep.upper() if made.excluded else ''}. "
                f"Size {made.size_ratio:.3f}× the FP32 ONNX file, accuracy {fp32['accuracy %']:.2f}% → "
                f"{new['accuracy %']:.2f}%, batch-1 p50 {fp32['p50 ms']:.4f} → {new['p50 ms']:.4f} ms "
-               f"(ORT, 1 thread). {_scheme_sentence(made)}{_export_summary(student)[0]}")
+               f"(ORT, 1 thread). {fp16_note}{_scheme_sentence(made)}{_export_summary(student)[0]}")
     finish_run(run, f"kd-edge quantize ({args.mode}): {student.label}", summary,
                [("Models (test split, CPU)", rows), *tables], points, results, notes=" ".join(student.notes))
     return run.path
@@ -203,8 +219,9 @@ def run_bench(args: argparse.Namespace, out: Path, source: Source) -> Path:
     static = quantize_static_int8(src, run.path / "model.int8-static.onnx", data.calib_x)
     candidates["ort-int8-dynamic"], candidates["ort-int8"] = dynamic.path, static.path
     report = layer_sensitivity(src, data.calib_x, data.test_x, data.test_y)
-    candidates[f"ort-mixed-k{args.k}"] = mixed_precision(src, report, min(args.k, len(report.layers)),
-                                                         run.path / f"model.mixed-k{args.k}.onnx", data.calib_x).path
+    mixed = mixed_precision(src, report, min(args.k, len(report.layers)),
+                            run.path / f"model.mixed-k{args.k}-{args.keep}.onnx", data.calib_x, keep=args.keep)
+    candidates[f"ort-mixed-k{args.k}"] = mixed.path
     blocks = len(args.threads) * len(args.batch_sizes)
     with progress_bar() as progress:
         task = progress.add_task("latency", total=blocks, info="")
@@ -219,14 +236,19 @@ def run_bench(args: argparse.Namespace, out: Path, source: Source) -> Path:
                "speed-up vs ORT FP32": round(fp32[(r.batch_size, r.threads)] / r.p50_ms, 2),
                "samples/s": f"{r.samples_per_s:,.0f}",
                "peak MB": "" if r.peak_memory_mb is None else round(r.peak_memory_mb, 2)} for r in latency]
+    fp16_note, kernel_types = _fp16_sentence(mixed, data)
     results = {**_export_summary(student)[1], "latency": rows_to_json(latency), "sensitivity": report.to_dict(),
+               "mixed": {"k": len(mixed.excluded), "keep": args.keep, "kept": mixed.excluded, "mode": mixed.mode,
+                         "kernel_types": kernel_types},
                "int8_scheme": {name: {"scheme": q.scheme, "reason": q.scheme_reason, "relative_error": q.relative_error,
                                       "tried": q.schemes_tried} for name, q in (("dynamic", dynamic),
                                                                                  ("static", static))},
                "accuracy": {row["model"]: row["accuracy %"] for row in rows}}
     summary = (f"{len(candidates)} candidates timed interleaved in one run ({args.iterations} iterations after "
-               f"{args.warmup} warm-up, batch sizes {args.batch_sizes}, threads {args.threads}). "
-               f"{_scheme_sentence(static)}{_export_summary(student)[0]}")
+               f"{args.warmup} warm-up, batch sizes {args.batch_sizes}, threads {args.threads}). Mixed precision: "
+               f"the {len(mixed.excluded)} most INT8-sensitive layer{'' if len(mixed.excluded) == 1 else 's'} kept in "
+               f"{args.keep.upper()}, the rest INT8. "
+               f"{fp16_note}{_scheme_sentence(static)}{_export_summary(student)[0]}")
     notes = (" ".join(student.notes) + " Peak MB: rise of the peak resident set (VmHWM, reset before each "
              "candidate) over the resident set before that candidate's warm-up, i.e. a forward pass's working "
              "memory; Linux only.")

@@ -10,6 +10,9 @@
   MatMul all quantized (by default exactly these compute ops, so that a layer kept in float also keeps a float
   input whenever its producer is not itself a compute layer).
 - ``convert_fp16``: ``onnxruntime.transformers.float16`` with float32 inputs and outputs kept.
+- ``compute_precisions``: which element types ONNX Runtime's compute kernels really ran in. On x86-64 its CPU
+  provider has no FP16 Conv/ConvTranspose/Gemm kernels (measured, ORT 1.32): FP16 layers run as FP32 (see
+  ``kd_edge.sensitivity``), and a whole-model FP16 file runs *slower* than FP32 there (casts between layers).
 
 Both INT8 paths take a ``scheme`` (``kd_edge.int8_scheme``): ``"auto"`` picks the activation/weight types
 that ONNX Runtime computes accurately on this CPU (U8U8 on x86-64 without VNNI, where the U8S8 kernels
@@ -49,11 +52,16 @@ from onnxruntime.transformers.float16 import convert_float_to_float16
 from kd_edge.export import check_model_path, file_size, node_module_paths, onnx_session, run_onnx
 from kd_edge.int8_scheme import SCHEMES, Int8Scheme, resolve_scheme
 
-__all__ = ["COMPUTE_OPS", "FALLBACK_TOLERANCE", "CalibrationReader", "QuantResult", "compute_layers", "convert_fp16",
-           "gemm_to_matmul", "quantize_dynamic_int8", "quantize_static_int8", "relative_error"]
+__all__ = ["COMPUTE_OPS", "FALLBACK_TOLERANCE", "CalibrationReader", "QuantResult", "compute_layers",
+           "compute_precisions", "convert_fp16", "gemm_to_matmul", "quantize_dynamic_int8", "quantize_static_int8",
+           "relative_error"]
 
 #: The op types that carry weights and compute: what "a layer" means for quantization and sensitivity.
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+#: Kernel names (ONNX Runtime's profiler) that do a compute layer's work, fused and integer forms included.
+_KERNEL_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "FusedConv", "FusedGemm", "FusedMatMul", "QLinearConv",
+               "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
+               "QGemm"}
 _INTEGER_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QLinearConv", "QLinearMatMul",
                 "MatMulIntegerToFloat"}
 #: Under ``scheme="auto"``: a U8S8 model off by more than this share of the FP32 output range is redone in U8U8.
@@ -366,3 +374,41 @@ def convert_fp16(model_path: str | os.PathLike[str], out_path: str | os.PathLike
                                      node_block_list=list(keep_nodes) or None)
     onnx.save(model, str(out))
     return _summarise("fp16", out, src, excluded=keep_nodes)
+
+
+def compute_precisions(model_path: str | os.PathLike[str], inputs: Any, threads: int = 1) -> dict[str, int]:
+    """How many compute kernels (Conv, ConvTranspose, Gemm, MatMul and their fused or integer forms) ONNX
+    Runtime's CPU provider ran per element type of their first input, over one forward pass of ``inputs`` (one
+    batch, as for calibration): e.g. ``{"float": 6, "uint8": 4}``. A model whose file holds FP16 layers but
+    whose count shows no ``"float16"`` ran them in FP32 behind casts (no FP16 kernel on this CPU).
+    """
+    import json
+
+    import onnxruntime as ort
+
+    src = check_model_path(model_path)
+    try:
+        array = _as_array(inputs)
+    except ConfigError as err:
+        raise ConfigError("inputs", err.expected, err.received) from None
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError("threads", "an integer >= 1", threads)
+    with tempfile.TemporaryDirectory(prefix="kd-edge-profile-") as work:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = threads
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(work) / "profile")
+        session = ort.InferenceSession(str(src), sess_options=options, providers=["CPUExecutionProvider"])
+        session.run(None, {session.get_inputs()[0].name: array})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    counts: Counter[str] = Counter()
+    for event in events:
+        args = event.get("args", {})
+        if event.get("cat") != "Node" or args.get("op_name") not in _KERNEL_OPS:
+            continue
+        if not event.get("name", "").endswith("_kernel_time"):
+            continue
+        shapes = args.get("input_type_shape") or [{}]
+        counts[next(iter(shapes[0]), "unknown")] += 1
+    return dict(counts)

@@ -8,7 +8,15 @@ the rest.
 runs the evaluation inputs through ONNX Runtime and scores the output against the FP32 model's: SQNR in dB
 (``10·log10(Σ ref² / Σ (ref − q)²)``, lower is more sensitive) and, given labels, the task-metric delta.
 Activation ranges are calibrated once and reused for every layer. ``mixed_precision`` then writes a QDQ model
-with the ``k`` most sensitive layers kept in FP32 (``nodes_to_exclude``) or FP16, the rest INT8.
+with the ``k`` most sensitive layers kept in FP16 (the paper's choice and the default: FP16 weights, the layer
+wrapped in casts) or, with ``keep="fp32"``, in FP32 (``nodes_to_exclude``), the rest INT8.
+
+ONNX Runtime's CPU provider on x86-64 has no FP16 ``Conv``/``ConvTranspose``/``Gemm`` kernel: it wraps an FP16
+layer in casts to float32 and, for a layer wrapped as here, removes the cast pairs again, so the layer runs as
+FP32 with FP16-rounded weights (upcast once at load; measured with ORT 1.32). FP16 kept layers then cost what
+FP32 kept layers cost and their outputs are those of FP32 compute with FP16 weights; the file stores them at half
+the size. Runtimes with FP16 kernels (GPU execution providers, NPUs, some ARM64 CPU builds) run them in FP16.
+``kd_edge.quantize.compute_precisions`` tells which kernels a model really ran.
 """
 
 from __future__ import annotations
@@ -204,10 +212,15 @@ def _nodes_to_fp16(model: onnx.ModelProto, nodes: Sequence[str]) -> onnx.ModelPr
 
 
 def mixed_precision(model_path: str | os.PathLike[str], ranking: SensitivityReport | Sequence[str], k: int,
-                    out_path: str | os.PathLike[str], calibration: Any, *, keep: str = "fp32",
+                    out_path: str | os.PathLike[str], calibration: Any, *, keep: str = "fp16",
                     per_channel: bool = True) -> QuantResult:
-    """A QDQ model with the ``k`` most sensitive layers of ``ranking`` kept in ``keep`` precision (``"fp32"``
-    or ``"fp16"``) and every other layer INT8 (static, calibrated on ``calibration``). ``k = 0`` is all-INT8.
+    """A QDQ model with the ``k`` most sensitive layers of ``ranking`` kept in ``keep`` precision and every other
+    layer INT8 (static, calibrated on ``calibration``). ``k = 0`` is all-INT8.
+
+    ``keep``: ``"fp16"`` (default, as in Kim et al.): the kept layers' float weights are stored as float16 and
+    each kept layer is wrapped in casts (float32 in and out; ``mode`` ``"mixed-int8-fp16"``); ``"fp32"``: they
+    are left out of quantization as they are (``mode`` ``"mixed-int8-fp32"``). See the module doc for what ONNX
+    Runtime's CPU provider does with FP16 layers.
     """
     src = check_model_path(model_path)
     order = ranking.ranking if isinstance(ranking, SensitivityReport) else list(ranking)
