@@ -199,3 +199,21 @@ def test_an_arm_that_needs_no_teacher_trains_none_and_its_fit_metrics_join_the_r
     assert "teacher" not in result.results and not (tmp_path / "run" / "teacher").exists()
     assert result.results["arms"]["self"]["seeds"]["0"]["extra"] == 7.0
     assert (tmp_path / "run" / "self-seed0" / "checkpoints" / "final.safetensors").is_file()  # saved for eval
+
+
+def test_a_task_that_brings_its_own_teacher_describes_where_it_came_from() -> None:
+    """A ``teacher_trained`` task's summary reads its ``extras["teacher_note"]`` (filled when the teacher is
+    built) instead of claiming the teacher was given with its weights; without a note it says so."""
+    def teacher() -> nn.Module:
+        extras["teacher_note"] = "trained by the task itself and cached"
+        return _mlp(32)
+
+    extras: dict = {}
+    task = blob_task()
+    task.teacher, task.teacher_trained, task.extras = teacher, True, extras
+    study = Study(task, {"kd": Arm(list, role="kd")}, seeds=[0], title="Blobs", backend=Backend(device="cpu"))
+    assert study._teacher(Path("unused"), resume=False)[1] == "trained by the task itself and cached"
+    plain = blob_task()
+    plain.teacher_trained = True
+    study = Study(plain, {"kd": Arm(list, role="kd")}, seeds=[0], title="Blobs", backend=Backend(device="cpu"))
+    assert study._teacher(Path("unused"), resume=False)[1] == "given with its weights, used as it is"

@@ -271,7 +271,9 @@ class Study:
         task = self.task
         if task.teacher_trained:
             teacher = self._given_teacher if self._given_teacher is not None else task.teacher()
-            return teacher.to(self.backend.device), "given with its weights, used as it is"
+            # a task that trains (or caches) its own teacher says so in extras["teacher_note"], filled on build
+            note = task.extras.get("teacher_note")
+            return teacher.to(self.backend.device), str(note or "given with its weights, used as it is")
         spec = self.teacher_training
         assert spec is not None  # checked in __init__
 

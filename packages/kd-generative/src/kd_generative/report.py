@@ -1,9 +1,11 @@
-"""Report sections of an image-to-image study: every image metric per arm (to the target and to the teacher),
-a grid of test images (input, teacher, each arm's student, target) and where the teacher came from."""
+"""Report sections of an image-to-image study: the gate (the teacher against trivial baselines), every image
+metric per arm (to the target and to the teacher), a grid of test images (input, teacher, each arm's student,
+target) and where the teacher came from."""
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,10 @@ from kd_core.report import markdown_table
 from kd_core.task import Task
 
 from kd_generative.plots import image_grid
+from kd_generative.tasks.baselines import baseline_scores, gate_text, students_below
 from kd_generative.tasks.evaluate import generated_images
 
-__all__ = ["QUALITY", "image_sections", "quality_rows", "sample_grid"]
+__all__ = ["QUALITY", "gate_section", "image_sections", "quality_rows", "sample_grid"]
 
 #: The metrics of the quality table: to the target, then to the teacher's images.
 QUALITY = ("psnr", "ssim", "perceptual", "frechet", "psnr_teacher", "ssim_teacher", "perceptual_teacher",
@@ -65,12 +68,29 @@ def sample_grid(task: Task, arms: Sequence[str], seed: int, run: Path, rows: int
     return image_grid(columns, run / "plots" / "samples.png")
 
 
+def gate_section(task: Task, results: Mapping[str, Any]) -> str:
+    """The trivial baselines' PSNR/SSIM on the test split and whether the teacher leads them (``tasks.baselines``)."""
+    baselines = baseline_scores(task.data.train, task.data.test, str(task.extras.get("source", "")))
+    teacher = results.get("teacher", {}).get("test", {}).get("psnr")
+    rows = [{"baseline": name, "psnr": f"{s['psnr']:.2f}", "ssim": f"{s['ssim']:.3f}"} for name, s in baselines.items()]
+    if teacher is not None:
+        ssim_value = results["teacher"]["test"].get("ssim", math.nan)
+        rows.append({"baseline": "teacher (for reference)", "psnr": f"{teacher:.2f}", "ssim": f"{ssim_value:.3f}"})
+    students = {name: statistics.fmean(s["psnr"] for s in arm["seeds"].values())
+                for name, arm in results.get("arms", {}).items() if arm.get("seeds")}
+    rows += [{"baseline": f"{name} (student, mean)", "psnr": f"{value:.2f}", "ssim": ""}
+             for name, value in students.items()]
+    warning = students_below(baselines, students)
+    return gate_text(baselines, teacher) + (f"\n\n{warning}" if warning else "") + "\n\n" + markdown_table(rows)
+
+
 def image_sections(task: Task, arms: Sequence[str], seeds: Sequence[int], results: Mapping[str, Any], run: Path,
                    rows: int = 6) -> list[tuple[str, str]]:
     """The study report's extra sections: image quality, samples and the teacher's provenance."""
     grid = sample_grid(task, arms, seeds[0], Path(run), rows)
     note = task.extras.get("teacher_note") or "see the summary"
     return [
+        ("Gate: the teacher against trivial baselines", gate_section(task, results)),
         ("Image quality (test split)",
          "PSNR (dB) and SSIM: higher is better; perceptual and Fréchet distances: lower is better. Columns "
          "ending in `_teacher` compare with the teacher's images instead of the targets. Mean ± std over seeds.\n\n"

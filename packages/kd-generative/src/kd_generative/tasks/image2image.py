@@ -48,7 +48,8 @@ def image_task(data: PairedData, teacher: TeacherConfig, student_widths: Sequenc
         raise ConfigError("student.widths", f"{depth} widths (the teacher's depth)", list(student_widths))
     splits, what, key, in_channels = paired_splits(data, 2**depth)
     widths = unet_widths(depth, teacher.base, teacher.max_mult)
-    extras: dict[str, Any] = {"in_channels": in_channels, "teacher_note": "", "teacher_widths": widths}
+    extras: dict[str, Any] = {"in_channels": in_channels, "teacher_note": "", "teacher_widths": widths,
+                              "source": data.source}
 
     def build_teacher() -> nn.Module:
         return build_unet(in_channels, 3, depth=depth, widths=widths, dropout=teacher.dropout,
