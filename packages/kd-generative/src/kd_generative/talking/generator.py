@@ -44,6 +44,9 @@ class TalkingFaceGenerator(nn.Module):
                  in_channels: int = 6) -> None:
         super().__init__()
         k = _levels(size)
+        for name, value in (("width", width), ("audio_width", audio_width)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(name, "a channel count >= 1 (a width multiplier must be > 0)", value)
         self.size = size
         count = k + 2  # full size, k halvings (to 3x3), 1x1
         res = [residuals] * count if isinstance(residuals, int) else list(residuals)

@@ -1,5 +1,6 @@
 """A real talking clip for evaluation: opencv-doc's ``Megamind.avi`` (270 frames, 24 fps, 720x528, AC-3
-speech), read at run time from the Debian package with PyAV, never copied anywhere.
+speech), read at run time from the Debian package with PyAV, never copied anywhere. A file there without an
+audio track, or whose audio and video tracks differ in length by more than 0.2 s, is a ``ConfigError``.
 
 Faces are found with scikit-image's LBP frontal-face cascade (``skimage.feature.Cascade``, the OpenCV cascade
 file bundled with scikit-image) on every ``detect_every``-th frame at half resolution; boxes are held and
@@ -15,14 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from kd_core.errors import DataError
+from kd_core.errors import ConfigError, DataError
 
 from kd_generative.talking.audio import MEL_STEPS, mel_spectrogram, mel_start
 from kd_generative.talking.speech import SAMPLE_RATE
 
-__all__ = ["MEGAMIND", "MegamindClip", "read_megamind"]
+__all__ = ["LENGTH_TOLERANCE", "MEGAMIND", "MegamindClip", "check_tracks", "read_megamind"]
 
 MEGAMIND = "Megamind.avi"
+
+#: How far (seconds) the audio and the video track may differ in length: one window of 5 frames at 25 fps.
+LENGTH_TOLERANCE = 0.2
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,23 @@ def _audio(container: object, stream: object) -> tuple[np.ndarray, int, int]:
     return np.concatenate(chunks), rate, skipped
 
 
+def check_tracks(video_seconds: float, audio_seconds: float | None, name: str, argument: str = "video") -> None:
+    """Refuse a video without an audio track (``audio_seconds`` None) or whose tracks differ in length by more
+    than :data:`LENGTH_TOLERANCE`: a ``ConfigError`` naming ``argument``."""
+    if audio_seconds is None:
+        raise ConfigError(argument, "a video with an audio track (the speech the mouth follows)", f"{name}: none")
+    if abs(video_seconds - audio_seconds) > LENGTH_TOLERANCE:
+        raise ConfigError(argument, f"audio and video of the same length (within {LENGTH_TOLERANCE} s)",
+                          f"{name}: video {video_seconds:.2f} s, audio {audio_seconds:.2f} s")
+
+
+def _video_seconds(container: object) -> float:
+    stream = container.streams.video[0]  # type: ignore[attr-defined]
+    if stream.frames and stream.average_rate:
+        return float(stream.frames / stream.average_rate)
+    return float(container.duration or 0) / 1e6  # type: ignore[attr-defined]
+
+
 def read_megamind(directory: str | Path | None = None, size: int = 48, detect_every: int = 3,
                   max_frames: int | None = None) -> MegamindClip:
     """Read the clip (see the module docstring). ``directory``: opencv-doc's data folder (default: found as
@@ -97,6 +118,9 @@ def read_megamind(directory: str | Path | None = None, size: int = 48, detect_ev
     path = opencv_data_dir(directory) / MEGAMIND
     if not path.is_file():
         raise DataError("video", f"{MEGAMIND} of opencv-doc", str(path), hint="apt-get install --reinstall opencv-doc")
+    with av.open(str(path)) as container:  # no audio track: refused before any decoding
+        if not container.streams.audio:
+            check_tracks(_video_seconds(container), None, path.name)
     cascade = _cascade()
     crops, boxes, box = [], [], None
     with av.open(str(path)) as container:
@@ -123,6 +147,7 @@ def read_megamind(directory: str | Path | None = None, size: int = 48, detect_ev
             boxes.append((t, lft, s))
     with av.open(str(path)) as container:
         samples, rate, skipped = _audio(container, container.streams.audio[0])
+        check_tracks(_video_seconds(container), len(samples) / rate, path.name)
     if not crops:
         raise DataError("video", f"a face the LBP cascade finds in {MEGAMIND}", "none")
     wave = taf.resample(torch.from_numpy(samples), rate, SAMPLE_RATE).numpy()
