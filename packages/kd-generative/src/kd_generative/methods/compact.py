@@ -25,12 +25,10 @@ for half of training and then decayed linearly to zero.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
-from kd_core.datacache import data_home, digest
 from kd_core.engine import Phase
 from kd_core.losses import l1
 from kd_core.objective import Objective, Term
@@ -44,6 +42,7 @@ from torch import nn
 
 from kd_generative.methods.features import ProjectedL1, decoder_taps, tap_channels
 from kd_generative.methods.pix2pix import adam, adversarial_term, discriminator_signal, pix2pix_lr, reconstruction_term
+from kd_generative.methods.study_common import check_arms, latest_task
 from kd_generative.tasks import GanConfig, PairedData, TeacherConfig, check_geometry, image_task
 
 __all__ = ["ARMS", "METHOD", "CompactConfig", "LossConfig", "StudentConfig", "arms", "kd_terms", "student_widths",
@@ -100,10 +99,7 @@ class CompactConfig(StudyRecipe):
     @field_validator("arms")
     @classmethod
     def _known_arms(cls, value: list[str]) -> list[str]:
-        unknown = [a for a in value if a not in ARMS]
-        if unknown or len(set(value)) != len(value):
-            raise ValueError(f"distinct arm names among {list(ARMS)}, received {value!r}")
-        return value
+        return check_arms(value, ARMS)
 
 
 def student_widths(config: CompactConfig) -> list[int]:
@@ -114,21 +110,17 @@ def student_widths(config: CompactConfig) -> list[int]:
     return [max(1, round(w / config.student.width_divisor)) for w in unet_widths(t.depth, t.base, t.max_mult)]
 
 
-_TASKS: dict[str, Task] = {}
-
-
 def task(config: CompactConfig, context: RunContext) -> Task:
-    """The image-to-image task of the recipe (built once per configuration, device and data home: the report and
-    ``eval`` reuse it, and its teacher). Only the latest task is kept."""
-    memo = digest(config=json.loads(config.model_dump_json()), device=context.device, home=str(data_home()))
-    if memo not in _TASKS:
-        _TASKS.clear()
+    """The image-to-image task of the recipe (``latest_task``: the report and ``eval`` reuse it, and its
+    teacher)."""
+    def build() -> Task:
         if any(a in _GAN_ARMS for a in config.arms):
             check_geometry(config.data.size, config.teacher.depth, config.gan)
-        _TASKS[memo] = image_task(config.data, config.teacher, student_widths(config), config.gan,
-                                  device=context.device, feature_steps=config.metrics.feature_steps,
-                                  reuse_teacher=config.reuse_teacher, student_dropout=config.student.dropout)
-    return _TASKS[memo]
+        return image_task(config.data, config.teacher, student_widths(config), config.gan, device=context.device,
+                          feature_steps=config.metrics.feature_steps, reuse_teacher=config.reuse_teacher,
+                          student_dropout=config.student.dropout)
+
+    return latest_task(config, context, build)
 
 
 def kd_terms(loss: LossConfig, channels: dict[str, tuple[int, int]]) -> list[Term]:

@@ -31,11 +31,9 @@ FID stand-in; the toolkit's own feature network, not Inception).
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from kd_core.datacache import data_home, digest
 from kd_core.engine import Phase
 from kd_core.errors import ConfigError
 from kd_core.losses import l1
@@ -50,7 +48,8 @@ from kd_core.unet_pruning import CUT, GLOBAL, INNER, SENSITIVITY, unet_pruning
 from pydantic import Field, field_validator, model_validator
 
 from kd_generative.methods.pix2pix import adam, pix2pix_lr, reconstruction_term
-from kd_generative.methods.unet_prune_report import pruned_grid, pruning_rows, sensitivity_section
+from kd_generative.methods.study_common import check_arms, latest_task
+from kd_generative.methods.unet_prune_report import pruning_rows, sensitivity_section
 from kd_generative.methods.unet_prune_students import PrunedStudents
 from kd_generative.models.unet import unet_widths
 from kd_generative.tasks import GanConfig, PairedData, TeacherConfig, image_task
@@ -145,10 +144,7 @@ class UNetPruneConfig(StudyRecipe):
     @field_validator("arms")
     @classmethod
     def _known_arms(cls, value: list[str]) -> list[str]:
-        unknown = [a for a in value if a not in ARMS]
-        if unknown or len(set(value)) != len(value):
-            raise ValueError(f"distinct arm names among {list(ARMS)}, received {value!r}")
-        return value
+        return check_arms(value, ARMS)
 
 
 class UNetInnerConfig(UNetPruneConfig):
@@ -199,18 +195,14 @@ def _settings(config: UNetPruneConfig) -> dict[str, dict[str, Any]]:
     return {arm: every[arm] for arm in dict.fromkeys([*wanted, *config.arms])}
 
 
-_TASKS: dict[str, Task] = {}
-
-
 def task(config: UNetPruneConfig, context: RunContext) -> Task:
     """The image-to-image task of the recipe, with the recipe's headline and its ``PrunedStudents`` in
-    ``extras["unet_pruning"]``; built once per configuration and data home (the report and ``eval`` reuse it and its
-    teacher). Settings and the pruning plugins are checked first, before any data is built."""
+    ``extras["unet_pruning"]`` (``latest_task``: the report and ``eval`` reuse it and its teacher). Settings and the
+    pruning plugins are checked first, before any data is built."""
     check_config(config)
     plugins = unet_pruning(needed_plugins(config), argument=f"arms {config.arms} of {config.method}")
-    memo = digest(config=json.loads(config.model_dump_json()), home=str(data_home()))
-    if memo not in _TASKS:
-        _TASKS.clear()
+
+    def build() -> Task:
         t = config.teacher
         base = image_task(config.data, t, unet_widths(t.depth, t.base, t.max_mult), config.gan,
                           device=context.device, feature_steps=config.metrics.feature_steps,
@@ -219,8 +211,9 @@ def task(config: UNetPruneConfig, context: RunContext) -> Task:
                                     student_field="arms")
         sensitivity = config.sensitivity.model_dump() if config.sensitivity.enabled else None
         built.extras["unet_pruning"] = PrunedStudents(built, plugins, _settings(config), sensitivity=sensitivity)
-        _TASKS[memo] = built
-    return _TASKS[memo]
+        return built
+
+    return latest_task(config, context, build)
 
 
 def _pruning(config: UNetPruneConfig, arm: str) -> str:
@@ -293,12 +286,11 @@ def _sections(config: UNetPruneConfig, results: dict[str, Any], run: Path) -> li
                      "test image), how many times fewer than the teacher's, and what its pruning step did."
                      + (" Global pruning is matched to the inner arm's parameter count." if reference else "")
                      + "\n\n" + markdown_table(pruning_rows(results, summaries, reference))))
-    images = image_sections(built, [], config.seeds, results, run, rows=config.metrics.grid_rows)
-    grid = pruned_grid(built, {arm: (lambda a=arm: prepared.student(a)) for arm in config.arms}, config.seeds[0],
-                       Path(run), config.metrics.grid_rows)
-    samples = (f"Test inputs, the teacher's images, each arm's fine-tuned pruned student (seed {config.seeds[0]}) "
-               f"and the targets.\n\n![samples]({grid.relative_to(run).as_posix()})\n")
-    return sections + [(heading, samples if heading == "Samples" else text) for heading, text in images]
+    images = image_sections(built, config.arms, config.seeds, results, run, rows=config.metrics.grid_rows,
+                            students={arm: (lambda a=arm: prepared.student(a)) for arm in config.arms})
+    pruned = "each arm's fine-tuned pruned student"
+    return sections + [(heading, text.replace("each arm's student", pruned) if heading == "Samples" else text)
+                       for heading, text in images]
 
 
 _RECIPES = Path(__file__).resolve().parent.parent / "recipes"

@@ -10,21 +10,14 @@ decoders back out, so layers near the bottleneck sit in the middle of the plot.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from kd_core.checkpoint import load_weights
 from kd_core.report import markdown_table
 from kd_core.structure import UNetStructure
-from kd_core.task import Task
-from torch import nn
 
-from kd_generative.plots import image_grid
-from kd_generative.tasks.evaluate import generated_images
-
-__all__ = ["CRITERION", "layer_places", "placed_rows", "plot_sensitivity", "pruned_grid", "pruning_rows",
+__all__ = ["CRITERION", "layer_places", "placed_rows", "plot_sensitivity", "pruning_rows",
            "sensitivity_ratios", "sensitivity_section"]
 
 #: The spec's pass criterion: inner layers at least 3× less sensitive than outer ones (inner/outer ≤ 1/3).
@@ -154,21 +147,3 @@ def pruning_rows(results: Mapping[str, Any], summaries: Mapping[str, Mapping[str
             row[f"vs {reference} params"] = f"{(cost['params'] - base) / base:+.1%}"
         rows.append({**row, "pruning": f"{summary.get('method', '?')} {shown}"})
     return rows
-
-
-def pruned_grid(task: Task, students: Mapping[str, Callable[[], nn.Module]], seed: int, run: Path, rows: int
-                ) -> Path:
-    """``plots/samples.png`` in ``run``: the first ``rows`` test pairs, the teacher's images, each arm's final
-    student of seed ``seed`` (built by ``students[arm]()``, weights read from its run) and the targets."""
-    batch = task.example_batch(rows)
-    columns: dict[str, torch.Tensor] = {"input": batch["input"]}
-    teacher = task.teacher()
-    device = next(teacher.parameters()).device
-    on_device = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-    columns["teacher"] = generated_images(teacher, [on_device], task.forward)[0]
-    for arm, build in students.items():
-        weights = Path(run) / f"{arm}-seed{seed}" / "checkpoints" / "final.safetensors"
-        if weights.is_file():
-            columns[arm] = generated_images(load_weights(build(), weights), [batch], task.forward)[0]
-    columns["target"] = batch["target"]
-    return image_grid(columns, Path(run) / "plots" / "samples.png")

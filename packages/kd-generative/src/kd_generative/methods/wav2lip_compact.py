@@ -24,12 +24,10 @@ decayed linearly to zero.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Literal
 
-from kd_core.datacache import data_home, digest
 from kd_core.engine import Phase
 from kd_core.losses import l1
 from kd_core.objective import Objective, Term
@@ -43,6 +41,7 @@ from torch import nn
 
 from kd_generative.methods.features import ProjectedL1, tap_channels
 from kd_generative.methods.pix2pix import adam, adversarial_term, pix2pix_lr, reconstruction_term
+from kd_generative.methods.study_common import check_arms, latest_task
 from kd_generative.methods.wav2lip_losses import WAV2LIP_GAN, WAV2LIP_SYNC, check_critic, critic_signal, sync_term
 from kd_generative.talking.expert import SyncExpert
 from kd_generative.tasks.config import GanConfig
@@ -105,30 +104,22 @@ class Wav2LipCompactConfig(StudyRecipe):
     @field_validator("arms")
     @classmethod
     def _known_arms(cls, value: list[str]) -> list[str]:
-        unknown = [a for a in value if a not in ARMS]
-        if unknown or len(set(value)) != len(value):
-            raise ValueError(f"distinct arm names among {list(ARMS)}, received {value!r}")
-        return value
-
-
-_TASKS: dict[str, Task] = {}
+        return check_arms(value, ARMS)
 
 
 def task(config: Wav2LipCompactConfig, context: RunContext) -> Task:
-    """The talking-face task of the recipe (built once per configuration and data home, so that the report and
-    ``eval`` reuse it and its teacher; only the latest is kept; the device is the first build's). Bad sizes,
-    widths, voices and discriminator geometry are refused here, before any data is built."""
-    memo = digest(config=json.loads(config.model_dump_json()), home=str(data_home()))
-    if memo not in _TASKS:
-        _TASKS.clear()
+    """The talking-face task of the recipe (``latest_task``: the report and ``eval`` reuse it and its teacher). Bad
+    sizes, widths, voices and discriminator geometry are refused here, before any data is built."""
+    def build() -> Task:
         built = talking_task(config.data, config.teacher, config.expert,
                              width_multiplier=config.student.width_multiplier,
                              student_residuals=config.student.residuals, device=context.device,
                              reuse_teacher=config.reuse_teacher, max_offset=config.metrics.max_offset)
         if any(a in _GAN_ARMS for a in config.arms):
             check_critic(config.data.size, config.gan.n_layers)
-        _TASKS[memo] = built
-    return _TASKS[memo]
+        return built
+
+    return latest_task(config, context, build)
 
 
 def decoder_stage_taps(model: nn.Module) -> list[str]:

@@ -20,9 +20,11 @@ from kd_core.report import markdown_table
 from kd_core.stats import paired_difference
 from kd_core.task import Task
 
+from kd_generative.report import quality_rows as image_quality_rows
+from kd_generative.report import seed_cell
 from kd_generative.talking.generator import build_generator
 from kd_generative.talking.strip import frame_strip
-from kd_generative.tasks.baselines import gate_text, students_below
+from kd_generative.tasks.baselines import gate_markdown
 from kd_generative.tasks.talking_eval import clip_frames, clip_sync, lower_half_quality, window_sync
 
 __all__ = ["LIP_SYNC", "QUALITY", "frame_cost", "gate_section", "lip_sync_comparisons", "quality_rows",
@@ -34,16 +36,6 @@ QUALITY = ("psnr", "ssim", "psnr_teacher", "l1_teacher", "sync", "lse_d", "lse_c
 LIP_SYNC = {"lse_c": True, "lse_d": False, "sync": True}
 COUNTER = ("MACs from `kd_core.metrics.count_macs` (torch's `FlopCounterMode`, FLOPs // 2: convolutions, "
            "transposed convolutions and matmuls; norms and activations are not counted), one frame")
-
-
-def _cell(values: Sequence[float]) -> str:
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return "n/a"
-    if len(finite) == 1:
-        return f"{finite[0]:.4g}"
-    mean, std = mean_std(finite)
-    return f"{mean:.4g} ± {std:.2g}"
 
 
 def frame_cost(teacher: torch.nn.Module, student: torch.nn.Module, size: int) -> dict[str, float]:
@@ -66,14 +58,8 @@ def _cost_table(costs: Mapping[str, Mapping[str, float]]) -> str:
 
 def quality_rows(results: Mapping[str, Any], real: Mapping[str, float]) -> list[dict[str, str]]:
     """The real frames' lip sync, the teacher's row and one row per arm (mean ± std over seeds)."""
-    rows = [{"model": "real frames", **{m: _cell([real[m]]) if m in real else "" for m in QUALITY}}]
-    if "teacher" in results:
-        test = results["teacher"]["test"]
-        rows.append({"model": "teacher", **{m: _cell([test.get(m, math.nan)]) for m in QUALITY}})
-    for name, arm in results["arms"].items():
-        seeds = list(arm["seeds"].values())
-        rows.append({"model": name, **{m: _cell([s.get(m, math.nan) for s in seeds]) for m in QUALITY}})
-    return rows
+    real_row = {"model": "real frames", **{m: seed_cell([real[m]]) if m in real else "" for m in QUALITY}}
+    return [real_row, *image_quality_rows(results, QUALITY)]
 
 
 def lip_sync_comparisons(results: Mapping[str, Any], pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -144,19 +130,7 @@ def gate_section(windows: Sequence[Mapping[str, Any]], results: Mapping[str, Any
     teacher leads it and which students do not beat it (``kd_generative.tasks.baselines``)."""
     reference = torch.stack([w["input"][:, 3:6] for w in windows])
     target = torch.stack([w["target"] for w in windows])
-    baselines = {"reference copy": lower_half_quality(reference, target)}
-    teacher = results.get("teacher", {}).get("test", {}).get("psnr")
-    students = {name: sum(s["psnr"] for s in arm["seeds"].values()) / len(arm["seeds"])
-                for name, arm in results.get("arms", {}).items() if arm.get("seeds")}
-    rows = [{"model": "reference copy", "psnr": f"{baselines['reference copy']['psnr']:.2f}",
-             "ssim": f"{baselines['reference copy']['ssim']:.3f}"}]
-    if teacher is not None:
-        rows.append({"model": "teacher", "psnr": f"{teacher:.2f}",
-                     "ssim": f"{results['teacher']['test'].get('ssim', math.nan):.3f}"})
-    rows += [{"model": f"{name} (student, mean)", "psnr": f"{value:.2f}", "ssim": ""}
-             for name, value in students.items()]
-    warning = students_below(baselines, students)
-    return gate_text(baselines, teacher) + (f"\n\n{warning}" if warning else "") + "\n\n" + markdown_table(rows)
+    return gate_markdown({"reference copy": lower_half_quality(reference, target)}, results)
 
 
 def wav2lip_sections(task: Task, arms: Sequence[str], seeds: Sequence[int], results: dict[str, Any], run: Path,

@@ -10,14 +10,16 @@ distillation adds (a student that "matches the teacher" there has learnt nothing
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping
 from typing import Any
 
 import torch
+from kd_core.report import markdown_table
 
 from kd_generative.metrics import psnr, ssim
 
-__all__ = ["GATE_MARGIN_DB", "baseline_scores", "gate_text", "students_below"]
+__all__ = ["GATE_MARGIN_DB", "baseline_scores", "gate_markdown", "gate_text", "students_below"]
 
 #: How far (dB of PSNR to the target) the teacher must lead the best trivial baseline to pass the gate.
 GATE_MARGIN_DB = 1.0
@@ -80,3 +82,20 @@ def students_below(baselines: Mapping[str, Mapping[str, float]], students: Mappi
             f"{', '.join(below)}. At this size these students learn no more than the trivial guess, so their "
             "differences do not test distillation: give the students more capacity or training, or change the "
             "task.")
+
+
+def gate_markdown(baselines: Mapping[str, Mapping[str, float]], results: Mapping[str, Any]) -> str:
+    """A report's gate section: ``gate_text`` for the teacher of a study's ``results``, ``students_below`` for its
+    arms (mean PSNR over seeds), and a table of the baselines', the teacher's and the students' PSNR / SSIM."""
+    test = results.get("teacher", {}).get("test", {})
+    teacher = test.get("psnr")
+    rows = [{"baseline": name, "psnr": f"{s['psnr']:.2f}", "ssim": f"{s['ssim']:.3f}"} for name, s in baselines.items()]
+    if teacher is not None:
+        rows.append({"baseline": "teacher (for reference)", "psnr": f"{teacher:.2f}",
+                     "ssim": f"{test.get('ssim', math.nan):.3f}"})
+    students = {name: statistics.fmean(s["psnr"] for s in arm["seeds"].values())
+                for name, arm in results.get("arms", {}).items() if arm.get("seeds")}
+    rows += [{"baseline": f"{name} (student, mean)", "psnr": f"{value:.2f}", "ssim": ""}
+             for name, value in students.items()]
+    warning = students_below(baselines, students)
+    return gate_text(baselines, teacher) + (f"\n\n{warning}" if warning else "") + "\n\n" + markdown_table(rows)
