@@ -16,7 +16,6 @@ import json
 import math
 import re
 import shlex
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 import yaml
 from kd_core.datacache import data_home
 from kd_core.stats import PairedComparison, paired_difference
-from repro_common import ROOT, base_parser, run_recipe_study, shown
+from repro_common import ROOT, base_parser, copy_plots, run_recipe_study, shown
 
 TITLE = "ASR n-best/lattice rescoring with a transformer word LM, distilled by word-level KD"
 
@@ -291,22 +290,10 @@ def build_page(run: Path, command: str, minutes: float, out: Path, doc: Path) ->
             f"```\n{command}\n```\n\nWall time: {minutes:.1f} min on a shared 2-core CPU, one torch thread"
             f"{_caches(run)}. The run directory (`{shown(out)}`) holds `report.md` with plots, `results.json`, the "
             "rescoring details (`rescoring/`), the LMs and one sub-run per arm and seed.\n")
-    page = _copy_plots(page, run, Path(doc))
+    page = copy_plots(page, run, Path(doc))
     page = page.replace(str(run.resolve()), shown(run)).replace(str(run), shown(run))
     page = page.replace(str(data_home()), "$KD_DATA_HOME").replace(f"{ROOT}/", "")
     return re.sub(r"[ \t]+\n", "\n", page)
-
-
-def _copy_plots(page: str, run: Path, doc: Path) -> str:
-    """``page`` with every ``](plots/NAME.png)`` link pointing at a copy ``<doc stem>-NAME.png`` beside ``doc``."""
-    def copy(match: re.Match[str]) -> str:
-        name = match.group(1)
-        target = doc.parent / f"{doc.stem}-{name}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run / "plots" / name, target)
-        return f"]({target.name})"
-
-    return re.sub(r"\]\(plots/([\w.-]+\.png)\)", copy, page)
 
 
 def outside_paths(page: str) -> list[str]:

@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
 import statistics
 import sys
 from pathlib import Path
 
 import torch
-from repro_common import base_parser, run_recipe_study, study_page
+from repro_common import base_parser, copy_plots, run_recipe_study, study_page
 
 #: Extra settings of a run (none: the shipped recipe is the CPU-sized setting).
 PRESET: list[str] = []
@@ -104,14 +103,8 @@ seed: **kd** (L1 to the target + L1 to the teacher's image + projected feature L
                       command, minutes, args.out)
     results = json.loads((Path(run) / "results.json").read_text())
     page = page.replace("\n## Reproduce", f"\n## The paper's direction\n\n{direction(results)}\n\n## Reproduce", 1)
-    grid = Path(run) / "plots" / "samples.png"
-    if grid.is_file():
-        target = args.doc.parent / "pix2pix-compact-samples.png"
-        args.doc.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(grid, target)
-        page = page.replace("](plots/samples.png)", f"]({target.name})")
     args.doc.parent.mkdir(parents=True, exist_ok=True)
-    args.doc.write_text(page)
+    args.doc.write_text(copy_plots(page, Path(run), args.doc))
     print(f"results: {args.doc}\nrun: {run}")
     return 0
 

@@ -7,6 +7,8 @@ Imported by the scripts beside it (run as ``python tools/repro/<script>.py``, wh
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -59,3 +61,16 @@ def study_page(run: Path, title: str, intro: str, command: str, minutes: float, 
     return (f"# {title}\n\n{intro.strip()}\n\n{report[start:end].rstrip()}\n\n## Reproduce\n\n```\n{command}\n```\n\n"
             f"Wall time: {minutes:.1f} min on a shared 2-core CPU. The run directory (`{shown(out)}`) holds "
             "`report.md` with plots, `results.json` and one sub-run per arm and seed.\n")
+
+
+def copy_plots(page: str, run: Path, doc: Path) -> str:
+    """``page`` with every ``](plots/NAME.png)`` link pointing at a copy ``<doc stem>-NAME.png`` beside ``doc`` (the
+    run directory is not committed)."""
+    def copy(match: re.Match[str]) -> str:
+        name = match.group(1)
+        target = doc.parent / f"{doc.stem}-{name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(run) / "plots" / name, target)
+        return f"]({target.name})"
+
+    return re.sub(r"\]\(plots/([\w.-]+\.png)\)", copy, page)

@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 from kd_core.datacache import data_home
-from repro_common import base_parser, run_recipe_study, study_page
+from repro_common import base_parser, copy_plots, run_recipe_study, study_page
 
 #: pix2pix-compact's repro task and teacher (grey -> colour, 32 px, 8 crops, teacher 30 epochs at Adam 2e-3).
 PRESET = ["data.source=grey", "data.size=32", "data.crops=8", "teacher.epochs=30", "teacher.lr=0.002"]
@@ -100,18 +98,6 @@ def criteria(results: dict[str, Any]) -> str:
                      "outer, full-resolution layers that global pruning thins: "
                      + ", ".join(f"{arm} {m:.1f}× fewer MACs" for arm, m in macs.items()) + " than the teacher.")
     return "\n".join(lines)
-
-
-def copy_plots(page: str, run: Path, doc: Path) -> str:
-    """``page`` with every ``](plots/NAME.png)`` link pointing at a copy ``<doc stem>-NAME.png`` beside ``doc``."""
-    def copy(match: re.Match[str]) -> str:
-        name = match.group(1)
-        target = doc.parent / f"{doc.stem}-{name}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run / "plots" / name, target)
-        return f"]({target.name})"
-
-    return re.sub(r"\]\(plots/([\w.-]+\.png)\)", copy, page)
 
 
 def main(argv: list[str] | None = None) -> int:

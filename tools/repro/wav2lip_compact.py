@@ -24,13 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
 import statistics
 import sys
 from pathlib import Path
 
 import torch
-from repro_common import base_parser, run_recipe_study, study_page
+from repro_common import base_parser, copy_plots, run_recipe_study, study_page
 
 #: The CPU-sized setting: 24 px, the teacher and the students trained 6 epochs each.
 PRESET = ["data.size=24", "teacher.epochs=6", "student.epochs=6"]
@@ -104,13 +103,8 @@ faces, sentences and a voice. LSE-D / LSE-C come from a second expert, not the o
                       intro, command, minutes, args.out)
     results = json.loads((Path(run) / "results.json").read_text())
     page = page.replace("\n## Reproduce", f"\n## The paper's direction\n\n{direction(results)}\n\n## Reproduce", 1)
-    strip = Path(run) / "plots" / "frame_strip.png"
     args.doc.parent.mkdir(parents=True, exist_ok=True)
-    if strip.is_file():
-        target = args.doc.parent / f"{args.doc.stem}-strip.png"
-        shutil.copyfile(strip, target)
-        page = page.replace("](plots/frame_strip.png)", f"]({target.name})")
-    args.doc.write_text(page)
+    args.doc.write_text(copy_plots(page, Path(run), args.doc))
     print(f"results: {args.doc}\nrun: {run}")
     return 0
 
