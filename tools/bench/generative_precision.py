@@ -7,12 +7,15 @@ What is measured
     exported to ONNX through kd-edge, and made into:
 
     - ``fp32``: the exported model;
-    - ``int8``: all compute layers static INT8 (QDQ, per-channel weights, ``--calibration`` train images);
+    - ``int8``: all-INT8, static (QDQ, per-channel weights, ``--calibration`` train images) on the ``--int8-ops``
+      layers: ``kernels`` (default) quantizes the ops ONNX Runtime's CPU provider has integer kernels for (Conv;
+      ``kd_edge.quantize.INT8_KERNEL_OPS``) and leaves the ConvTransposes in FP32, ``all`` quantizes those too;
     - ``mixed-kK-fp16``: the K layers most sensitive to INT8 kept in FP16, the rest INT8 (the paper's "MIX");
     - ``mixed-kK-fp32``: the same K layers kept in FP32 instead;
     - ``fp16-all``: the whole model in FP16 (``kd_edge.quantize.convert_fp16``), to show what ONNX Runtime's CPU
       provider does with FP16;
-    - ``int8-conv-only``: INT8 on the Conv layers only (ConvTranspose left FP32), to show where INT8 time goes.
+    - ``int8-all-ops`` (or ``int8-kernel-ops`` under ``--int8-ops all``): all-INT8 on the other choice of ops, to
+      show what quantizing a ConvTranspose without an integer kernel costs.
 
     Per-layer sensitivity (``kd_edge.sensitivity.layer_sensitivity``): each compute layer alone in INT8, output
     SQNR against FP32 on the validation split (the test split is never used to choose). Quality on the test
@@ -55,7 +58,7 @@ import torch
 from bench_common import versions
 from kd_edge.export import export_onnx, onnx_session, parity, run_onnx
 from kd_edge.latency import benchmark, rows_to_json
-from kd_edge.quantize import compute_precisions, convert_fp16, quantize_static_int8
+from kd_edge.quantize import INT8_OPS, compute_precisions, convert_fp16, quantize_static_int8
 from kd_edge.sensitivity import layer_sensitivity, mixed_precision, sqnr_db
 from kd_generative.data import build_pairs
 from kd_generative.metrics import psnr, ssim
@@ -149,18 +152,25 @@ def quality(out: np.ndarray, target: torch.Tensor, reference: np.ndarray) -> dic
             "sqnr_fp32_db": sqnr_db(reference, out)}
 
 
+def other_int8(args: argparse.Namespace) -> str:
+    """The name of the all-INT8 candidate on the ops ``--int8-ops`` did not choose."""
+    return "int8-all-ops" if args.int8_ops == "kernels" else "int8-kernel-ops"
+
+
 def candidates(fp32: str, ranking: Any, data: Any, args: argparse.Namespace, work: Path,
                stem: str) -> tuple[dict[str, str], dict[str, list[str]]]:
     """Every candidate's ONNX path, and the layers each mixed candidate keeps."""
     calib = data.train.inputs[:args.calibration]
+    ops, other = INT8_OPS[args.int8_ops], INT8_OPS["all" if args.int8_ops == "kernels" else "kernels"]
     paths = {"fp32": fp32,
-             "int8": quantize_static_int8(fp32, work / f"{stem}.int8.onnx", calib).path,
-             "int8-conv-only": quantize_static_int8(fp32, work / f"{stem}.int8c.onnx", calib, op_types=("Conv",)).path,
+             "int8": quantize_static_int8(fp32, work / f"{stem}.int8.onnx", calib, op_types=ops).path,
+             other_int8(args): quantize_static_int8(fp32, work / f"{stem}.int8o.onnx", calib, op_types=other).path,
              "fp16-all": convert_fp16(fp32, work / f"{stem}.fp16.onnx").path}
     kept = {}
     for k in args.ks:
         for keep in ("fp16", "fp32"):
-            made = mixed_precision(fp32, ranking, k, work / f"{stem}.k{k}{keep}.onnx", calib, keep=keep)
+            made = mixed_precision(fp32, ranking, k, work / f"{stem}.k{k}{keep}.onnx", calib, keep=keep,
+                                   op_types=ops)
             paths[f"mixed-k{k}-{keep}"], kept[f"mixed-k{k}-{keep}"] = made.path, made.excluded
     return paths, kept
 
@@ -175,7 +185,7 @@ def verdicts(scores: dict[str, dict[str, Any]], p50: dict[tuple[str, int], float
         gain = fp32_ms - int8_ms
         row: dict[str, Any] = {"int8_speedup": fp32_ms / int8_ms, "int8_gain_ms": gain,
                                "fp16_all_speedup": fp32_ms / p50[("fp16-all", batch)],
-                               "int8_conv_only_speedup": fp32_ms / p50[("int8-conv-only", batch)]}
+                               "int8_other_ops_speedup": fp32_ms / p50[(other_int8(args), batch)]}
         for name in (n for n in scores if n.startswith("mixed-")):
             mixed_ms = p50[(name, batch)]
             recovered = ((scores[name]["psnr_target"] - scores["int8"]["psnr_target"]) / loss
@@ -202,7 +212,7 @@ def one_model(label: str, model: UNetGenerator, data: Any, args: argparse.Namesp
     fp32 = export_onnx(model, data.test.inputs[:2], work / f"{stem}.onnx", output_names=("image",))
     check = parity(model, fp32.path, data.test.inputs, atol=1e-4)
     calib = data.train.inputs[:args.calibration]
-    ranking = layer_sensitivity(fp32.path, calib, data.val.inputs)
+    ranking = layer_sensitivity(fp32.path, calib, data.val.inputs, op_types=INT8_OPS[args.int8_ops])
     paths, kept = candidates(fp32.path, ranking, data, args, work, stem)
     reference = run_onnx(onnx_session(fp32.path), data.test.inputs)
     scores = {name: quality(run_onnx(onnx_session(path), data.test.inputs), data.test.targets, reference)
@@ -247,7 +257,7 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
             times = {r["name"]: r["p50_ms"] for r in m["latency"] if r["batch_size"] == batch}
             print(f"  batch {batch}: p50 ms " + ", ".join(f"{k} {t:.3f}" for k, t in times.items()))
             print(f"    INT8 {b['int8_speedup']:.2f}x FP32 (gain {b['int8_gain_ms']:+.3f} ms), FP16-all "
-                  f"{b['fp16_all_speedup']:.2f}x, INT8 Conv-only {b['int8_conv_only_speedup']:.2f}x")
+                  f"{b['fp16_all_speedup']:.2f}x, {other_int8(args)} {b['int8_other_ops_speedup']:.2f}x")
             for name in (n for n in b if n.startswith("mixed-")):
                 print(f"    {name}: {b[name]['speedup']:.2f}x; recovers {_fmt(b[name]['recovered_share_of_int8_loss'])}"
                       f", gives back {_fmt(b[name]['share_of_int8_gain_given_back'])}; target met: "
@@ -290,6 +300,8 @@ def main() -> int:
     parser.add_argument("--base", type=int, default=16, help="the U-Net's base width")
     parser.add_argument("--size", type=int, default=32, help="image side (a multiple of 32: depth 5)")
     parser.add_argument("--calibration", type=int, default=64, help="calibration images (train split)")
+    parser.add_argument("--int8-ops", choices=sorted(INT8_OPS), default="kernels",
+                        help="ops quantized: those with an integer kernel on ORT's CPU provider, or all compute ops")
     parser.add_argument("--ks", type=lambda t: [int(v) for v in t.split(",")], default=[1, 2, 3],
                         help="numbers of most sensitive layers kept in FP16 (and FP32)")
     parser.add_argument("--visible-db", type=float, default=0.5,

@@ -16,7 +16,8 @@ What is measured
 
 Quality
     With ``--results PATH`` (a study's ``results.json``): the teacher's and each arm's test PSNR / SSIM of the
-    lower half, the student's PSNR and L1 against the teacher's frames, the expert's sync probability and LSE-D /
+    lower half and PSNR of the mouth box, the trivial baseline's (copying the reference frame), the student's
+    PSNR and L1 against the teacher's frames, the expert's sync probability and LSE-D /
     LSE-C (mean over seeds), and the ratios of the run's own teacher and student.
 
 Target: >= 28× fewer parameters and >= 28× fewer MACs at 96 px. Results go to ``--json``.
@@ -35,6 +36,7 @@ from typing import Any
 import torch
 from bench_common import versions
 from kd_core.metrics import count_macs, count_parameters, measure_latency
+from kd_generative.methods.wav2lip_report import QUALITY
 from kd_generative.talking.generator import build_generator
 
 HERE = Path(__file__).resolve().parent
@@ -42,7 +44,6 @@ DEFAULT_JSON = HERE / "results" / "wav2lip_compact.json"
 TARGET = 28.0
 COUNTER = ("kd_core.metrics.count_macs (torch FlopCounterMode, FLOPs // 2: conv, transposed conv, matmul; "
            "norms and activations not counted), one frame")
-QUALITY = ("psnr", "ssim", "psnr_teacher", "l1_teacher", "sync", "lse_d", "lse_c", "offset")
 
 
 def costs(size: int, latency_iterations: int) -> dict[str, Any]:
@@ -81,6 +82,8 @@ def quality(results_path: Path) -> dict[str, Any]:
         out["run_costs"] = extra["costs"]
     if "real_sync" in extra:
         out["real_frames"] = extra["real_sync"]
+    if "reference_copy" in extra:
+        out["reference_copy"] = extra["reference_copy"]
     return out
 
 

@@ -48,3 +48,7 @@ def test_mixed_precision_keeps_layers_in_fp16_unless_told(command: str) -> None:
     assert parser.parse_args([command, "--model", "mlp", "--keep", "fp32"]).keep == "fp32"
     with pytest.raises(SystemExit):
         parser.parse_args([command, "--model", "mlp", "--keep", "int4"])
+    assert parser.parse_args([command, "--model", "mlp"]).int8_ops == "all"
+    assert parser.parse_args([command, "--model", "mlp", "--int8-ops", "kernels"]).int8_ops == "kernels"
+    with pytest.raises(SystemExit):
+        parser.parse_args([command, "--model", "mlp", "--int8-ops", "convtranspose"])

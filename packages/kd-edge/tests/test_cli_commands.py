@@ -69,6 +69,7 @@ def test_bench_times_every_candidate(exported: Path, tmp_path: Path) -> None:
     _run_files(run)
     results = json.loads((run / "results.json").read_text())
     assert results["mixed"]["keep"] == "fp16" and results["mixed"]["mode"] == "mixed-int8-fp16"
+    assert results["int8_ops"] == ["Conv", "ConvTranspose", "Gemm", "MatMul"]  # --int8-ops all
     rows = results["latency"]
     assert {(r["name"], r["batch_size"]) for r in rows} == {
         (n, b) for n in ("ort-fp32", "ort-int8-dynamic", "ort-int8", "ort-mixed-k1") for b in (1, 4)}

@@ -78,3 +78,26 @@ def test_int8_unet_output_close_to_fp32(unet) -> None:
     assert 25.0 < sqnr < 300.0  # close (noise power < 0.3% of the signal), and really quantized (not identical)
     noisy = reference + np.random.default_rng(0).normal(0, np.sqrt(np.mean(reference ** 2)), reference.shape)
     assert sqnr_db(reference, noisy) < 1.0  # the same measure flags a 0 dB-noise output
+
+
+def test_kernel_ops_leave_conv_transpose_in_fp32_and_mixed_precision_follows(unet, tmp_path: Path) -> None:
+    from kd_edge.quantize import INT8_KERNEL_OPS, INT8_OPS, compute_precisions
+    from kd_edge.sensitivity import mixed_precision
+
+    _, data, exported, _ = unet
+    assert INT8_OPS["kernels"] == INT8_KERNEL_OPS and "ConvTranspose" not in INT8_KERNEL_OPS
+    made = quantize_static_int8(exported.path, tmp_path / "kernels.onnx", data.calib_x, op_types=INT8_KERNEL_OPS)
+    graph = onnx.load(made.path)
+    by_name = {n.name: n for n in graph.graph.node}
+    convs = [n for n in graph.graph.node if n.op_type == "Conv"]
+    transposed = [n for n in graph.graph.node if n.op_type == "ConvTranspose"]
+    assert sorted(made.quantized_layers) == sorted(n.name for n in convs)
+    assert not any(_int8_weight(graph, n, made.scheme) for n in transposed)
+    # ORT runs the three Convs as integer kernels and the three ConvTransposes in float
+    ran = compute_precisions(made.path, data.test_x[:2])
+    assert ran.get("uint8", 0) + ran.get("int8", 0) == 3 and ran.get("float", 0) == 3, ran
+    # mixed precision on the same ops: the kept Conv stays float, ConvTranspose is never quantized
+    kept = convs[0].name
+    mixed = mixed_precision(exported.path, [kept], 1, tmp_path / "mixed.onnx", data.calib_x, keep="fp32",
+                            op_types=INT8_KERNEL_OPS)
+    assert sorted(mixed.quantized_layers) == sorted(n.name for n in convs[1:]) and kept in by_name

@@ -202,13 +202,15 @@ def test_a_tiny_study_runs_end_to_end(speech_home: Path, tmp_path: Path) -> None
     results = json.loads((run / "results.json").read_text())
     assert set(results["arms"]) == {"kd", "scratch", "scratch-gan", "kd-gan"}
     scores = results["arms"]["kd"]["seeds"]["0"]
-    for metric in ("psnr", "ssim", "sync", "lse_d", "lse_c", "psnr_teacher", "l1_teacher"):
+    for metric in ("psnr", "ssim", "psnr_mouth", "sync", "lse_d", "lse_c", "psnr_teacher", "l1_teacher"):
         assert math.isfinite(scores[metric]), metric
     costs = next(iter(results["wav2lip"]["costs"].values()))
     assert costs["params_ratio"] > 4 and costs["macs_ratio"] > 4
     assert {(c["a"], c["b"]) for c in results["comparisons"]} == {("kd", "scratch"), ("kd", "scratch-gan"),
                                                                  ("kd-gan", "kd"), ("scratch-gan", "scratch")}
     report = (run / "report.md").read_text()
-    assert "## Lip-sync comparisons" in report and "(plots/frame_strip.png)" in report
+    copy = results["wav2lip"]["reference_copy"]
+    assert {"psnr", "psnr_mouth", "lse_c", "lse_d"} <= set(copy) and copy["psnr_mouth"] < copy["psnr"]
+    assert "## Mouth and lip-sync comparisons" in report and "(plots/frame_strip.png)" in report
     assert "## Gate: the teacher against copying the reference frame" in report and "reference copy" in report
     assert (run / "plots" / "frame_strip.png").stat().st_size > 1000

@@ -55,6 +55,11 @@ def _model_arguments(parser: argparse.ArgumentParser, onnx: bool) -> None:
     parser.add_argument("--out", default=None, help="run directory (default runs/edge-<command>, -2, ... if taken)")
 
 
+_INT8_OPS_HELP = ("static and mixed INT8: quantize every compute layer ('all': a portable QDQ model, e.g. for "
+                  "TensorRT) or only the ops ONNX Runtime's CPU provider has integer kernels for ('kernels': Conv, "
+                  "Gemm, MatMul; ConvTranspose stays FP32, which is faster on the CPU)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """kd-core's domain parser plus ``export``, ``quantize``, ``bench`` (and ``prune`` if installed)."""
     parser = domain_parser("edge")
@@ -70,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--keep", choices=["fp16", "fp32"], default="fp16",
                           help="mixed: precision of the kept layers (FP16 as in Kim et al.; on an x86 CPU ONNX "
                                "Runtime runs FP16 layers in FP32 with FP16 weights)")
+    quantize.add_argument("--int8-ops", choices=["all", "kernels"], default="all", help=_INT8_OPS_HELP)
 
     bench = sub.add_parser("bench", help="latency of PyTorch eager, ORT FP32, INT8 and mixed precision side by side")
     _model_arguments(bench, onnx=True)
@@ -80,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--k", type=int, default=1, help="layers kept in --keep in the mixed-precision candidate")
     bench.add_argument("--keep", choices=["fp16", "fp32"], default="fp16",
                        help="precision of the mixed candidate's kept layers")
+    bench.add_argument("--int8-ops", choices=["all", "kernels"], default="all", help=_INT8_OPS_HELP)
 
     prune = _prune_command()
     if prune is not None:

@@ -155,35 +155,36 @@ def run_quantize(args: argparse.Namespace, out: Path, source: Source) -> Path:
     from kd_core.progress import progress_bar
 
     from kd_edge.latency import rows_to_json
-    from kd_edge.quantize import convert_fp16, quantize_dynamic_int8, quantize_static_int8
+    from kd_edge.quantize import INT8_OPS, convert_fp16, quantize_dynamic_int8, quantize_static_int8
     from kd_edge.report import finish_run
     from kd_edge.sensitivity import layer_sensitivity, mixed_precision
 
     run = _open_run(args, out, source)
     student = _Student(args, run, source)
     src, data = student.onnx_path, student.data
-    results: dict[str, Any] = _export_summary(student)[1]
+    ops = INT8_OPS[args.int8_ops]
+    results: dict[str, Any] = {**_export_summary(student)[1], "int8_ops": list(ops)}
     tables: list[tuple[str, list]] = []
     candidates: dict[str, Any] = {"ort-fp32": src}
     if args.mode == "dynamic":
         made = quantize_dynamic_int8(src, run.path / "model.int8-dynamic.onnx", validation=data.calib_x)
     elif args.mode == "static":
-        made = quantize_static_int8(src, run.path / "model.int8-static.onnx", data.calib_x)
+        made = quantize_static_int8(src, run.path / "model.int8-static.onnx", data.calib_x, op_types=ops)
     elif args.mode == "fp16":
         made = convert_fp16(src, run.path / "model.fp16.onnx")
     else:
         with progress_bar() as progress:
             task = progress.add_task("sensitivity", total=None, info="")
-            report = layer_sensitivity(src, data.calib_x, data.test_x, data.test_y,
+            report = layer_sensitivity(src, data.calib_x, data.test_x, data.test_y, op_types=ops,
                                        on_layer=lambda name: progress.update(task, advance=1, info=name))
         results["sensitivity"] = report.to_dict()
         tables.append(("Per-layer INT8 sensitivity (one layer quantized at a time)", [
             {"rank": r.rank, "node": r.node, "module": r.module, "op": r.op_type, "SQNR dB": round(r.sqnr_db, 2),
              "Δ accuracy pts": round(100 * r.metric_delta, 2)} for r in report.layers]))
-        all_int8 = quantize_static_int8(src, run.path / "model.int8-static.onnx", data.calib_x)
+        all_int8 = quantize_static_int8(src, run.path / "model.int8-static.onnx", data.calib_x, op_types=ops)
         candidates["ort-int8"] = all_int8.path
         made = mixed_precision(src, report, args.k, run.path / f"model.mixed-k{args.k}-{args.keep}.onnx",
-                               data.calib_x, keep=args.keep)
+                               data.calib_x, keep=args.keep, op_types=ops)
     name = {"dynamic": "ort-int8-dynamic", "static": "ort-int8", "fp16": "ort-fp16"}.get(args.mode, "ort-mixed")
     candidates[name] = made.path
     results["quantized"] = {**asdict(made), "size_ratio": made.size_ratio}
@@ -206,7 +207,7 @@ def run_bench(args: argparse.Namespace, out: Path, source: Source) -> Path:
     from kd_core.progress import progress_bar
 
     from kd_edge.latency import benchmark, rows_to_json
-    from kd_edge.quantize import quantize_dynamic_int8, quantize_static_int8
+    from kd_edge.quantize import INT8_OPS, quantize_dynamic_int8, quantize_static_int8
     from kd_edge.report import finish_run
     from kd_edge.sensitivity import layer_sensitivity, mixed_precision
 
@@ -216,11 +217,13 @@ def run_bench(args: argparse.Namespace, out: Path, source: Source) -> Path:
     candidates: dict[str, Any] = {"pytorch": student.module} if student.module is not None else {}
     candidates["ort-fp32"] = src
     dynamic = quantize_dynamic_int8(src, run.path / "model.int8-dynamic.onnx", validation=data.calib_x)
-    static = quantize_static_int8(src, run.path / "model.int8-static.onnx", data.calib_x)
+    ops = INT8_OPS[args.int8_ops]
+    static = quantize_static_int8(src, run.path / "model.int8-static.onnx", data.calib_x, op_types=ops)
     candidates["ort-int8-dynamic"], candidates["ort-int8"] = dynamic.path, static.path
-    report = layer_sensitivity(src, data.calib_x, data.test_x, data.test_y)
+    report = layer_sensitivity(src, data.calib_x, data.test_x, data.test_y, op_types=ops)
     mixed = mixed_precision(src, report, min(args.k, len(report.layers)),
-                            run.path / f"model.mixed-k{args.k}-{args.keep}.onnx", data.calib_x, keep=args.keep)
+                            run.path / f"model.mixed-k{args.k}-{args.keep}.onnx", data.calib_x, keep=args.keep,
+                            op_types=ops)
     candidates[f"ort-mixed-k{args.k}"] = mixed.path
     blocks = len(args.threads) * len(args.batch_sizes)
     with progress_bar() as progress:
@@ -237,7 +240,8 @@ def run_bench(args: argparse.Namespace, out: Path, source: Source) -> Path:
                "samples/s": f"{r.samples_per_s:,.0f}",
                "peak MB": "" if r.peak_memory_mb is None else round(r.peak_memory_mb, 2)} for r in latency]
     fp16_note, kernel_types = _fp16_sentence(mixed, data)
-    results = {**_export_summary(student)[1], "latency": rows_to_json(latency), "sensitivity": report.to_dict(),
+    results = {**_export_summary(student)[1], "int8_ops": list(ops), "latency": rows_to_json(latency),
+               "sensitivity": report.to_dict(),
                "mixed": {"k": len(mixed.excluded), "keep": args.keep, "kept": mixed.excluded, "mode": mixed.mode,
                          "kernel_types": kernel_types},
                "int8_scheme": {name: {"scheme": q.scheme, "reason": q.scheme_reason, "relative_error": q.relative_error,

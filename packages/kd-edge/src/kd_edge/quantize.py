@@ -52,12 +52,20 @@ from onnxruntime.transformers.float16 import convert_float_to_float16
 from kd_edge.export import check_model_path, file_size, node_module_paths, onnx_session, run_onnx
 from kd_edge.int8_scheme import SCHEMES, Int8Scheme, resolve_scheme
 
-__all__ = ["COMPUTE_OPS", "FALLBACK_TOLERANCE", "CalibrationReader", "QuantResult", "compute_layers",
-           "compute_precisions", "convert_fp16", "gemm_to_matmul", "quantize_dynamic_int8", "quantize_static_int8",
-           "relative_error"]
+__all__ = ["COMPUTE_OPS", "FALLBACK_TOLERANCE", "INT8_KERNEL_OPS", "INT8_OPS", "CalibrationReader", "QuantResult",
+           "compute_layers", "compute_precisions", "convert_fp16", "gemm_to_matmul", "quantize_dynamic_int8",
+           "quantize_static_int8", "relative_error"]
 
 #: The op types that carry weights and compute: what "a layer" means for quantization and sensitivity.
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+#: The compute op types ONNX Runtime's CPU provider runs as integer kernels (QLinearConv, QGemm, QLinearMatMul or
+#: MatMulInteger). It has no integer ConvTranspose: a QDQ ConvTranspose runs as dequantize -> FP32 ConvTranspose ->
+#: quantize, which costs time and precision and saves nothing (measured: a U-Net's all-INT8 model ran at 0.65-0.8x
+#: FP32, its Conv-only INT8 model at 1.1-1.2x; ``tools/bench/generative_precision.py``). Quantize these ops for
+#: CPU inference; quantize ``COMPUTE_OPS`` for runtimes with INT8 ConvTranspose (TensorRT reads the QDQ graph).
+INT8_KERNEL_OPS = ("Conv", "Gemm", "MatMul")
+#: ``--int8-ops`` choices: every compute layer, or the ones with an integer kernel on ORT's CPU provider.
+INT8_OPS = {"all": COMPUTE_OPS, "kernels": INT8_KERNEL_OPS}
 #: Kernel names (ONNX Runtime's profiler) that do a compute layer's work, fused and integer forms included.
 _KERNEL_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "FusedConv", "FusedGemm", "FusedMatMul", "QLinearConv",
                "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",

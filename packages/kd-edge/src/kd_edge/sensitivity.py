@@ -213,14 +213,15 @@ def _nodes_to_fp16(model: onnx.ModelProto, nodes: Sequence[str]) -> onnx.ModelPr
 
 def mixed_precision(model_path: str | os.PathLike[str], ranking: SensitivityReport | Sequence[str], k: int,
                     out_path: str | os.PathLike[str], calibration: Any, *, keep: str = "fp16",
-                    per_channel: bool = True) -> QuantResult:
+                    per_channel: bool = True, op_types: Sequence[str] = COMPUTE_OPS) -> QuantResult:
     """A QDQ model with the ``k`` most sensitive layers of ``ranking`` kept in ``keep`` precision and every other
     layer INT8 (static, calibrated on ``calibration``). ``k = 0`` is all-INT8.
 
     ``keep``: ``"fp16"`` (default, as in Kim et al.): the kept layers' float weights are stored as float16 and
     each kept layer is wrapped in casts (float32 in and out; ``mode`` ``"mixed-int8-fp16"``); ``"fp32"``: they
     are left out of quantization as they are (``mode`` ``"mixed-int8-fp32"``). See the module doc for what ONNX
-    Runtime's CPU provider does with FP16 layers.
+    Runtime's CPU provider does with FP16 layers. ``op_types``: the op types quantized (``COMPUTE_OPS``, or
+    ``INT8_KERNEL_OPS`` to leave ops without an integer CPU kernel, such as ConvTranspose, in FP32).
     """
     src = check_model_path(model_path)
     order = ranking.ranking if isinstance(ranking, SensitivityReport) else list(ranking)
@@ -231,7 +232,8 @@ def mixed_precision(model_path: str | os.PathLike[str], ranking: SensitivityRepo
     if keep not in ("fp32", "fp16"):
         raise ConfigError("keep", "'fp32' or 'fp16'", keep)
     kept = order[:k]
-    result = quantize_static_int8(src, out_path, calibration, nodes_to_exclude=kept, per_channel=per_channel)
+    result = quantize_static_int8(src, out_path, calibration, nodes_to_exclude=kept, per_channel=per_channel,
+                                  op_types=op_types)
     leaked = sorted(set(kept) & set(result.quantized_layers))
     names = {n.name for n in onnx.load(str(result.path)).graph.node}
     if leaked or not set(kept) <= names:

@@ -8,10 +8,30 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["render_mouths"]
+from kd_generative.talking.visemes import VISEMES
+
+__all__ = ["MAX_WIDTH", "mouth_box", "render_mouths"]
 
 _INNER = (0.16, 0.05, 0.06)
 _TEETH = (0.85, 0.83, 0.78)
+
+#: The widest mouth a viseme asks for (``Viseme.width``, relative to rest); bounds :func:`mouth_box`.
+MAX_WIDTH = max(v.width for v in VISEMES.values())
+
+
+def mouth_box(mouth: tuple[float, float, float], size: int) -> tuple[slice, slice]:
+    """Rows and columns of a ``size``-pixel frame that hold the lips and the inner mouth :func:`render_mouths`
+    draws for ``mouth`` = (row, column, half-width) fractions: the part of the frame the audio drives. Rows run
+    from half a half-width above the mouth line (the upper lip) to 1.2 half-widths below it (the jaw drops at
+    most 0.9 half-widths, plus the lower lip); columns span the inner mouth at its widest (0.8 half-widths ×
+    ``MAX_WIDTH`` each side)."""
+    cy, cx, hw = (v * size for v in mouth)
+    half = 0.8 * MAX_WIDTH * hw
+
+    def span(low: float, high: float) -> slice:
+        return slice(max(0, int(low)), min(size, -int(-high // 1)))
+
+    return span(cy - 0.5 * hw, cy + 1.2 * hw), span(cx - half, cx + half)
 
 
 def render_mouths(faces: torch.Tensor, mouth: torch.Tensor, shape: torch.Tensor,

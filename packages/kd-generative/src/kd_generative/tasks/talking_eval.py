@@ -3,6 +3,8 @@ lip sync by a SyncNet-style expert.
 
 - ``psnr`` (dB) and ``ssim`` of the lower half of every generated frame against the real one (the upper half
   is given to the generator); ``l1``: the whole frame.
+- ``psnr_mouth`` (dB): the same over the mouth box of each frame (:func:`kd_generative.talking.render.mouth_box`),
+  the part of the frame the audio drives: copying the reference frame gets the rest of the lower half right.
 - ``psnr_teacher``, ``l1_teacher``: the same against the teacher's frames (left out when scoring the teacher).
 - ``sync``: the expert's mean in-sync probability of each window's generated lower halves and its own audio.
 - ``lse_d``, ``lse_c``, ``offset``: every clip of the batches generated frame by frame, scored as LSE-D / LSE-C
@@ -11,7 +13,7 @@ lip sync by a SyncNet-style expert.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,10 +26,20 @@ from kd_generative.metrics import psnr, ssim
 from kd_generative.talking.dataset import TalkingFaceData, lower_half
 from kd_generative.talking.expert import SyncExpert, sync_probability
 from kd_generative.talking.lipsync import lip_sync
+from kd_generative.talking.render import mouth_box
 from kd_generative.tasks.talking_data import clip_inputs, talking_forward
 
-__all__ = ["clip_frames", "clip_sync", "generated_windows", "lower_half_quality", "talking_evaluator",
-           "talking_validator", "window_sync"]
+__all__ = [
+    "clip_frames",
+    "clip_sync",
+    "generated_windows",
+    "lower_half_quality",
+    "mouth_boxes",
+    "mouth_psnr",
+    "talking_evaluator",
+    "talking_validator",
+    "window_sync",
+]
 
 _CHUNK = 32  # windows (or frames) per forward pass when scoring
 
@@ -62,6 +74,25 @@ def lower_half_quality(frames: torch.Tensor, reference: torch.Tensor) -> dict[st
     ``reference`` (mean over frames)."""
     a, b = lower_half(frames).flatten(0, 1), lower_half(reference).flatten(0, 1)
     return {"psnr": float(psnr(a, b, data_range=(0.0, 1.0))), "ssim": float(ssim(a, b, data_range=(0.0, 1.0)))}
+
+
+def mouth_boxes(data: TalkingFaceData, clips: Iterable[int]) -> list[tuple[slice, slice]]:
+    """The mouth box (rows, columns) of the face of each clip index in ``clips``."""
+    return [mouth_box(data.faces[data.clips[int(c)].face].mouth, data.config.size) for c in clips]
+
+
+def mouth_psnr(frames: torch.Tensor, reference: torch.Tensor, boxes: Sequence[tuple[slice, slice]]) -> float:
+    """Mean PSNR (dB) of the mouth boxes of ``frames`` ``(N, T, 3, S, S)`` in [0, 1] against ``reference``, window
+    ``i`` cropped to ``boxes[i]`` (rows, columns); one value per frame, averaged like ``psnr``."""
+    if len(boxes) != len(frames):
+        raise ValueError(f"mouth_psnr: {len(frames)} windows but {len(boxes)} boxes")
+    values = []
+    for box in set((b[0].start, b[0].stop, b[1].start, b[1].stop) for b in boxes):
+        rows, cols = slice(box[0], box[1]), slice(box[2], box[3])
+        index = [i for i, b in enumerate(boxes) if (b[0], b[1]) == (rows, cols)]
+        a, b = frames[index][..., rows, cols].flatten(0, 1), reference[index][..., rows, cols].flatten(0, 1)
+        values.append(psnr(a, b, data_range=(0.0, 1.0), reduction="none"))
+    return float(torch.cat(values).mean())
 
 
 @torch.no_grad()
@@ -128,7 +159,9 @@ def talking_evaluator(data: Callable[[], TalkingFaceData], teacher: Callable[[],
                  forward: Forward = talking_forward) -> dict[str, float]:
         batches = list(batches)
         got = generated_windows(model, batches, forward)
+        source = data()
         scores = {**lower_half_quality(got["frames"], got["target"]),
+                  "psnr_mouth": mouth_psnr(got["frames"], got["target"], mouth_boxes(source, got["clip"])),
                   "l1": float((got["frames"] - got["target"]).abs().mean()),
                   "sync": window_sync(expert().cpu(), got["frames"], got["mel"])}
         if teacher() is not model:
@@ -136,7 +169,6 @@ def talking_evaluator(data: Callable[[], TalkingFaceData], teacher: Callable[[],
             reference = teacher_frames(batches, forward, keys, _device(model))
             scores["psnr_teacher"] = lower_half_quality(got["frames"], reference)["psnr"]
             scores["l1_teacher"] = float((got["frames"] - reference).abs().mean())
-        source = data()
         clips = {c: clip_frames(model, source, c) for c in sorted({int(c) for c in got["clip"]})}
         scores.update(clip_sync(expert(), clips, source, max_offset))
         return scores
