@@ -132,3 +132,25 @@ def test_ctrl_c_exits_130_naming_the_checkpoint_and_the_command_that_resumes(tmp
     resumed = _kd_vision(command[1:], env)  # (the same command, through this venv's kd-vision)
     assert resumed.returncode == 0, resumed.stderr
     assert (out / "report.md").is_file() and "alpha: 0.6" in (out / "config.yaml").read_text()
+
+
+def test_run_command_prints_the_run_or_the_error_and_sets_the_exit_status(tmp_path: Path, capsys) -> None:
+    from kd_core.cli import run_command
+    from kd_core.errors import ConfigError
+
+    assert run_command(lambda: tmp_path) == 0
+    out = capsys.readouterr().out
+    assert f"run directory: {tmp_path}" in out and f"report: {tmp_path / 'report.md'}" in out
+    assert run_command(lambda: 3) == 3
+
+    def bad() -> Path:
+        raise ConfigError("--size", "an even integer >= 12", 7)
+
+    assert run_command(bad) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--size" in err and "7" in err
+
+    def interrupted() -> Path:
+        raise KeyboardInterrupt
+
+    assert run_command(interrupted) == 130 and capsys.readouterr().err == "interrupted\n"

@@ -11,7 +11,7 @@ import contextlib
 import shlex
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -187,6 +187,27 @@ def one_line_warnings() -> Iterator[None]:
         yield
     finally:
         warnings.showwarning = previous
+
+
+def run_command(action: Callable[[], Path | str | int]) -> int:
+    """Run a domain's own subcommand (``data build``, ``rescore``, ``quantize``, ...) as ``domain_main`` runs
+    ``distill``: kd warnings on one line, a ``KDError`` as ``error: ...`` with exit status 2, Ctrl-C as
+    ``interrupted`` with 130. ``action`` returns a run directory (its path and report are printed; status 0) or
+    an exit status."""
+    try:
+        with one_line_warnings():
+            result = action()
+    except KDError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if isinstance(result, int):
+        return result
+    print(f"run directory: {result}")
+    print(f"report: {Path(result) / 'report.md'}")
+    return 0
 
 
 def domain_parser(domain: str) -> argparse.ArgumentParser:

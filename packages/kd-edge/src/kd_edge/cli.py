@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kd_core.cli import default_out, domain_main, domain_parser, one_line_warnings
-from kd_core.errors import ConfigError, KDError
+from kd_core.cli import default_out, domain_main, domain_parser, run_command
+from kd_core.errors import ConfigError
 
 from kd_edge.sources import MODEL_NAMES  # noqa: F401  (the names, without importing torch: a test checks)
 
@@ -133,12 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in ("distill", "recipes", "eval"):
         return domain_main("edge", argv)
-    try:
-        with one_line_warnings():
-            return _command(args)
-    except KDError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_command(lambda: _command(args))
 
 
 def _command(args: argparse.Namespace) -> int:

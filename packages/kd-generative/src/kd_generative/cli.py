@@ -10,8 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kd_core.cli import domain_main, domain_parser, one_line_warnings
-from kd_core.errors import ConfigError, KDError
+from kd_core.cli import domain_main, domain_parser, run_command
+from kd_core.errors import ConfigError
 
 __all__ = ["PRUNE_RECIPES", "build_parser", "main"]
 
@@ -50,26 +50,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``kd-generative``: exit status 0, or 2 with a one-line error."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "prune":
-            argv = _prune_argv(argv, args)
-            args.command = "distill"
-        if args.command != "data":
-            return domain_main("generative", argv)
-        with one_line_warnings():
-            from kd_generative.commands.data_build import run
+    return run_command(lambda: _run(argv, args))
 
-            run_dir = run(args)
-    except KDError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    print(f"run directory: {run_dir}")
-    print(f"report: {Path(run_dir) / 'report.md'}")
-    return 0
 
+def _run(argv: list[str], args: argparse.Namespace) -> Path | int:
+    """``prune`` (as ``distill`` of a pruning recipe), ``distill``/``recipes``/``eval`` (kd-core's), or ``data``."""
+    if args.command == "prune":
+        return domain_main("generative", _prune_argv(argv, args))
+    if args.command != "data":
+        return domain_main("generative", argv)
+    from kd_generative.commands.data_build import run
+
+    return Path(run(args))
 
 if __name__ == "__main__":
     raise SystemExit(main())

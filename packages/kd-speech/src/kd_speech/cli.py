@@ -9,8 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kd_core.cli import domain_main, domain_parser, one_line_warnings
-from kd_core.errors import KDError
+from kd_core.cli import domain_main, domain_parser, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,24 +31,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command not in ("data", "rescore"):
         return domain_main("speech", argv)
-    try:
-        with one_line_warnings():
-            if args.command == "data":
-                from kd_speech.commands.data_build import run
-            else:
-                from kd_speech.commands.rescore import run
+    return run_command(lambda: _run(args))
 
-            run_dir = run(args)
-    except KDError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    print(f"run directory: {run_dir}")
-    print(f"report: {Path(run_dir) / 'report.md'}")
-    return 0
 
+def _run(args: argparse.Namespace) -> Path:
+    """``data`` or ``rescore``: the run directory."""
+    if args.command == "data":
+        from kd_speech.commands.data_build import run
+    else:
+        from kd_speech.commands.rescore import run
+    return Path(run(args))
 
 if __name__ == "__main__":
     raise SystemExit(main())
