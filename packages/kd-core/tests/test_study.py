@@ -77,6 +77,9 @@ def test_study_runs_every_arm_and_seed_and_reports(tmp_path: Path, monkeypatch: 
     report = result.report.read_text()
     assert "**Teacher**" in report and "**Plain KD against scratch**" in report
     assert report.index("**Teacher**") < report.index("**Plain KD against scratch**")
+    # the teacher gate: both checks ran (a scratch arm, class outputs), recorded and reported before any verdict
+    assert [c["name"] for c in results["teacher"]["gate"]] == ["lead", "confidence"]
+    assert report.index("**Teacher gate**") < report.index("**Plain KD against scratch**")
     assert "95 % CI" in report
     assert "## Extra\n\n2 arms in run" in report and report.index("## Extra") < report.index("## Reproduce")
     for plot in ("val_curves.png", "headline.png", "reliability.png"):

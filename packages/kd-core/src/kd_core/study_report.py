@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from kd_core.gates import gate_sentence, teacher_checks
 from kd_core.metrics import expected_calibration_error, mean_std
 from kd_core.plots import plot_reliability_diagram, save_figure
 from kd_core.report import command_line, markdown_table, write_report
@@ -170,6 +172,13 @@ def write_study_report(study: Study, run: RunDir, results: dict[str, Any],
                      f"{_scaled(task.headline, t['val'][task.headline], percent):.2f}"
                      f"{' %' if task.headline in percent else ''}); {t['source']}.")
     roles = {name: arm["role"] for name, arm in results["arms"].items()}
+    if "teacher" in results:
+        scratch = [v[task.headline] for name, arm in results["arms"].items() if arm["role"] == "scratch"
+                   for v in arm["seeds"].values() if task.headline in v]
+        checks = teacher_checks(results["teacher"]["test"][task.headline], scratch, task.higher_is_better,
+                                calibration.get("teacher"), metric=task.headline)
+        results["teacher"]["gate"] = [asdict(c) for c in checks]
+        lines.append(f"**Teacher gate**: {gate_sentence(checks)}")
     plain = [c for c in comparisons if roles.get(c.a) == "kd" and roles.get(c.b) == "scratch"]
     for c in plain:
         lines.append("**Plain KD against scratch**: " + comparison_sentence(c, unit))
