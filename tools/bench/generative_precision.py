@@ -177,19 +177,19 @@ def quality(out: np.ndarray, target: torch.Tensor, reference: np.ndarray) -> dic
             "sqnr_fp32_db": sqnr_db(reference, out)}
 
 
-def other_int8(args: argparse.Namespace) -> str:
-    """The name of the all-INT8 candidate on the ops ``--int8-ops`` did not choose."""
-    return "int8-all-ops" if args.int8_ops == "kernels" else "int8-kernel-ops"
+def other_int8(args: argparse.Namespace) -> tuple[str, tuple[str, ...]]:
+    """The all-INT8 candidate on the ops ``--int8-ops`` did not choose: its name and its op types."""
+    return ("int8-all-ops", INT8_OPS["all"]) if args.int8_ops == "kernels" else ("int8-kernel-ops", INT8_OPS["kernels"])
 
 
 def candidates(fp32: str, ranking: Any, data: Any, args: argparse.Namespace, work: Path,
                stem: str) -> tuple[dict[str, str], dict[str, list[str]]]:
     """Every candidate's ONNX path, and the layers each mixed candidate keeps."""
     calib = data.train.inputs[:args.calibration]
-    ops, other = INT8_OPS[args.int8_ops], INT8_OPS["all" if args.int8_ops == "kernels" else "kernels"]
+    ops, (other, other_ops) = INT8_OPS[args.int8_ops], other_int8(args)
     paths = {"fp32": fp32,
              "int8": quantize_static_int8(fp32, work / f"{stem}.int8.onnx", calib, op_types=ops).path,
-             other_int8(args): quantize_static_int8(fp32, work / f"{stem}.int8o.onnx", calib, op_types=other).path,
+             other: quantize_static_int8(fp32, work / f"{stem}.int8o.onnx", calib, op_types=other_ops).path,
              "fp16-all": convert_fp16(fp32, work / f"{stem}.fp16.onnx").path}
     kept = {}
     for k in args.ks:
@@ -210,7 +210,7 @@ def verdicts(scores: dict[str, dict[str, Any]], p50: dict[tuple[str, int], float
         gain = fp32_ms - int8_ms
         row: dict[str, Any] = {"int8_speedup": fp32_ms / int8_ms, "int8_gain_ms": gain,
                                "fp16_all_speedup": fp32_ms / p50[("fp16-all", batch)],
-                               "int8_other_ops_speedup": fp32_ms / p50[(other_int8(args), batch)]}
+                               "int8_other_ops_speedup": fp32_ms / p50[(other_int8(args)[0], batch)]}
         for name in (n for n in scores if n.startswith("mixed-")):
             mixed_ms = p50[(name, batch)]
             recovered = ((scores[name]["psnr_target"] - scores["int8"]["psnr_target"]) / loss
@@ -285,7 +285,7 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
             times = {r["name"]: r["p50_ms"] for r in m["latency"] if r["batch_size"] == batch}
             print(f"  batch {batch}: p50 ms " + ", ".join(f"{k} {t:.3f}" for k, t in times.items()))
             print(f"    INT8 {b['int8_speedup']:.2f}x FP32 (gain {b['int8_gain_ms']:+.3f} ms), FP16-all "
-                  f"{b['fp16_all_speedup']:.2f}x, {other_int8(args)} {b['int8_other_ops_speedup']:.2f}x")
+                  f"{b['fp16_all_speedup']:.2f}x, {other_int8(args)[0]} {b['int8_other_ops_speedup']:.2f}x")
             for name in (n for n in b if n.startswith("mixed-")):
                 print(f"    {name}: {b[name]['speedup']:.2f}x; recovers {_fmt(b[name]['recovered_share_of_int8_loss'])}"
                       f", gives back {_fmt(b[name]['share_of_int8_gain_given_back'])}; target met: "

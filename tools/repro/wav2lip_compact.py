@@ -86,11 +86,13 @@ def direction(results: dict) -> str:
         values = [s[metric] for s in arms[arm]["seeds"].values()] if arm in arms else []
         return statistics.stdev(values) if len(values) > 1 else float("nan")
 
-    from kd_generative.methods.wav2lip_report import gate_verdict
+    from kd_generative.methods.wav2lip_report import gate_check
 
-    extra = results.get("wav2lip", {})
-    gate = gate_verdict(extra.get("reference_copy", {}), results.get("teacher", {}).get("test", {}), {})
-    lines = [f"- {gate.split(', so ')[0].rstrip('.')}: the rungs below are descriptive unless the gate passed;"]
+    copy = results.get("wav2lip", {}).get("reference_copy", {})
+    checked = gate_check(copy, results.get("teacher", {}).get("test", {}))
+    gate = ("gate not judged" if checked is None else
+            f"{'gate passed' if checked[0] else '**gate failed**'} against copying the reference frame ({checked[1]})")
+    lines = [f"- {gate}: the rungs below are descriptive unless the gate passed;"]
     for a, b, claim in (("kd", "scratch", "claimed ≥ 0"), ("kd", "scratch-gan", "claimed ≥ 0"),
                         ("kd-gan", "kd", "what a discriminator adds to KD; the paper leaves it out, so 'not held' "
                                          "agrees with it")):

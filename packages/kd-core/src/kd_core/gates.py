@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+
+from kd_core.metrics import expected_calibration_error
 
 __all__ = ["UNDER_CONFIDENCE_MARGIN", "GateCheck", "gate_sentence", "teacher_checks"]
 
@@ -48,11 +49,10 @@ def teacher_checks(teacher_score: float, scratch_scores: Sequence[float], higher
         checks.append(GateCheck("lead", lead > 0, f"teacher {metric} {teacher_score:.4g} against scratch's "
                                                   f"{scratch:.4g} (mean of {len(finite)} seeds)"))
     if outputs is not None:
-        logits, labels = outputs
-        probs = F.softmax(logits.float(), dim=-1)
-        confidence, predicted = probs.max(dim=-1)
-        accuracy = float((predicted == labels).float().mean())
-        mean_confidence = float(confidence.mean())
+        bins = expected_calibration_error(*outputs)
+        total = sum(bins.bin_count)
+        accuracy = sum(n * a for n, a in zip(bins.bin_count, bins.bin_accuracy, strict=True)) / total
+        mean_confidence = sum(n * c for n, c in zip(bins.bin_count, bins.bin_confidence, strict=True)) / total
         checks.append(GateCheck("confidence", mean_confidence >= accuracy - margin,
                                 f"mean confidence {mean_confidence:.3f} against accuracy {accuracy:.3f}"))
     return checks

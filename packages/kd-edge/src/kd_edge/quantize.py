@@ -60,8 +60,8 @@ __all__ = ["COMPUTE_OPS", "FALLBACK_TOLERANCE", "INT8_KERNEL_OPS", "INT8_OPS", "
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 #: The compute op types ONNX Runtime's CPU provider runs as integer kernels (QLinearConv, QGemm, QLinearMatMul or
 #: MatMulInteger). It has no integer ConvTranspose: a QDQ ConvTranspose runs as dequantize -> FP32 ConvTranspose ->
-#: quantize, which costs time and precision and saves nothing (measured: a U-Net's all-INT8 model ran at 0.65-0.8x
-#: FP32, its Conv-only INT8 model at 1.1-1.2x; ``tools/bench/generative_precision.py``). Quantize these ops for
+#: quantize, which costs time and precision and saves nothing (measured on a base-64 U-Net: all-INT8 ran at
+#: 0.54-0.61x FP32, INT8 on its Convs only at 1.18x; ``tools/bench/generative_precision.py``). Quantize these ops for
 #: CPU inference; quantize ``COMPUTE_OPS`` for runtimes with INT8 ConvTranspose (TensorRT reads the QDQ graph).
 INT8_KERNEL_OPS = ("Conv", "Gemm", "MatMul")
 #: ``--int8-ops`` choices: every compute layer, or the ones with an integer kernel on ORT's CPU provider.

@@ -63,5 +63,6 @@ def _run(argv: list[str], args: argparse.Namespace) -> Path | int:
 
     return Path(run(args))
 
+
 if __name__ == "__main__":
     raise SystemExit(main())

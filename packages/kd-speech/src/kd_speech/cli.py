@@ -42,5 +42,6 @@ def _run(args: argparse.Namespace) -> Path:
         from kd_speech.commands.rescore import run
     return Path(run(args))
 
+
 if __name__ == "__main__":
     raise SystemExit(main())

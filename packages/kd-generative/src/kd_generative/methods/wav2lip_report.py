@@ -35,7 +35,7 @@ from kd_generative.tasks.talking_eval import (
     window_sync,
 )
 
-__all__ = ["MOUTH_METRICS", "QUALITY", "frame_cost", "gate_section", "gate_verdict", "mouth_comparisons",
+__all__ = ["MOUTH_METRICS", "QUALITY", "frame_cost", "gate_check", "gate_section", "gate_verdict", "mouth_comparisons",
            "quality_rows", "reference_copy_scores", "strip_section", "wav2lip_sections"]
 
 #: The quality table's columns, then the metrics of what the audio drives (the mouth box and lip sync) and their
@@ -133,18 +133,29 @@ def _costs(task: Task, student_factory: Any) -> dict[str, dict[str, float]]:
     return costs
 
 
-def gate_verdict(copy: Mapping[str, float], teacher: Mapping[str, float], students: Mapping[str, Mapping[str, float]],
-                 margin: float = GATE_MARGIN_DB) -> str:
-    """Whether the teacher beats copying the reference frame where the audio matters: by ``margin`` dB of mouth-box
-    PSNR (``psnr_mouth``) and on lip sync (a higher ``lse_c``); and which ``students`` (arm -> mean scores) do not.
-    The whole lower half is not the test: the copy gets everything but the mouth right, sharply."""
+def gate_check(copy: Mapping[str, float], teacher: Mapping[str, float], margin: float = GATE_MARGIN_DB
+               ) -> tuple[bool, str] | None:
+    """Whether the teacher beats copying the reference frame where the audio matters, by ``margin`` dB of mouth-box
+    PSNR (``psnr_mouth``) and on lip sync (a higher ``lse_c``), and the scores behind it; None when either lacks a
+    score. The whole lower half is not the test: the copy gets everything but the mouth right, sharply."""
     needed = ("psnr_mouth", "lse_c")
     if not all(math.isfinite(d.get(m, math.nan)) for d in (copy, teacher) for m in needed):
-        return "Gate: not judged (no mouth-box PSNR or LSE-C for the teacher or the reference copy)."
+        return None
     lead = teacher["psnr_mouth"] - copy["psnr_mouth"]
     scores = (f"mouth-box PSNR {teacher['psnr_mouth']:.2f} vs {copy['psnr_mouth']:.2f} dB (lead {lead:+.2f}, "
               f"needed ≥ {margin:g}); LSE-C {teacher['lse_c']:.3f} vs {copy['lse_c']:.3f}")
-    if lead >= margin and teacher["lse_c"] > copy["lse_c"]:
+    return lead >= margin and teacher["lse_c"] > copy["lse_c"], scores
+
+
+def gate_verdict(copy: Mapping[str, float], teacher: Mapping[str, float], students: Mapping[str, Mapping[str, float]],
+                 margin: float = GATE_MARGIN_DB) -> str:
+    """The gate (:func:`gate_check`) as report text, and which ``students`` (arm -> mean scores) do not beat the
+    reference copy on mouth-box PSNR and LSE-C."""
+    checked = gate_check(copy, teacher, margin)
+    if checked is None:
+        return "Gate: not judged (no mouth-box PSNR or LSE-C for the teacher or the reference copy)."
+    passed, scores = checked
+    if passed:
         text = f"Gate passed: the teacher beats copying the reference frame where the audio drives the face: {scores}."
     else:
         text = (f"**Gate failed**: the teacher does not beat copying the reference frame where the audio drives the "

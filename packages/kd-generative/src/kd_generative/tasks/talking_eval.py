@@ -86,10 +86,12 @@ def mouth_psnr(frames: torch.Tensor, reference: torch.Tensor, boxes: Sequence[tu
     ``i`` cropped to ``boxes[i]`` (rows, columns); one value per frame, averaged like ``psnr``."""
     if len(boxes) != len(frames):
         raise ValueError(f"mouth_psnr: {len(frames)} windows but {len(boxes)} boxes")
+    groups: dict[tuple[int, int, int, int], list[int]] = {}  # windows that share a box are cropped together
+    for i, (rows, cols) in enumerate(boxes):
+        groups.setdefault((rows.start, rows.stop, cols.start, cols.stop), []).append(i)
     values = []
-    for box in set((b[0].start, b[0].stop, b[1].start, b[1].stop) for b in boxes):
-        rows, cols = slice(box[0], box[1]), slice(box[2], box[3])
-        index = [i for i, b in enumerate(boxes) if (b[0], b[1]) == (rows, cols)]
+    for index in groups.values():
+        rows, cols = boxes[index[0]]
         a, b = frames[index][..., rows, cols].flatten(0, 1), reference[index][..., rows, cols].flatten(0, 1)
         values.append(psnr(a, b, data_range=(0.0, 1.0), reduction="none"))
     return float(torch.cat(values).mean())
