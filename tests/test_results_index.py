@@ -42,5 +42,14 @@ def test_a_page_is_read_back_claim_by_claim(tmp_path: Path) -> None:
     assert "| [An old page](old.md) | — | not yet regenerated with paired intervals | | |" in text
 
 
+def test_the_gates_are_read_from_the_study_reports_sentences() -> None:
+    one = "**Teacher gate**: passed (teacher ...).\n\n**KD gate**: **failed**: plain KD does not ..."
+    assert results_index.gates(one) == "teacher passed · KD **failed**"
+    two_studies = one + "\n**Teacher gate**: passed (...)\n**KD gate**: passed (kd − scratch ...)"
+    assert results_index.gates(two_studies) == "teacher passed · KD **failed** in 1 of 2 studies"
+    assert results_index.gates("**Gate failed**: ... Gate passed") == "**failed** in 1 of 2 studies"
+    assert results_index.gates("# A page without gates") == ""
+
+
 def test_the_committed_index_matches_the_pages() -> None:
     assert results_index.main(["--check"]) == 0, "run: .venv/bin/python tools/repro/results_index.py"

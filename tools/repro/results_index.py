@@ -6,9 +6,11 @@ states its claims as paired comparisons, one sentence each, in the form the stud
     **kd** beats **scratch** by 0.11 in psnr (95 % CI of the difference -0.54 to +0.77, 3 paired seeds): **held**
 
 or as a row of a paired-comparisons table (``| a | b | metric | mean | low to high | seeds | verdict |``), and,
-where the study has one, a gate (``Gate passed`` / ``Gate failed``: whether the teacher beats the trivial
-baselines). This script reads those sentences back; it never recomputes a number. A page without such sentences is
-listed as not yet regenerated with paired intervals.
+where the study has them, its gates: ``**Teacher gate**: passed`` / ``**failed**`` (the teacher is worth
+distilling), ``**KD gate**: ...`` (plain KD beats scratch, so a KD variant's gain can show), or a page's own
+``Gate passed`` / ``Gate failed`` (the teacher beats the trivial baselines). This script reads those sentences
+back; it never recomputes a number. A page without such sentences is listed as not yet regenerated with paired
+intervals.
 
     .venv/bin/python tools/repro/results_index.py            # rewrite docs/results/README.md
     .venv/bin/python tools/repro/results_index.py --check    # exit 1 if the README is out of date
@@ -32,6 +34,7 @@ _CLAIM = re.compile(r"\*\*(?P<a>[^*]+)\*\* (?P<how>beats|loses to|ties with|ties
 _ROW = re.compile(r"^\| (?P<a>[^|]+?) \| (?P<b>[^|]+?) \| (?P<metric>[^|]+?) \| [+-]?[\d.]+ \| (?P<low>\S+) to "
                   r"(?P<high>\S+) \| (?P<n>\d+) \| (?P<verdict>held|not held|inconclusive) \|$", re.MULTILINE)
 _GATE = re.compile(r"(Gate passed|\*\*Gate failed\*\*)")
+_NAMED_GATE = re.compile(r"\*\*(?P<name>Teacher|KD) gate\*\*: (?P<state>passed|\*\*failed\*\*)")
 
 
 @dataclass
@@ -67,14 +70,32 @@ class Page:
         return {v: sum(c.verdict == v for c in self.claims) for v in VERDICTS}
 
 
+def _state(states: list[bool]) -> str:
+    failed = states.count(False)
+    if not failed:
+        return "passed"
+    return "**failed**" if failed == len(states) else f"**failed** in {failed} of {len(states)} studies"
+
+
+def gates(text: str) -> str:
+    """The page's gates in a few words: ``teacher passed · KD **failed**`` (several studies on one page: how many
+    failed), or a page's own gate (``passed`` / ``**failed**``); empty when it states none."""
+    named: dict[str, list[bool]] = {}
+    for m in _NAMED_GATE.finditer(text):
+        named.setdefault(m["name"], []).append(m["state"] == "passed")
+    if named:
+        return " · ".join(f"{name if name == 'KD' else name.lower()} {_state(states)}"
+                          for name, states in sorted(named.items(), key=lambda kv: kv[0] != "Teacher"))
+    own = _GATE.findall(text)
+    return _state([g == "Gate passed" for g in own]) if own else ""
+
+
 def read_page(path: Path) -> Page:
     """The title, gate and paired claims of one page (claims counted once, in page order)."""
     text = path.read_text(encoding="utf-8")
     title = text.splitlines()[0].lstrip("# ").strip() if text else path.stem
     page = Page(path.name, title)
-    gate = _GATE.search(text)
-    if gate:
-        page.gate = "passed" if gate.group(1) == "Gate passed" else "**failed**"
+    page.gate = gates(text)
     seen: set[tuple[str, ...]] = set()  # a page may hold several studies with the same arm names
     for m in [*_CLAIM.finditer(text), *_ROW.finditer(text)]:
         key = (m["a"], m["b"], m["metric"], m["low"], m["high"])
@@ -92,12 +113,14 @@ def render(pages: list[Page]) -> str:
              "Every page here is written by one `tools/repro/` script (the command is at the end of each page). A "
              "claim is a paired comparison over seeds (the same initialisation and data order for every arm) with the "
              "95 % t-interval of the difference: **held** when the interval lies on the claimed side of zero, **not "
-             "held** when it lies on the other side, **inconclusive** when it spans zero. The gate, where a study has "
-             "one, says whether the teacher beats trivial baselines; where it fails, the page's verdicts describe the "
-             "run and test nothing. This index is written by `tools/repro/results_index.py` from the pages' own "
+             "held** when it lies on the other side, **inconclusive** when it spans zero. The teacher gate, where a "
+             "study has one, says whether the teacher is worth distilling (it beats the scratch students or trivial "
+             "baselines and is not under-confident); the KD gate, whether plain KD beats scratch by a held interval, "
+             "without which no KD variant's gain can show. Where a gate fails, the page's verdicts describe the run "
+             "and test nothing. This index is written by `tools/repro/results_index.py` from the pages' own "
              "sentences and comparison tables; claims a page states only in its own words (a direction section, for "
              "example) are on the page.", "",
-             "| page | gate | held | not held | inconclusive |", "|---|---|---|---|---|"]
+             "| page | gates | held | not held | inconclusive |", "|---|---|---|---|---|"]
     for p in pages:
         c = p.counts()
         if p.claims:

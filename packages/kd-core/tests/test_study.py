@@ -220,3 +220,31 @@ def test_a_task_that_brings_its_own_teacher_describes_where_it_came_from() -> No
     plain.teacher_trained = True
     study = Study(plain, {"kd": Arm(list, role="kd")}, seeds=[0], title="Blobs", backend=Backend(device="cpu"))
     assert study._teacher(Path("unused"), resume=False)[1] == "given with its weights, used as it is"
+
+
+def test_a_regime_where_kd_loses_to_scratch_is_flagged_by_both_gates(tmp_path: Path) -> None:
+    # a planted teacher, confidently wrong (it predicts class y + 1 mod 3 for every blob): KD towards it loses to
+    # the scratch twin, and the report says so before any claim, as does results.json
+    centres = torch.tensor([[2.0] * 4 + [0.0] * 4, [0.0] * 4 + [2.0] * 4, [-2.0] * 8])
+
+    def wrong_teacher() -> nn.Module:
+        teacher = nn.Linear(8, 3)
+        with torch.no_grad():
+            teacher.weight.copy_(centres[[2, 0, 1]])
+            teacher.bias.zero_()
+        return teacher
+
+    task = blob_task("blobs-wrong-teacher")
+    task = Task(name=task.name, splits=task.splits, teacher=wrong_teacher, student=task.student, key=task.key,
+                teacher_trained=True, description="three Gaussian blobs, a confidently wrong teacher")
+    train = TrainSpec(epochs=8, lr=3e-2, batch_size=32)
+    result = Study(task, hinton_arms(train), seeds=[0, 1, 2], title="Wrong teacher", backend=Backend(device="cpu"),
+                   latency_iterations=0).run(tmp_path / "run")
+    (cmp,) = result.comparisons
+    assert cmp.mean < 0  # KD towards the wrong teacher loses
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["kd_gate"]["name"] == "kd-beats-scratch" and not results["kd_gate"]["passed"]
+    assert not {c["name"]: c["passed"] for c in results["teacher"]["gate"]}["lead"]
+    report = result.report.read_text()
+    assert "**KD gate**: **failed**: plain KD does not reliably beat scratch" in report
+    assert "**Teacher gate**: **failed**" in report

@@ -1,26 +1,32 @@
-"""The teacher gate a study checks before its claims are read: is this teacher worth distilling?
+"""The gates a study checks before its claims are read: is this teacher worth distilling, and does plain KD help?
 
 A distillation claim says what a student gains from a teacher's outputs. Two kinds of teacher make such a claim
-untestable, and a study report flags both before any verdict:
+untestable, and a study report flags both before any verdict (the *teacher gate*):
 
 - **no lead**: the teacher does not beat the students trained from scratch (mean over seeds) on the headline
   metric, so it has nothing to teach that the labels do not;
 - **under-confident**: on the test split its mean top-class probability lies more than ``margin`` below its
   accuracy, the mark of a barely trained (or over-regularised) network whose soft targets are flatter than its
   accuracy warrants. Retrain it to convergence, early-stopped on val NLL, before judging a KD method on it.
+
+A claim about a KD *variant* (annealing, curricula, balanced divergences) is a claim about what it adds to KD. In
+a regime where plain KD does not beat the scratch twin, no variant can show that, so the *KD gate*
+(:func:`kd_check`) fails unless every plain-KD-against-scratch comparison is held: change the regime (epochs, α,
+data size, student width) before comparing variants.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from kd_core.metrics import expected_calibration_error
+from kd_core.stats import PairedComparison
 
-__all__ = ["UNDER_CONFIDENCE_MARGIN", "GateCheck", "gate_sentence", "teacher_checks"]
+__all__ = ["UNDER_CONFIDENCE_MARGIN", "GateCheck", "gate_sentence", "kd_check", "kd_gate_sentence", "teacher_checks"]
 
 #: How far (probability) the teacher's mean confidence may lie below its accuracy before it is flagged.
 UNDER_CONFIDENCE_MARGIN = 0.05
@@ -70,3 +76,28 @@ def gate_sentence(checks: Sequence[GateCheck]) -> str:
            "confidence": "the teacher is under-confident (barely trained or over-regularised): retrain it to "
                          "convergence, early-stopped on val NLL"}
     return f"**failed**: {'; '.join(why[c.name] for c in failed)} ({facts}). The verdicts below test nothing."
+
+
+def kd_check(comparisons: Sequence[PairedComparison], roles: Mapping[str, str]) -> GateCheck | None:
+    """The KD gate: passed when every comparison of a ``kd`` arm against a ``scratch`` arm (``roles``: arm name →
+    role) is *held*; None when the study has no such comparison."""
+    plain = [c for c in comparisons if roles.get(c.a) == "kd" and roles.get(c.b) == "scratch"]
+    if not plain:
+        return None
+
+    def fact(c: PairedComparison) -> str:
+        spread = "n = 1" if c.low is None or c.high is None else f"95 % CI {c.low:+.2f} to {c.high:+.2f}"
+        return f"{c.a} − {c.b} {c.mean:+.2f} in {c.metric} ({spread}, {c.n} seeds): {c.verdict}"
+
+    return GateCheck("kd-beats-scratch", all(c.verdict == "held" for c in plain), "; ".join(map(fact, plain)))
+
+
+def kd_gate_sentence(check: GateCheck | None) -> str:
+    """One sentence for a report: whether plain KD beats scratch here, and what a failure means for the verdicts."""
+    if check is None:
+        return "not judged (no plain-KD arm against a scratch arm)."
+    if check.passed:
+        return f"passed ({check.detail})."
+    return (f"**failed**: plain KD does not reliably beat scratch in this regime ({check.detail}), so it cannot show "
+            "what a KD variant adds; change the regime (epochs, α, data size, student width) before comparing "
+            "variants. The comparisons of KD variants below are descriptive, not evidence for or against them.")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from kd_core.gates import gate_sentence, teacher_checks
+from kd_core.gates import gate_sentence, kd_check, kd_gate_sentence, teacher_checks
 from kd_core.metrics import expected_calibration_error, mean_std
 from kd_core.plots import plot_reliability_diagram, save_figure
 from kd_core.report import command_line, markdown_table, write_report
@@ -182,13 +182,11 @@ def write_study_report(study: Study, run: RunDir, results: dict[str, Any],
     plain = [c for c in comparisons if roles.get(c.a) == "kd" and roles.get(c.b) == "scratch"]
     for c in plain:
         lines.append("**Plain KD against scratch**: " + comparison_sentence(c, unit))
-    others = [c for c in comparisons if c not in plain]
-    if others:
-        if plain and any(c.verdict != "held" for c in plain):
-            lines.append("Plain KD does not reliably beat scratch in this regime, so it cannot show what a KD "
-                         "variant adds; the comparisons below are descriptive, not evidence for or against the "
-                         "variant.")
-        lines += [comparison_sentence(c, unit) for c in others]
+    kd_gate = kd_check(comparisons, roles)
+    if kd_gate is not None:
+        results["kd_gate"] = asdict(kd_gate)
+        lines.append(f"**KD gate**: {kd_gate_sentence(kd_gate)}")
+    lines += [comparison_sentence(c, unit) for c in comparisons if c not in plain]
     lines.append(f"Verdicts: *held* when the 95 % t-interval of the paired per-seed difference lies on the claimed "
                  f"side of zero, *not held* when it lies on the other side, *inconclusive* when it spans zero or "
                  f"there is one seed. Seeds: {', '.join(map(str, study.seeds))}; the same seed gives every arm "
