@@ -248,3 +248,30 @@ def test_a_regime_where_kd_loses_to_scratch_is_flagged_by_both_gates(tmp_path: P
     report = result.report.read_text()
     assert "**KD gate**: **failed**: plain KD does not reliably beat scratch" in report
     assert "**Teacher gate**: **failed**" in report
+
+
+def test_a_teacher_early_stopped_on_val_nll_ends_as_its_best_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    monkeypatch.setenv("KD_DATA_HOME", str(tmp_path / "cache"))
+    spec = TrainSpec(epochs=6, lr=2e-1, batch_size=16, best_on="nll")  # a high lr: val NLL rises after its best
+    assert spec.monitor() == {"monitor": "val/nll", "mode": "min"} and supervised_phases(spec)[0].restore_best
+    assert TrainSpec(3, 1e-2).key() == {"epochs": 3, "lr": 1e-2, "batch_size": 64, "weight_decay": 0.0}
+    study = Study(blob_task("blobs-best"), hinton_arms(TrainSpec(1, 1e-2)), seeds=[0], title="Best",
+                  teacher_training=spec, backend=Backend(device="cpu"), latency_iterations=0)
+    teacher = study.teacher_model(tmp_path / "run")
+    logged = [json.loads(line) for line in (tmp_path / "run" / "teacher" / "metrics.jsonl").read_text().splitlines()]
+    val_nll = [r["val/nll"] for r in logged if "val/nll" in r]
+    assert len(val_nll) == 6 and min(val_nll) < val_nll[-1] - 0.1  # the best epoch is not the last one
+    ended = study.task.epoch_evaluator(teacher, study._batches(study.task.data.val), study.task.forward)
+    assert ended["nll"] == pytest.approx(min(val_nll), abs=1e-5)
+
+
+def test_restoring_the_best_epoch_by_a_metric_the_evaluator_lacks_is_an_error(tmp_path: Path) -> None:
+    from kd_core.engine import Distiller
+
+    data = Blobs(32, 0)
+    distiller = Distiller(_mlp(4), TrainSpec(1, 1e-2, best_on="bleu").phases(
+        Objective(Term("ce", cross_entropy, target="label"))), backend=Backend(device="cpu"), batch_size=16,
+        progress=False, **TrainSpec(1, 1e-2, best_on="bleu").monitor())
+    with pytest.raises(ConfigError, match=r"monitor.*val/accuracy.*val/bleu"):
+        distiller.fit(data, Blobs(16, 1), out=tmp_path / "run")

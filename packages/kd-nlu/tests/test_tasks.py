@@ -105,3 +105,14 @@ def test_glosses_are_a_built_in_source() -> None:
                      TextModel(), TextModel(model="small", layers=1, hidden=32, intermediate=64))
     assert task.name == "glosses" and len(task.class_names) == 4 and not task.teacher_trained
     assert len(task.data.train) == 64 and task.example_batch(2)["input_ids"].shape[0] == 2
+
+
+def test_a_teacher_can_be_early_stopped_on_val_nll() -> None:
+    from kd_nlu.tasks import TextModel
+    from pydantic import ValidationError
+
+    spec = TextModel(epochs=20, best_on="nll").train_spec()
+    assert (spec.epochs, spec.best_on, spec.monitor()) == (20, "nll", {"monitor": "val/nll", "mode": "min"})
+    assert TextModel().train_spec().best_on is None
+    with pytest.raises(ValidationError, match="best_on"):
+        TextModel(best_on="bleu")

@@ -396,6 +396,10 @@ class Distiller:
                 if self.backend.is_main:
                     self.run.log({"step": self.global_step, "phase_name": phase.name, **logs})
                 monitored = logs.get(self.monitor)
+                if monitored is None and phase.restore_best and val is not None:
+                    raise ConfigError("monitor", "a validation metric the evaluator reports (one of "
+                                      f"{sorted(k for k in logs if k.startswith('val/'))}) for phase "
+                                      f"{phase.name!r}, which restores its best epoch", self.monitor)
                 if monitored is not None and self._better(monitored, best.get(phase.name)):
                     best[phase.name] = monitored
                     if self.backend.is_main:

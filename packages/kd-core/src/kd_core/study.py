@@ -43,6 +43,9 @@ from kd_core.task import Task, classification_outputs
 
 Role = Literal["scratch", "kd", "variant", "baseline"]
 
+#: Validation metrics for which lower is better, when a ``TrainSpec`` picks its best epoch.
+LOWER_IS_BETTER = frozenset({"nll", "ece", "loss", "error"})
+
 __all__ = ["Arm", "ArmRun", "Role", "Study", "StudyResult", "TrainSpec", "cached_teacher", "model_cost",
            "supervised_phases"]
 
@@ -50,17 +53,32 @@ __all__ = ["Arm", "ArmRun", "Role", "Study", "StudyResult", "TrainSpec", "cached
 @dataclass(frozen=True)
 class TrainSpec:
     """How a model is trained when a study trains it (a teacher, or an arm's single phase): epochs, AdamW
-    learning rate with cosine decay, batch size, weight decay."""
+    learning rate with cosine decay, batch size, weight decay, and ``best_on``: when set (a validation metric
+    such as ``"nll"``), the model ends as its best epoch by that metric instead of its last (early stopping by
+    checkpoint choice, as a teacher trained to convergence should be: ``best_on="nll"``)."""
 
     epochs: int
     lr: float
     batch_size: int = 64
     weight_decay: float = 0.0
+    best_on: str | None = None
 
     def phases(self, objective: Objective, name: str = "train") -> list[Phase]:
-        """One phase of ``epochs`` over ``objective``."""
+        """One phase of ``epochs`` over ``objective`` (restoring the best epoch when ``best_on`` is set)."""
         return [Phase(name, objective, epochs=self.epochs, optimizer=adamw(self.lr, self.weight_decay),
-                      scheduler=cosine_lr)]
+                      scheduler=cosine_lr, restore_best=self.best_on is not None)]
+
+    def monitor(self) -> dict[str, str]:
+        """The ``Distiller`` options that pick the best epoch by ``best_on`` (lower is better for ``nll``,
+        ``ece``, ``loss`` and ``error``, higher otherwise); empty when ``best_on`` is None."""
+        if self.best_on is None:
+            return {}
+        return {"monitor": f"val/{self.best_on}", "mode": "min" if self.best_on in LOWER_IS_BETTER else "max"}
+
+    def key(self) -> dict[str, Any]:
+        """What determines the trained model (for the teacher cache): every field, ``best_on`` only when set, so
+        that teachers cached before the field existed keep their keys."""
+        return {k: v for k, v in self.__dict__.items() if not (k == "best_on" and v is None)}
 
 
 def supervised_phases(train: TrainSpec, label: str = "label") -> list[Phase]:
@@ -284,14 +302,15 @@ class Study:
         def train(model: nn.Module) -> nn.Module:
             distiller = Distiller(model, supervised_phases(spec), backend=self.backend, batch_size=spec.batch_size,
                                   seed=0, forward=task.forward, collate=task.collate,
-                                  evaluator=task.epoch_evaluator, callbacks=self._progress("teacher"))
+                                  evaluator=task.epoch_evaluator, callbacks=self._progress("teacher"),
+                                  **spec.monitor())
             run = out / "teacher"
             distiller.fit(task.data.teacher_pool, task.data.val, out=run, config={"role": "teacher", **self.config},
                           resume=resume and (run / "config.yaml").is_file())
             return distiller.student
 
         model, note = cached_model(build, train, task.name, self.reuse_teacher, data=task.key,
-                                   training=spec.__dict__)
+                                   training=spec.key())
         return model.to(self.backend.device), note
 
     def teacher_model(self, out: str | Path, resume: bool = False) -> nn.Module:

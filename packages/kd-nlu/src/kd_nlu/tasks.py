@@ -25,7 +25,7 @@ Every model uses the teacher's tokenizer, which the teacher's directory must hol
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -86,10 +86,14 @@ class TextModel(Section):
     lr: Annotated[float, Field(gt=0)] = 1e-4
     batch_size: Annotated[int, Field(gt=0)] = 32
     weight_decay: Annotated[float, Field(ge=0)] = 0.01
+    best_on: Literal["nll", "accuracy", "ece"] | None = None
 
     def train_spec(self) -> TrainSpec:
-        """Epochs, learning rate, batch size and weight decay as a ``TrainSpec``."""
-        return TrainSpec(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, weight_decay=self.weight_decay)
+        """Epochs, learning rate, batch size, weight decay and ``best_on`` (end as the best epoch by that val
+        metric: ``nll`` trains a teacher to convergence, early-stopped on val NLL; read for a study's teacher, the
+        arms keep their own rule) as a ``TrainSpec``."""
+        return TrainSpec(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, weight_decay=self.weight_decay,
+                         best_on=self.best_on)
 
 
 def read_table(data: TextData) -> tuple[list[str], np.ndarray, list[str], str]:
