@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 from kd_core.errors import ConfigError
-from kd_vision.attacks import PGD, LogitScale, correct_under, cw_margin, robust_accuracy, soft_or_hard_cross_entropy
+from kd_vision.attacks import (
+    PGD,
+    LogitScale,
+    correct_under,
+    cw_margin,
+    dlr_loss,
+    robust_accuracy,
+    soft_or_hard_cross_entropy,
+)
 from kd_vision.data.digits import MEAN, STD, make_splits
 from kd_vision.models import build_model
 
@@ -65,6 +73,7 @@ def test_epsilon_zero_gives_clean_accuracy(digits) -> None:
     ({"epsilon": 0.1, "step_size": 0.0, "steps": 3}, "step_size"),
     ({"epsilon": 0.1, "step_size": 0.01, "steps": 0}, "steps"),
     ({"epsilon": 0.1, "step_size": 0.01, "steps": 3, "loss": "hinge"}, "loss"),
+    ({"epsilon": 0.1, "step_size": 0.01, "steps": 3, "restarts": 0}, "restarts"),
 ])
 def test_bad_attack_settings_name_the_argument(kwargs, argument) -> None:
     with pytest.raises(ConfigError) as error:
@@ -101,3 +110,49 @@ def test_worst_case_is_per_sample_over_white_box_attacks_only(digits) -> None:
     assert result["worst"] <= min(result["clean"], result["pgd"])
     hits = correct_under(model, [digits]) & correct_under(model, [digits], attack)
     assert result["worst"] == pytest.approx(float(hits.float().mean()))
+
+
+def test_dlr_loss_by_hand_and_its_invariance_to_shifting_and_scaling_the_logits() -> None:
+    logits = torch.tensor([[2.0, 1.0, -1.0, 0.0], [0.0, 3.0, 1.0, -2.0]])
+    labels = torch.tensor([0, 2])
+    # row 0: sorted 2, 1, 0, −1; −(2 − 1)/(2 − 0) = −0.5. Row 1: sorted 3, 1, 0, −2; −(1 − 3)/(3 − 0) = 2/3
+    assert float(dlr_loss(logits, labels)) == pytest.approx(-0.5 + 2 / 3, rel=1e-6)
+    assert float(dlr_loss(100 * logits + 7, labels)) == pytest.approx(float(dlr_loss(logits, labels)), rel=1e-5)
+    with pytest.raises(ConfigError, match="3 classes"):
+        dlr_loss(torch.zeros(2, 2), torch.tensor([0, 1]))
+
+
+def _trained_linear() -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    """A logistic regression fit (L-BFGS) on 500 real 8x8 digits, and 64 held-out digits it mostly gets right."""
+    splits = make_splits("sklearn8x8", train_size=500, val_size=0, test_size=64, seed=0)
+
+    def stack(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        items = [splits[split][i] for i in range(len(splits[split]))]
+        return torch.stack([i["input"] for i in items]), torch.stack([i["label"] for i in items])
+
+    (x, y), (test_x, test_y) = stack("train"), stack("test")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    optimizer = torch.optim.LBFGS(model.parameters(), max_iter=100)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return model.eval(), {"input": test_x, "label": test_y}
+
+
+def test_restarts_keep_every_sample_the_first_start_fooled_and_fool_more() -> None:
+    model, test = _trained_linear()
+    assert int((~correct_under(model, [test])).sum()) <= 4  # a sound model: the attack has work to do
+    one = PGD(0.05, 0.0125, 3, mean=MEAN, std=STD)
+    five = PGD(0.05, 0.0125, 3, mean=MEAN, std=STD, restarts=5)
+    fooled_once = ~correct_under(model, [test], one, seed=3)
+    fooled_five = ~correct_under(model, [test], five, seed=3)  # the same generator: the same first start
+    assert bool((fooled_five | ~fooled_once).all())  # every sample fooled by the first start stays fooled
+    assert int(fooled_five.sum()) > int(fooled_once.sum())  # fresh starts find more (9 against 6 here)
+    x_adv = five(model, test["input"], test["label"], generator=torch.Generator().manual_seed(0))
+    assert ((x_adv - test["input"]) * STD).abs().max() <= 0.05 + 1e-5  # every restart stays in the ball

@@ -17,12 +17,14 @@ from kd_vision.methods.ltd import (
     COLUMNS,
     PAIRS,
     AdversarialConfig,
+    CleanAndAdversarialForward,
     EvalConfig,
     RobustEvaluator,
     arm_phases,
     arms,
     checks,
     compare,
+    kl_attack,
     label_attack_forward,
     ltd_cross_entropy,
     ltd_objective,
@@ -30,6 +32,7 @@ from kd_vision.methods.ltd import (
     soft_labels,
     sweep_key,
     task,
+    trades_loss,
 )
 from torch import nn
 
@@ -85,6 +88,37 @@ class _Recording(PGD):
         return x + 0.5
 
 
+def test_trades_loss_by_hand_with_labels_and_with_soft_labels() -> None:
+    clean, adversarial = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]
+    logits = torch.tensor([clean, adversarial])
+    p, p_adv = _softmax_by_hand(clean, 1.0), _softmax_by_hand(adversarial, 1.0)
+    kl = sum(a * math.log(a / b) for a, b in zip(p, p_adv, strict=True))
+    # one-hot: CE(y = 0, p(x)) + β·KL(p(x) ‖ p(x_adv))
+    assert float(trades_loss(logits, torch.tensor([0]), beta=2.0)) == pytest.approx(-math.log(p[0]) + 2 * kl, rel=1e-5)
+    # LTD's form: the label is softmax(z_T/τ_T)
+    q = _softmax_by_hand(TEACHER[0].tolist(), 0.5)
+    expected = -sum(qc * math.log(pc) for qc, pc in zip(q, p, strict=True)) + 6 * kl
+    assert float(trades_loss(logits, TEACHER[:1], teacher_temperature=0.5)) == pytest.approx(expected, rel=1e-5)
+    logits.requires_grad_(True)
+    trades_loss(logits, torch.tensor([0])).backward()
+    assert bool((logits.grad[0] != 0).any()) and bool((logits.grad[1] != 0).any())  # both halves learn
+    with pytest.raises(ConfigError, match="student"):
+        trades_loss(torch.zeros(3, 3), torch.tensor([0]))
+    with pytest.raises(ConfigError, match="beta"):
+        trades_loss(logits, torch.tensor([0]), beta=-1.0)
+
+
+def test_trades_trains_on_clean_and_adversarial_inputs_and_attacks_its_own_prediction() -> None:
+    student = nn.Linear(4, 3).train()
+    x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    attack = _Recording(0.1, 0.025, 2)
+    out = CleanAndAdversarialForward(kl_attack(attack))(student, {"input": x, "label": y})
+    with torch.no_grad():
+        assert torch.allclose(out, student(torch.cat([x, x + 0.5])))  # [clean; adversarial] in one batch
+        assert torch.allclose(attack.seen["target"], torch.softmax(student(x), -1))  # KL to its own clean p(x)
+        assert CleanAndAdversarialForward(kl_attack(attack))(student.eval(), {"input": x}).shape == (6, 3)
+
+
 def test_ltd_attacks_the_teachers_soft_labels_and_pgd_at_the_labels() -> None:
     teacher, student = nn.Linear(4, 3), nn.Linear(4, 3).train()
     x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
@@ -138,8 +172,9 @@ def test_the_evaluator_exposes_a_masked_model_that_pgd_alone_would_call_robust()
 def test_arms_roles_phases_and_comparisons(data_home: Path) -> None:
     config = AdversarialConfig(ltd={"teacher_temperature": 0.5, "student_temperature": 4.0})
     built = arms(config, task(config, RunContext(out=Path("unused"))))
-    assert {n: a.role for n, a in built.items()} == {"ltd": "variant", "pgd-at": "scratch",
-                                                     "defensive-distillation": "baseline", "standard": "scratch"}
+    assert {n: a.role for n, a in built.items()} == {"ltd": "variant", "pgd-at": "scratch", "ltd-trades": "variant",
+                                                     "trades": "scratch", "defensive-distillation": "baseline",
+                                                     "standard": "scratch"}
     assert compare(config, built) == PAIRS
     deployed = built["ltd"].student(0).eval()
     assert isinstance(deployed, LogitScale) and deployed.scale == 0.25  # τ_S travels with the deployed model
@@ -149,6 +184,15 @@ def test_arms_roles_phases_and_comparisons(data_home: Path) -> None:
     (dd_phase,) = arm_phases(config, "defensive-distillation")
     assert dd_phase.epochs == 40 and dd_phase.objective.terms[0].options["student_temperature"] == 100.0
     assert [t.target for t in arm_phases(config, "pgd-at")[0].objective.terms] == ["label"]
+    both = AdversarialConfig(arms=["ltd", "pgd-at", "ltd-trades", "trades"], trades={"beta": 3.0})
+    built = arms(both, task(both, RunContext(out=Path("unused"))))
+    assert {n: a.role for n, a in built.items()} == {"ltd": "variant", "pgd-at": "scratch", "ltd-trades": "variant",
+                                                     "trades": "scratch"}
+    assert compare(both, built) == [("ltd", "pgd-at"), ("ltd-trades", "trades")]
+    assert isinstance(built["ltd-trades"].student(0), LogitScale) and built["trades"].student is None
+    (term,) = arm_phases(both, "ltd-trades")[0].objective.terms
+    assert (term.teacher, term.options["beta"], term.options["teacher_temperature"]) == ("logits", 3.0, 1.0)
+    assert [t.target for t in arm_phases(both, "trades")[0].objective.terms] == ["label"]
     baseline = AdversarialConfig(method="pgd-at", arms=["pgd-at", "standard"])
     assert {n: a.role for n, a in arms(baseline, None).items()} == {"pgd-at": "variant", "standard": "scratch"}
     assert compare(baseline, arms(baseline, None)) == [("pgd-at", "standard")]
@@ -178,10 +222,13 @@ def test_tiny_ltd_study_writes_results_report_and_checks(tmp_path: Path, data_ho
     results = json.loads((out / "results.json").read_text())
     assert results["task"]["headline"] == "robust_accuracy"
     assert {n: a["role"] for n, a in results["arms"].items()} == {
-        "ltd": "variant", "pgd-at": "scratch", "defensive-distillation": "baseline", "standard": "scratch"}
+        "ltd": "variant", "pgd-at": "scratch", "ltd-trades": "variant", "trades": "scratch",
+        "defensive-distillation": "baseline", "standard": "scratch"}
     assert [(c["a"], c["b"]) for c in results["comparisons"]] == PAIRS
     assert {c["metric"] for c in results["comparisons"]} == {"robust_accuracy"}
     assert "transfer_accuracy" not in results["teacher"]["test"]  # scored before any arm named it the source
+    # the clean teacher is gated on clean accuracy (its robust accuracy is not what it teaches)
+    assert results["teacher"]["gate"][0]["detail"].startswith("teacher accuracy")
     for arm in results["arms"].values():
         seed = arm["seeds"]["0"]
         assert set(seed) >= {*COLUMNS, *(sweep_key(e) for e in (0.0, 0.1, 0.15))}
@@ -189,11 +236,14 @@ def test_tiny_ltd_study_writes_results_report_and_checks(tmp_path: Path, data_ho
         assert seed[sweep_key(0.1)] == seed["pgd_accuracy"]
         assert seed["robust_accuracy"] <= min(seed[k] for k in COLUMNS if k != "transfer_accuracy") + 1e-6
     assert any("loss/ltd" in r for r in _metrics(out, "ltd"))
+    assert any("loss/trades" in r for r in _metrics(out, "trades"))
+    assert any("loss/ltd-trades" in r for r in _metrics(out, "ltd-trades"))
     assert any("loss/soft-ce" in r for r in _metrics(out, "defensive-distillation"))
     assert any("loss/ce" in r for r in _metrics(out, "defensive-distillation-teacher"))  # its own T = 100 teacher
     report = (out / "report.md").read_text()
     for needle in ("**ltd**", "**pgd-at**", "**defensive-distillation**", "## Attacks and gradient-masking checks",
-                   "i_scaled_attack_collapse", "iii_transfer_not_below_white_box", "τ_S = 2", "T = 100"):
+                   "i_scaled_attack_collapse", "iii_transfer_not_below_white_box", "τ_S = 2", "T = 100", "**trades**",
+                   "DLR"):
         assert needle in report
     assert report.index("## Attacks and gradient-masking checks") < report.index("## Reproduce")
     for plot in ("epsilon_sweep.png", "headline.png"):

@@ -350,6 +350,10 @@ class Study:
         loader = DataLoader(dataset, batch_size=256, collate_fn=self.task.collate)
         return [self.backend.to_device(b) for b in loader]
 
+    def val_batches(self) -> list[Any]:
+        """The val split, collated and on the study's device (for choosing settings without the test split)."""
+        return self._batches(self.task.data.val)
+
     def test_batches(self) -> list[Any]:
         """The test split, collated and on the study's device."""
         return self._batches(self.task.data.test)
@@ -400,10 +404,11 @@ class Study:
             field = task.teacher_field
             self._probe(teacher, "teacher", field.rpartition(".")[0] + ".weights" if task.teacher_trained else field)
 
-    def _score(self, model: nn.Module, batches: list[Any]) -> dict[str, float]:
+    def _score(self, model: nn.Module, batches: list[Any], evaluator: Any = None) -> dict[str, float]:
         model.eval()
         with self.backend.autocast():
-            return {k: float(v) for k, v in self.task.evaluator(model, batches, self.task.forward).items()}
+            metrics = (evaluator or self.task.evaluator)(model, batches, self.task.forward)
+            return {k: float(v) for k, v in metrics.items()}
 
     # -- the whole study --------------------------------------------------------------------------
     def run(self, out: str | Path, resume: bool = False) -> StudyResult:
@@ -430,8 +435,9 @@ class Study:
         example = task.example_batch(1)
         calibration: dict[str, Any] = {}
         if teacher is not None:
-            results["teacher"] = {"test": self._score(teacher, test), "val": self._score(teacher,
-                                                                                         self._batches(task.data.val)),
+            scorer = task.teacher_evaluator
+            results["teacher"] = {"test": self._score(teacher, test, scorer),
+                                  "val": self._score(teacher, self._batches(task.data.val), scorer),
                                   "source": teacher_note,
                                   "cost": model_cost(teacher, example, self.latency_iterations, task.forward)}
             if task.classification:

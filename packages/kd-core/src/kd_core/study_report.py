@@ -166,17 +166,18 @@ def write_study_report(study: Study, run: RunDir, results: dict[str, Any],
     lines = []
     if "teacher" in results:
         t = results["teacher"]
-        lines.append(f"**Teacher**: test {task.headline} "
-                     f"{_scaled(task.headline, t['test'][task.headline], percent):.2f}"
-                     f"{' %' if task.headline in percent else ''} (val "
-                     f"{_scaled(task.headline, t['val'][task.headline], percent):.2f}"
-                     f"{' %' if task.headline in percent else ''}); {t['source']}.")
+        shown = task.headline if task.headline in t["test"] else (task.gate_metric or task.headline)
+        sign = " %" if shown in percent else ""
+        lines.append(f"**Teacher**: test {shown} {_scaled(shown, t['test'].get(shown, math.nan), percent):.2f}{sign} "
+                     f"(val {_scaled(shown, t['val'].get(shown, math.nan), percent):.2f}{sign}); {t['source']}.")
     roles = {name: arm["role"] for name, arm in results["arms"].items()}
     if "teacher" in results:
-        scratch = [v[task.headline] for name, arm in results["arms"].items() if arm["role"] == "scratch"
-                   for v in arm["seeds"].values() if task.headline in v]
-        checks = teacher_checks(results["teacher"]["test"][task.headline], scratch, task.higher_is_better,
-                                calibration.get("teacher"), metric=task.headline)
+        metric = task.gate_metric or task.headline
+        scratch = [v[metric] for name, arm in results["arms"].items() if arm["role"] == "scratch"
+                   for v in arm["seeds"].values() if metric in v]
+        checks = teacher_checks(results["teacher"]["test"].get(metric, math.nan), scratch,
+                                task.higher_is_better if metric == task.headline else True,
+                                calibration.get("teacher"), metric=metric)
         results["teacher"]["gate"] = [asdict(c) for c in checks]
         lines.append(f"**Teacher gate**: {gate_sentence(checks)}")
     plain = [c for c in comparisons if roles.get(c.a) == "kd" and roles.get(c.b) == "scratch"]

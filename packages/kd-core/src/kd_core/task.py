@@ -104,6 +104,10 @@ class Task:
     - ``evaluator(model, batches, forward)``: a metrics dict; ``headline`` names the metric comparisons use,
       ``higher_is_better`` its direction; ``percent`` lists the metrics shown ×100 with a % unit;
       ``validator``: a cheaper evaluator for the validation split after every epoch (default: ``evaluator``);
+      ``teacher_evaluator``: how a study scores the teacher (default: ``evaluator``; a clean teacher of robust
+      students need not be attacked);
+      ``gate_metric``: the metric (higher is better) on which the teacher gate asks whether the teacher leads the
+      scratch students (default: ``headline``; a clean teacher of robust students is judged on clean accuracy);
     - ``forward``/``collate``: how a batch is made and fed to a model;
     - ``key``: everything that determines the data and the teacher (its cache key);
     - ``description``: one line for reports; ``class_names`` for classification tasks;
@@ -121,8 +125,10 @@ class Task:
     teacher_trained: bool = False
     evaluator: Evaluator = classification_evaluator
     validator: Evaluator | None = None
+    teacher_evaluator: Evaluator | None = None
     headline: str = "accuracy"
     higher_is_better: bool = True
+    gate_metric: str | None = None
     percent: tuple[str, ...] = ("accuracy", "ece")
     forward: Forward = default_forward
     collate: Callable[[list[Any]], Any] = default_collate

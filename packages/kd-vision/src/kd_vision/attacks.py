@@ -26,7 +26,7 @@ from torch import nn
 
 AttackLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-__all__ = ["PGD", "LogitScale", "attack_loss", "correct_under", "cw_margin", "robust_accuracy",
+__all__ = ["PGD", "LogitScale", "attack_loss", "correct_under", "cw_margin", "dlr_loss", "robust_accuracy",
            "soft_or_hard_cross_entropy"]
 
 
@@ -47,7 +47,25 @@ def cw_margin(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (others.max(-1).values - true).sum()
 
 
-_LOSSES: dict[str, AttackLoss] = {"ce": soft_or_hard_cross_entropy, "cw": cw_margin}
+def dlr_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Summed difference-of-logits-ratio loss ``−(z_y − max_{j≠y} z_j) / (z_π1 − z_π3)`` (π: the logits sorted in
+    decreasing order; y: the label, or the argmax of soft labels).
+
+    Croce and Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse parameter-free
+    attacks", ICML 2020 (AutoAttack's second loss): invariant to shifting and rescaling the logits, so a model
+    that hides its gradients behind a temperature cannot flatten it. Needs at least 3 classes.
+    """
+    logits = logits.float()
+    if logits.shape[-1] < 3:
+        raise ConfigError("logits", "at least 3 classes for the DLR loss", logits.shape[-1])
+    labels = target.argmax(-1) if target.dtype.is_floating_point else target.long()
+    true = logits.gather(1, labels[:, None]).squeeze(1)
+    others = logits.masked_fill(F.one_hot(labels, logits.shape[-1]).bool(), float("-inf")).max(-1).values
+    ranked = logits.sort(dim=-1, descending=True).values
+    return (-(true - others) / (ranked[:, 0] - ranked[:, 2] + 1e-12)).sum()
+
+
+_LOSSES: dict[str, AttackLoss] = {"ce": soft_or_hard_cross_entropy, "cw": cw_margin, "dlr": dlr_loss}
 
 
 def attack_loss(loss: str | AttackLoss) -> AttackLoss:
@@ -71,6 +89,8 @@ class PGD:
 
     ``mean`` and ``std`` describe the input normalisation (``(pixel − mean) / std``); the defaults
     (0, 1) mean inputs are raw pixels in [0, 1]. ``random_start`` draws the start uniformly in the ball.
+    ``restarts`` > 1 runs the attack that many times from fresh random starts and keeps, per sample, the first
+    input the model misclassifies (as AutoAttack's restarts do).
     """
 
     epsilon: float
@@ -80,6 +100,7 @@ class PGD:
     random_start: bool = True
     mean: float = 0.0
     std: float = 1.0
+    restarts: int = 1
 
     def __post_init__(self) -> None:
         if _number("epsilon", self.epsilon) < 0:
@@ -88,6 +109,8 @@ class PGD:
             raise ConfigError("step_size", "α > 0 (pixel units)", self.step_size)
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ConfigError("steps", "an integer K ≥ 1", self.steps)
+        if isinstance(self.restarts, bool) or not isinstance(self.restarts, int) or self.restarts < 1:
+            raise ConfigError("restarts", "an integer ≥ 1", self.restarts)
         if _number("std", self.std) <= 0:
             raise ConfigError("std", "a normalisation std > 0", self.std)
         _number("mean", self.mean)
@@ -104,6 +127,20 @@ class PGD:
         x = x.detach()
         if self.epsilon == 0:
             return x.clone()
+        best = self._once(model, x, target, generator)
+        labels = target.argmax(-1) if target.dtype.is_floating_point else target
+        for _ in range(self.restarts - 1):
+            with torch.no_grad(), eval_mode(model):
+                fooled = model(best).argmax(-1) != labels
+            if bool(fooled.all()):
+                break
+            fresh = self._once(model, x, target, generator)
+            best = torch.where(fooled.view(-1, *[1] * (x.dim() - 1)), best, fresh)
+        return best
+
+    def _once(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor,
+              generator: torch.Generator | None) -> torch.Tensor:
+        """One run of the attack from one (random) start."""
         eps, alpha = self.epsilon / self.std, self.step_size / self.std
         low, high = self.bounds
         lower, upper = (x - eps).clamp(low, high), (x + eps).clamp(low, high)

@@ -8,7 +8,11 @@ is ``LogitScale(student, 1/τ_S)``). Per batch: ``x_adv = PGD_{ε,α,K}`` maximi
 then ``min_θ CE(q(x), p(x_adv))`` with ``p = softmax(f_S/τ_S)``; the teacher always sees the clean x.
 
 Arms, from the same student initialisation and data order per seed: ``ltd``; ``pgd-at`` (Madry et al.,
-arXiv:1706.06083), the same adversarial training on one-hot labels (LTD's teacher-free twin);
+arXiv:1706.06083), the same adversarial training on one-hot labels (LTD's teacher-free twin); ``trades`` (Zhang
+et al., "Theoretically Principled Trade-off between Robustness and Accuracy", ICML 2019) and ``ltd-trades``, LTD's
+TRADES form: ``CE(y, p(x)) + β·KL(p(x) ‖ p(x_adv))`` with y the one-hot label or LTD's soft label q(x), x_adv
+from PGD on ``KL(p(x) ‖ p(x + δ))`` (a uniform random start in the ball, where TRADES starts from x + 0.001·N(0, 1);
+clean and adversarial inputs pass through the model as one batch, so BatchNorm normalises them together);
 ``defensive-distillation`` (Papernot et al., arXiv:1511.04508), a teacher of the student's architecture and
 the student both trained at T = 100 without adversarial examples, the student deployed at T = 1 (the
 gradient-masking foil); ``standard``, cross-entropy on clean inputs. The study's teacher is the clean-trained
@@ -16,10 +20,11 @@ reference: LTD's soft-label source and every arm's transfer-attack source. Adver
 ``Distiller``'s ``forward`` hook (``kd_core.adversarial.AdversarialForward``).
 
 The task's evaluator attacks each deployed student: clean accuracy, PGD-K on the cross-entropy and on the CW
-margin, PGD on the logits × ``eval.logit_scale`` and × ``eval.rescale``, a transfer attack from the teacher, an ε
-sweep, and the headline ``robust_accuracy``, the per-sample worst case over the white-box attacks (the closest
-analogue of the paper's AutoAttack ensemble, which defensive distillation's masked gradients do not fool). The
-masking checks on those numbers are added to the study's report.
+margin and on AutoAttack's scale-invariant DLR loss (Croce and Hein, ICML 2020; ``eval.restarts`` random restarts
+for the CE and DLR attacks), PGD on the logits × ``eval.logit_scale`` and × ``eval.rescale``, a transfer attack
+from the teacher, an ε sweep, and the headline ``robust_accuracy``, the per-sample worst case over the white-box
+attacks (an offline stand-in for the paper's AutoAttack ensemble, which defensive distillation's masked gradients
+do not fool). The masking checks on those numbers are added to the study's report.
 """
 
 from __future__ import annotations
@@ -34,8 +39,9 @@ from typing import Annotated, Any, Literal
 import torch
 import torch.nn.functional as F
 from kd_core import Objective, Term
-from kd_core.adversarial import AdversarialForward, eval_mode
+from kd_core.adversarial import AdversarialForward, Perturb, eval_mode
 from kd_core.engine import Phase, classification_evaluator
+from kd_core.errors import ConfigError
 from kd_core.losses import check_same_shape, check_temperature
 from kd_core.metrics import classification_metrics, format_mean_std, mean_std
 from kd_core.plots import save_figure
@@ -54,13 +60,16 @@ from kd_vision.data.digits import MEAN, STD
 from kd_vision.methods.common import Strict, TrainConfig
 from kd_vision.tasks import BUILT_IN_SOURCES, VisionData, vision_task
 
-ArmName = Literal["ltd", "pgd-at", "defensive-distillation", "standard"]
-NAMES = {"ltd": "LTD", "pgd-at": "PGD-AT", "defensive-distillation": "defensive distillation",
-         "standard": "standard training"}
+ArmName = Literal["ltd", "pgd-at", "ltd-trades", "trades", "defensive-distillation", "standard"]
+NAMES = {"ltd": "LTD", "pgd-at": "PGD-AT", "ltd-trades": "LTD (TRADES form)", "trades": "TRADES",
+         "defensive-distillation": "defensive distillation", "standard": "standard training"}
 #: The (a, b) pairs compared on the headline ("a beats b"), in report order, where both arms run.
-PAIRS = [("ltd", "pgd-at"), ("ltd", "defensive-distillation"), ("pgd-at", "defensive-distillation"),
-         ("ltd", "standard"), ("pgd-at", "standard"), ("defensive-distillation", "standard")]
-ATTACKS = ("pgd", "cw", "scaled", "rescaled", "transfer")
+PAIRS = [("ltd", "pgd-at"), ("ltd-trades", "trades"), ("ltd", "defensive-distillation"),
+         ("pgd-at", "defensive-distillation"), ("ltd", "standard"), ("pgd-at", "standard"),
+         ("defensive-distillation", "standard")]
+#: The arms that train without a teacher (LTD's arms need one).
+TEACHER_FREE = ("pgd-at", "trades", "standard")
+ATTACKS = ("pgd", "cw", "dlr", "scaled", "rescaled", "transfer")
 COLUMNS = ("accuracy", *(f"{a}_accuracy" for a in ATTACKS), "robust_accuracy")
 #: Tolerances of the gradient-masking checks (fractions of samples).
 COLLAPSE, STABLE = 0.20, 0.05
@@ -91,6 +100,53 @@ def ltd_objective(teacher_temperature: float, student_temperature: float = 1.0, 
     return Objective(Term(name, ltd_cross_entropy, student="logits", teacher="logits",
                           teacher_temperature=check_temperature(teacher_temperature, "teacher_temperature"),
                           student_temperature=check_temperature(student_temperature, "student_temperature")))
+
+
+def trades_loss(student: torch.Tensor, reference: torch.Tensor, beta: float = 6.0,
+                teacher_temperature: float = 1.0) -> torch.Tensor:
+    """TRADES on logits ``[2B, C]`` = [clean; adversarial]: ``CE(y, p(x)) + β·KL(p(x) ‖ p(x_adv))``.
+
+    ``reference``: int labels ``[B]`` (TRADES) or teacher logits ``[B, C]``, turned into LTD's soft labels
+    ``softmax(z_T/τ_T)`` (LTD's TRADES form). The KL is averaged over the batch; gradients reach both halves.
+    """
+    if student.shape[0] % 2 or student.shape[0] // 2 != reference.shape[0]:
+        raise ConfigError("student", f"logits of 2 × {reference.shape[0]} rows ([clean; adversarial])",
+                          tuple(student.shape))
+    if isinstance(beta, bool) or not isinstance(beta, int | float) or beta < 0:
+        raise ConfigError("beta", "a number β ≥ 0", beta)
+    clean, adversarial = student.float().chunk(2)
+    if reference.dtype.is_floating_point:
+        check_same_shape(clean, reference)
+        ce = -(soft_labels(reference, teacher_temperature) * F.log_softmax(clean, dim=-1)).sum(-1).mean()
+    else:
+        ce = F.cross_entropy(clean, reference.long())
+    kl = F.kl_div(F.log_softmax(adversarial, dim=-1), F.log_softmax(clean, dim=-1), log_target=True,
+                  reduction="batchmean")
+    return ce + beta * kl
+
+
+class CleanAndAdversarialForward(AdversarialForward):
+    """TRADES's forward: while training, the model sees ``[x; perturb(model, batch)]`` as one batch (logits
+    ``[2B, C]``, read by :func:`trades_loss`); outside training, the clean ``x``."""
+
+    def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> Any:
+        if not self.active(model):
+            return self.base(model, batch)
+        clean = batch[self.key]
+        perturbed = self.perturb(model, batch).detach()
+        return self.base(model, {**batch, self.key: torch.cat([clean, perturbed])})
+
+
+def kl_attack(attack: PGD) -> Perturb:
+    """TRADES's inner maximisation: PGD on ``KL(p(x) ‖ p(x + δ))`` (the cross-entropy against the model's own clean
+    prediction, which differs from that KL by a constant in δ)."""
+
+    def perturb(model: nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
+        with torch.no_grad(), eval_mode(model):
+            own = F.softmax(model(batch["input"]).float(), dim=-1)
+        return attack(model, batch["input"], own)
+
+    return perturb
 
 
 def label_attack_forward(attack: PGD) -> AdversarialForward:
@@ -126,13 +182,15 @@ class AttackConfig(Strict):
 
 
 class EvalConfig(Strict):
-    """Test-time attacks: PGD-``steps`` (CE and CW margin), two logit-scaled attacks and an ε sweep.
+    """Test-time attacks: PGD-``steps`` (CE, CW margin and DLR), two logit-scaled attacks and an ε sweep.
 
     ``logit_scale`` multiplies the deployed logits before attacking (1/100 undoes defensive distillation's T);
-    ``rescale`` is a second, moderate one. The sweep uses α = ``step_size``·ε/``epsilon``.
+    ``rescale`` is a second, moderate one. ``restarts``: random restarts of the CE and DLR attacks (per sample,
+    the first that fools the model counts). The sweep uses α = ``step_size``·ε/``epsilon``.
     """
 
     attack: AttackConfig = AttackConfig(epsilon=0.1, step_size=0.0125, steps=20)
+    restarts: Annotated[int, Field(ge=1)] = 1
     logit_scale: Annotated[float, Field(gt=0)] = 0.01
     rescale: Annotated[float, Field(gt=0)] = 2.0
     sweep: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)] = Field(
@@ -144,6 +202,12 @@ class TemperatureConfig(Strict):
 
     teacher_temperature: Annotated[float, Field(gt=0)] = 1.0
     student_temperature: Annotated[float, Field(gt=0)] = 2.0
+
+
+class TradesConfig(Strict):
+    """TRADES's β: the weight of ``KL(p(x) ‖ p(x_adv))`` against the clean cross-entropy (6 in Zhang et al.)."""
+
+    beta: Annotated[float, Field(ge=0)] = 6.0
 
 
 class DefensiveConfig(Strict):
@@ -167,7 +231,8 @@ class AdversarialConfig(StudyRecipe):
     """The ``ltd``, ``pgd-at`` and ``defensive-distillation`` recipes (the method names the arm under test).
 
     ``teacher`` is the clean-trained reference model (LTD's teacher, every arm's transfer-attack source);
-    ``student`` and ``train_attack`` set the ltd, pgd-at and standard arms' training. ``pixels`` defaults to
+    ``student`` and ``train_attack`` set the ltd, pgd-at, trades, ltd-trades and standard arms' training;
+    ``trades.beta`` the TRADES arms' KL weight. ``pixels`` defaults to
     the digits' MNIST statistics, (0.5, 0.5) for image folders and (0, 1) for tensors files.
     """
 
@@ -178,10 +243,11 @@ class AdversarialConfig(StudyRecipe):
     student: TrainConfig = TrainConfig(model="student-cnn", epochs=15, lr=1e-2)
     train_attack: AttackConfig = AttackConfig()
     ltd: TemperatureConfig = TemperatureConfig()
+    trades: TradesConfig = TradesConfig()
     defensive: DefensiveConfig = DefensiveConfig()
     eval: EvalConfig = EvalConfig()
     arms: Annotated[list[ArmName], Field(min_length=1)] = Field(
-        default_factory=lambda: ["ltd", "pgd-at", "defensive-distillation", "standard"])
+        default_factory=lambda: ["ltd", "pgd-at", "ltd-trades", "trades", "defensive-distillation", "standard"])
 
     @model_validator(mode="after")
     def _arms_are_consistent(self) -> AdversarialConfig:
@@ -221,10 +287,14 @@ class RobustEvaluator:
     def __call__(self, model: nn.Module, batches: Any, forward: Any) -> dict[str, float]:
         """Metrics of the deployed ``model`` over ``batches``."""
         batches, c = list(batches), self.config
-        pgd = c.attack.build(self.pixels)
+        pgd = dataclasses.replace(c.attack.build(self.pixels), restarts=c.restarts)
         attacks: dict[str, tuple[PGD | None, nn.Module | None]] = {
             "clean": (None, None), "pgd": (pgd, None), "cw": (c.attack.build(self.pixels, "cw"), None),
             "scaled": (pgd, LogitScale(model, c.logit_scale)), "rescaled": (pgd, LogitScale(model, c.rescale))}
+        with torch.no_grad(), eval_mode(model):
+            classes = model(batches[0]["input"][:1]).shape[-1] if batches else 0
+        if classes >= 3:  # DLR ranks the top three logits
+            attacks["dlr"] = (dataclasses.replace(pgd, loss="dlr"), None)
         if self.reference is not None:
             attacks["transfer"] = (pgd, self.reference)
         scores = robust_accuracy(model, batches, attacks, transfer=["transfer"])
@@ -255,6 +325,13 @@ def arm_phases(config: AdversarialConfig, name: str) -> list[Phase]:
     train = config.student.train_spec()
     if name == "ltd":
         return train.phases(ltd_objective(config.ltd.teacher_temperature))
+    if name == "trades":
+        return train.phases(Objective(Term("trades", trades_loss, student="logits", target="label",
+                                           beta=config.trades.beta)))
+    if name == "ltd-trades":
+        return train.phases(Objective(Term("ltd-trades", trades_loss, student="logits", teacher="logits",
+                                           beta=config.trades.beta,
+                                           teacher_temperature=config.ltd.teacher_temperature)))
     if name == "defensive-distillation":
         d = config.defensive
         spec = TrainSpec(d.epochs, d.lr, train.batch_size, train.weight_decay)
@@ -285,6 +362,10 @@ def arms(config: AdversarialConfig, task: Task) -> dict[str, Arm]:
                           forward=soft_label_attack_forward(attack, run.teacher, tau.teacher_temperature))
         if run.name == "pgd-at":
             return _train(run, arm_phases(config, "pgd-at"), forward=label_attack_forward(attack))
+        if run.name in ("trades", "ltd-trades"):
+            signal = FrozenTeacher(run.teacher, forward=default_forward) if run.name == "ltd-trades" else None
+            return _train(run, arm_phases(config, run.name), signal,
+                          forward=CleanAndAdversarialForward(kl_attack(attack)))
         if run.name == "defensive-distillation":
             return _fit_defensive(config, run)
         return _train(run, arm_phases(config, "standard"))
@@ -296,13 +377,18 @@ def arms(config: AdversarialConfig, task: Task) -> dict[str, Arm]:
         "ltd": f"PGD-AT on softmax(f_T/τ_T), τ_T = {tau.teacher_temperature:g}; deployed at τ_S = "
                f"{tau.student_temperature:g}",
         "pgd-at": "PGD-AT on one-hot labels", "standard": "cross-entropy on clean inputs",
+        "trades": f"TRADES, β = {config.trades.beta:g}, one-hot labels",
+        "ltd-trades": f"TRADES, β = {config.trades.beta:g}, on softmax(f_T/τ_T), τ_T = {tau.teacher_temperature:g}; "
+                      f"deployed at τ_S = {tau.student_temperature:g}",
         "defensive-distillation": f"teacher and student trained at T = {config.defensive.temperature:g}, "
                                   "deployed at T = 1, no adversarial examples"}
     built = {}
     for name in config.arms:
-        role = "variant" if name == config.method else "scratch" if name in ("pgd-at", "standard") else "baseline"
+        own = name == config.method or (config.method == "ltd" and name == "ltd-trades")
+        role = "variant" if own else "scratch" if name in TEACHER_FREE else "baseline"
         built[name] = Arm(lambda name=name: arm_phases(config, name), role=role, fit=fit,
-                          student=deployed_ltd if name == "ltd" else None, batch_size=config.student.batch_size,
+                          student=deployed_ltd if name in ("ltd", "ltd-trades") else None,
+                          batch_size=config.student.batch_size,
                           description=descriptions[name])
     return built
 
@@ -317,7 +403,8 @@ def task(config: AdversarialConfig, context: RunContext) -> Task:
     base = vision_task(config.data, config.teacher, config.student, context)
     sweep = tuple(sweep_key(e) for e in config.eval.sweep)
     return dataclasses.replace(base, evaluator=RobustEvaluator(config.eval, config.normalisation()),
-                               validator=classification_evaluator, headline="robust_accuracy",
+                               validator=classification_evaluator, headline="robust_accuracy", gate_metric="accuracy",
+                               teacher_evaluator=classification_evaluator,
                                percent=(*COLUMNS, "ece", *sweep))
 
 
@@ -327,7 +414,8 @@ def notes(config: AdversarialConfig, task: Task) -> str:
     mean, std = config.normalisation()
     text = [f"robust_accuracy is the per-sample worst case over the clean input and four white-box L∞ attacks at "
             f"ε = {e.epsilon:g} (pixel units; inputs (pixel − {mean:.4g}) / {std:.4g}): PGD-{e.steps} (α = "
-            f"{e.step_size:g}, random start) on the cross-entropy, on the CW margin, and on the deployed logits × "
+            f"{e.step_size:g}, random start; {config.eval.restarts} start(s) for CE and DLR) on the cross-entropy, "
+            "on the CW margin, on the DLR loss, and on the deployed logits × "
             f"{config.eval.logit_scale:g} and × {config.eval.rescale:g}. The transfer attack (PGD-{e.steps} on the "
             f"clean teacher) is reported beside it. Validation during training is clean accuracy."]
     if {"ltd", "pgd-at"} & set(config.arms):
@@ -335,12 +423,16 @@ def notes(config: AdversarialConfig, task: Task) -> str:
                     f"{s.epochs} epochs, AdamW lr {s.lr}, cosine decay; ltd's labels are softmax(f_T(x)/τ_T) of the "
                     f"clean teacher with τ_T = {tau.teacher_temperature:g}, its logits divided by τ_S = "
                     f"{tau.student_temperature:g} in training and at test.")
+    if {"trades", "ltd-trades"} & set(config.arms):
+        text.append(f"trades and ltd-trades: the same attack budget on KL(p(x) ‖ p(x + δ)), then CE(y, p(x)) + "
+                    f"{config.trades.beta:g}·KL(p(x) ‖ p(x_adv)), y one-hot (trades) or LTD's soft label "
+                    "(ltd-trades, deployed at τ_S like ltd).")
     if "defensive-distillation" in config.arms:
         text.append(f"defensive-distillation: a {s.model} teacher ({d.teacher_epochs} epochs, lr {d.teacher_lr}) "
                     f"and the student ({d.epochs} epochs, lr {d.lr}) trained at T = {d.temperature:g} without "
                     "adversarial examples; the student is attacked at T = 1.")
-    return " ".join(text) + (" No arm has the role kd: LTD's teacher-free twin is pgd-at (the same training on "
-                             "one-hot labels), and defensive distillation is the gradient-masking foil.")
+    return " ".join(text) + (" No arm has the role kd: LTD's teacher-free twins are pgd-at and trades (the same "
+                             "training on one-hot labels), and defensive distillation is the gradient-masking foil.")
 
 
 # -- the report's masking section ---------------------------------------------------------------------------
@@ -349,14 +441,15 @@ def checks(means: Mapping[str, float], epsilons: Sequence[float]) -> dict[str, d
     (iii) transfer ≥ white-box, (iv) the ε sweep starts at clean accuracy and does not rise."""
     m = means
     sweep = [m[sweep_key(e)] for e in sorted(epsilons)]
-    weakest = min(m["cw_accuracy"], m["scaled_accuracy"], m["rescaled_accuracy"])
+    weakest = min(m["cw_accuracy"], m.get("dlr_accuracy", math.inf), m["scaled_accuracy"], m["rescaled_accuracy"])
     result = {
         "i_scaled_attack_collapse": {
             "value": m["pgd_accuracy"] - m["scaled_accuracy"], "passed": m["pgd_accuracy"] - m["scaled_accuracy"]
             < COLLAPSE, "rule": f"PGD − scaled-logit accuracy < {100 * COLLAPSE:.0f} points"},
         "ii_stable_across_scale_and_loss": {
             "value": m["pgd_accuracy"] - weakest, "passed": m["pgd_accuracy"] - weakest <= STABLE,
-            "rule": f"PGD − the lowest of CW-margin and both rescaled-logit accuracies ≤ {100 * STABLE:.0f} points"},
+            "rule": f"PGD − the lowest of CW-margin, DLR and both rescaled-logit accuracies ≤ {100 * STABLE:.0f} "
+                    "points"},
     }
     if math.isfinite(m.get("transfer_accuracy", math.nan)):
         result["iii_transfer_not_below_white_box"] = {
