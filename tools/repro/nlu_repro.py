@@ -10,14 +10,15 @@ with its 95 % interval and verdict, the method's sections), then the exact comma
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from kd_core.datacache import data_home
-from repro_common import ROOT, base_parser, run_recipe_study, study_page
+from repro_common import ROOT, PaperClaim, base_parser, claims_section, run_recipe_study, study_page
 
 
 def parse(doc: str | None, name: str, extra: Callable[[argparse.ArgumentParser], None] | None = None
@@ -44,18 +45,24 @@ def command(script: str, argv: list[str] | None) -> str:
 
 def study_script(doc: str | None, recipe: str, *, title: str, intro: str, script: str, argv: list[str] | None,
                  overrides: Callable[[argparse.Namespace], list[str]] = lambda args: [],
-                 extra: Callable[[argparse.ArgumentParser], None] | None = None) -> Path:
+                 extra: Callable[[argparse.ArgumentParser], None] | None = None,
+                 claims: Sequence[PaperClaim] = (), scale: str = "", paper_scale: str = "") -> Path:
     """Run the study recipe ``recipe`` over ``--seeds`` with ``overrides(args)`` and ``--set``, then write its
-    results page (``title``, ``intro``, the study's report, the command) and return the run directory."""
+    results page (``title``, ``intro``, the study's report, the page's ``claims`` with the ``scale`` tested and
+    the ``paper_scale``, the command) and return the run directory."""
     args = parse(doc, recipe, extra)(argv)
     torch.set_num_threads(args.threads)
     settings = [f"seeds={args.seeds}", f"name=repro-nlu-{recipe}", *overrides(args), *args.overrides]
     run, minutes = run_recipe_study(recipe, "nlu", settings, args.out, args.device)
-    page = study_page(run, title, intro, command(script, argv), minutes, args.out)
+    closing = ""
+    if claims:
+        results = json.loads((Path(run) / "results.json").read_text())
+        closing = claims_section(results, claims, f"{scale} {len(args.seeds)} paired seeds.", paper_scale)
+    page = study_page(run, title, intro, command(script, argv), minutes, args.out, closing=closing)
     args.doc.parent.mkdir(parents=True, exist_ok=True)
     args.doc.write_text(page.replace(str(data_home()), "$KD_DATA_HOME"))
     print(f"run directory: {run}\nresults: {args.doc}")
     return run
 
 
-__all__ = ["ROOT", "parse", "study_script"]
+__all__ = ["ROOT", "PaperClaim", "parse", "study_script"]
