@@ -12,10 +12,12 @@ import shutil
 
 import pytest
 import torch
+from kd_core.ambiguity_metrics import ambiguity_metrics
 from kd_core.errors import ConfigError, RecipeError
 from kd_core.recipes import load_recipe
 from kd_core.taps import TapSet
 from kd_nlu.ambiguity.data import AmbiguityTask, split_task
+from kd_nlu.ambiguity.evaluation import ambiguous_subset_metrics
 from kd_nlu.ambiguity.heads import pool
 from kd_nlu.ambiguity.layers import layer_paths
 from kd_nlu.ambiguity.lower_layer import LayerClassifier, SelfDistillModel, head_lr_adamw
@@ -33,7 +35,14 @@ from kd_nlu.ambiguity.recalibration import TargetsDataset, ambiguity_scores, fla
 from kd_nlu.ambiguity.task import read_human_jsonl
 from kd_nlu.cli import main
 from kd_nlu.data.text import TextCollator, TextDataset, encoder_forward
-from kd_nlu.methods.ambiguity import prune_arms, prune_compare, selfkd_arms, selfkd_compare, selfkd_objective
+from kd_nlu.methods.ambiguity import (
+    freeze_encoder,
+    prune_arms,
+    prune_compare,
+    selfkd_arms,
+    selfkd_compare,
+    selfkd_objective,
+)
 from transformers import (
     AutoModelForSequenceClassification,
     BertConfig,
@@ -115,6 +124,28 @@ def test_scores_by_hand():
     assert ambiguity_scores(PROBS, "entropy").tolist() == pytest.approx(
         [math.log(3), 0.394398, math.log(2), 0.111902, 1.088900, 1.039721], abs=1e-5)
     assert ambiguity_scores(PROBS, "margin").tolist() == pytest.approx([2 / 3, 0.1, 0.5, 0.02, 0.6, 0.5])
+
+
+def test_jsd_on_the_ambiguous_samples_only():
+    logits = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.5, 0.5, 0.0]])
+    labels = torch.tensor([0, 1, 0])
+    human = torch.tensor([[0.5, 0.4, 0.1], [0.1, 0.9, 0.0], [0.6, 0.3, 0.1]])  # top 0.5, 0.9, 0.6
+    subset = ambiguous_subset_metrics(logits, labels, human)
+    ambiguous = torch.tensor([0, 2])  # top ≤ 0.6 (0.6 itself counts)
+    expected = ambiguity_metrics(logits[ambiguous], labels[ambiguous], human[ambiguous])
+    assert subset["jsd_ambiguous"] == pytest.approx(expected["jsd"]) and subset["kl_ambiguous"] == pytest.approx(
+        expected["kl"])
+    assert subset["ambiguous_share"] == pytest.approx(2 / 3)
+    none = ambiguous_subset_metrics(logits, labels, torch.eye(3))
+    assert none["ambiguous_share"] == 0.0 and math.isnan(none["jsd_ambiguous"])
+
+
+def test_freezing_the_encoder_leaves_only_the_task_head_trainable():
+    model = tiny_bert()
+    assert freeze_encoder(model) == ["classifier.weight", "classifier.bias"]
+    assert not any(p.requires_grad for p in model.bert.parameters())
+    with pytest.raises(ConfigError, match="trainable"):
+        freeze_encoder(model.bert)  # no head outside the encoder
 
 
 def test_which_samples_recalibration_flags():
@@ -261,14 +292,15 @@ def test_lower_head_gets_its_own_learning_rate():
 
 def test_recipes_validate_and_reject_bad_values():
     _, selfkd = load_recipe("ambiguity-selfkd", domain="nlu")
-    assert selfkd.selfkd.layer == 2 and selfkd.recalibration.quantile == 0.3 and selfkd.model == "minilm"
+    assert selfkd.selfkd.layer == 4 and selfkd.recalibration.quantile == 0.3 and selfkd.model == "minilm"
+    assert selfkd.recalibration.trainable == "head" and selfkd.recalibration.ce_weight == 0.1
     assert {n: a.role for n, a in selfkd_arms(selfkd, None).items()} == {
         "ce": "scratch", "kd": "kd", "self-kd": "baseline", "self-kd-recal": "variant"}
     assert selfkd_compare(selfkd, selfkd_arms(selfkd, None))[:2] == [("kd", "ce"), ("self-kd-recal", "kd")]
     _, prune = load_recipe("ambiguity-prune", ["distill.lam=0.5"], domain="nlu")
     assert prune.distill.lam == 0.5 and prune.probes.tolerance == 0.005
     assert {n: a.role for n, a in prune_arms(prune, None).items()} == {
-        "lower-kd": "variant", "top-kd": "kd", "pruned-ce": "scratch", "full-ce": "baseline"}
+        "lower-kd": "variant", "top-kd": "kd", "pruned-ce": "scratch", "full-ce": "baseline", "full-extra": "baseline"}
     assert prune_compare(prune, prune_arms(prune, None))[:2] == [("top-kd", "pruned-ce"), ("lower-kd", "top-kd")]
     with pytest.raises(RecipeError, match="lam"):
         load_recipe("ambiguity-selfkd", ["selfkd.lam=1.5"], domain="nlu")
@@ -327,6 +359,13 @@ def test_selfkd_toy_cli_study(tmp_path, tokenizer, monkeypatch, capsys):
     assert "lower_jsd" not in results["arms"]["ce"]["seeds"]["0"]
     assert (results["comparisons"][0]["a"], results["comparisons"][0]["b"]) == ("kd", "ce")
     assert all(c["metric"] == "jsd" for c in results["comparisons"])
+    # re-calibration trains the classifier head only: the encoder is phase 1's (the self-kd arm's, same seed)
+    phase1 = AutoModelForSequenceClassification.from_pretrained(out / "self-kd-seed0" / "model")
+    final_model = AutoModelForSequenceClassification.from_pretrained(out / "self-kd-recal-seed0" / "model")
+    encoder = dict(phase1.bert.named_parameters())
+    assert all(torch.equal(p, encoder[n]) for n, p in final_model.bert.named_parameters())
+    assert not torch.equal(phase1.classifier.weight, final_model.classifier.weight)
+    assert "jsd_ambiguous" in results["arms"]["ce"]["seeds"]["0"]
     flags = json.loads((out / "self-kd-recal-seed0" / "recalibration.json").read_text())
     assert flags == {"flagged": 16, "of": 64}  # ceil(0.25 · 64) samples
     assert not (out / "self-kd-recal-phase1-seed0").exists()  # phase 1 is the self-kd arm's own run, reused
@@ -358,10 +397,16 @@ def test_prune_toy_cli_study(tmp_path, tokenizer, monkeypatch, capsys):
     assert curve["plateau"] == 1 and curve["distill_from"] == 1 and len(curve["val_accuracy"]) == 3
     results = json.loads((out / "results.json").read_text())
     assert {a: r["role"] for a, r in results["arms"].items()} == {"lower-kd": "variant", "top-kd": "kd",
-                                                                  "pruned-ce": "scratch", "full-ce": "baseline"}
+                                                                  "pruned-ce": "scratch", "full-ce": "baseline",
+                                                                  "full-extra": "baseline"}
     params = {a: r["cost"]["params"] for a, r in results["arms"].items()}
-    assert params["lower-kd"] == params["top-kd"] == params["pruned-ce"] < params["full-ce"]
+    assert params["lower-kd"] == params["top-kd"] == params["pruned-ce"] < params["full-ce"] == params["full-extra"]
     assert params["full-ce"] == results["teacher"]["cost"]["params"]
+    # per seed: the layers kept and the parameters, the full-extra control keeping the whole teacher
+    seed0 = {a: r["seeds"]["0"] for a, r in results["arms"].items()}
+    assert seed0["lower-kd"]["layers"] == 1 and seed0["full-extra"]["layers"] == 3
+    assert seed0["pruned-ce"]["params"] == params["pruned-ce"]
+    assert ("lower-kd", "full-extra") in [(c["a"], c["b"]) for c in results["comparisons"]]
     assert [(c["a"], c["b"]) for c in results["comparisons"]][:2] == [("top-kd", "pruned-ce"), ("lower-kd", "top-kd")]
     assert (out / "lower-outputs" / "meta.json").is_file() and (out / "teacher-outputs" / "meta.json").is_file()
     reloaded = AutoModelForSequenceClassification.from_pretrained(out / "lower-kd-seed0" / "model")
@@ -372,6 +417,8 @@ def test_prune_toy_cli_study(tmp_path, tokenizer, monkeypatch, capsys):
     assert evaluated["lower-kd/seed0/accuracy"] == pytest.approx(ours["accuracy"])
     report = (out / "report.md").read_text()
     assert "## Per-layer probes" in report and (out / "plots" / "layers.png").is_file()
+    assert "## Parameters per seed" in report and "| full-extra | 0 | 3 of 3 |" in report
+    assert "**not pruned**" not in report
     shutil.rmtree(out / "pruned-ce-seed0" / "model")
     assert main(["eval", str(out), "--device", "cpu"]) == 2  # a missing saved model is an error, not a score
     assert "pruned-ce-seed0" in capsys.readouterr().err

@@ -48,10 +48,27 @@ def evaluate(model: nn.Module, dataset: Dataset, task: AmbiguityTask, pad_token_
     return result
 
 
+#: A sample is ambiguous when the humans' most frequent label got at most this share of their votes.
+AMBIGUOUS_TOP = 0.6
+
+
+def ambiguous_subset_metrics(logits: torch.Tensor, labels: torch.Tensor, human: torch.Tensor,
+                             top: float = AMBIGUOUS_TOP) -> dict[str, float]:
+    """``jsd_ambiguous`` and ``kl_ambiguous`` on the samples whose human top probability is ≤ ``top`` (where
+    ambiguity-aware training should show), and ``ambiguous_share``, their fraction; NaN metrics when none is."""
+    mask = human.max(-1).values <= top + 1e-9
+    if not bool(mask.any()):
+        return {"jsd_ambiguous": float("nan"), "kl_ambiguous": float("nan"), "ambiguous_share": 0.0}
+    subset = ambiguity_metrics(logits[mask], labels[mask], human[mask])
+    return {"jsd_ambiguous": subset["jsd"], "kl_ambiguous": subset["kl"],
+            "ambiguous_share": float(mask.float().mean())}
+
+
 def soft_label_evaluator(model: nn.Module, batches: Iterable[Mapping[str, Any]], forward: Forward) -> dict[str, float]:
     """A ``Task`` evaluator: the ambiguity metrics of ``model`` against each batch's ``label`` and human
-    distribution (``soft_label``); for a model with a lower head (S1's ``SelfDistillModel``) also the lower
-    head's ``lower_accuracy``, ``lower_jsd`` and ``lower_kl``."""
+    distribution (``soft_label``), overall and on the ambiguous samples (``ambiguous_subset_metrics``); for a
+    model with a lower head (S1's ``SelfDistillModel``) also the lower head's ``lower_accuracy``, ``lower_jsd``
+    and ``lower_kl``."""
     taps = TapSet(model, ["lower_head"]) if hasattr(unwrap(model), "lower_head") else None
     columns: dict[str, list[torch.Tensor]] = {"logits": [], "label": [], "soft_label": [], "lower_head": []}
     was_training = model.training
@@ -66,7 +83,8 @@ def soft_label_evaluator(model: nn.Module, batches: Iterable[Mapping[str, Any]],
             columns["soft_label"].append(batch["soft_label"].float().cpu())
     model.train(was_training)
     labels, human = torch.cat(columns["label"]), torch.cat(columns["soft_label"])
-    metrics = ambiguity_metrics(torch.cat(columns["logits"]), labels, human)
+    logits = torch.cat(columns["logits"])
+    metrics = ambiguity_metrics(logits, labels, human) | ambiguous_subset_metrics(logits, labels, human)
     if columns["lower_head"]:
         lower = ambiguity_metrics(torch.cat(columns["lower_head"]), labels, human)
         metrics.update({f"lower_{k}": lower[k] for k in ("accuracy", "jsd", "kl")})

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -35,13 +36,14 @@ from kd_core.objective import Objective, Term
 from kd_core.plots import save_figure
 from kd_core.recipes import RunContext
 from kd_core.report import markdown_table
+from kd_core.stats import paired_difference
 from kd_core.study import Arm, ArmRun, cached_teacher, supervised_phases
 from kd_core.study_recipe import StudyPlan, StudyRecipe
 from kd_core.task import Task
 from pydantic import Field, model_validator
 from torch import nn
 
-from kd_nlu.ambiguity.evaluation import predict_logits, score
+from kd_nlu.ambiguity.evaluation import AMBIGUOUS_TOP, predict_logits, score
 from kd_nlu.ambiguity.layers import check_layer, layer_paths
 from kd_nlu.ambiguity.lower_layer import LayerClassifier, SelfDistillModel, head_lr_adamw, lower_layer_kl
 from kd_nlu.ambiguity.plateau import distillation_layer, plateau_layer
@@ -67,8 +69,8 @@ from kd_nlu.methods.common import (
 
 SCALE_NOTE = ("JSD is shown ×100 in the tables and comparisons above (marked %, though it is a distance in "
               "[0, 1]); the ambiguity-metrics section below gives it raw.")
-COLUMNS = (("accuracy", 100, 2), ("jsd", 1, 4), ("kl", 1, 4), ("ece", 100, 2), ("confidence_wrong", 1, 3),
-           ("lower_jsd", 1, 4))
+COLUMNS = (("accuracy", 100, 2), ("jsd", 1, 4), ("jsd_ambiguous", 1, 4), ("kl", 1, 4), ("ece", 100, 2),
+           ("confidence_wrong", 1, 3), ("lower_jsd", 1, 4))
 
 
 def task(config: Any, context: RunContext) -> Task:
@@ -97,17 +99,40 @@ class AmbiguityPlan(StudyPlan):
         return scores
 
 
+def subset_comparisons(results: dict[str, Any]) -> str:
+    """The study's pairs compared again on ``jsd_ambiguous`` (the samples whose human top probability is at most
+    0.6), with the same paired interval and verdict rule, as a paired-comparisons table; empty without them."""
+    arms, rows = results["arms"], []
+    for c in results.get("comparisons", []):
+        seeds = [s for s in arms[c["a"]]["seeds"] if s in arms[c["b"]]["seeds"]]
+        values = [[arms[x]["seeds"][s].get("jsd_ambiguous", float("nan")) for s in seeds] for x in (c["a"], c["b"])]
+        if not seeds or not all(math.isfinite(v) for v in values[0] + values[1]):
+            continue
+        d = paired_difference(values[0], values[1], a_name=c["a"], b_name=c["b"], metric="jsd_ambiguous",
+                              higher_is_better=False)
+        rows.append({"a": d.a, "b": d.b, "metric": d.metric, "mean a − b": f"{d.mean:+.4f}",
+                     "95 % CI": "n/a (n = 1)" if d.low is None else f"{d.low:+.4f} to {d.high:+.4f}",
+                     "seeds": d.n, "verdict": d.verdict})
+    return markdown_table(rows) if rows else ""
+
+
 def metrics_section(results: dict[str, Any]) -> tuple[str, str]:
-    """Every ambiguity metric per arm (mean ± std over seeds), the teacher first."""
+    """Every ambiguity metric per arm (mean ± std over seeds), the teacher first, and the pairs compared on the
+    ambiguous samples."""
     runs = {name: list(arm["seeds"].values()) for name, arm in results["arms"].items()}
     if "teacher" in results:
         runs = {"teacher": [results["teacher"]["test"]], **runs}
     columns = [c for c in COLUMNS if any(c[0] in r for values in runs.values() for r in values)]
     rows = [{"model": name, **{k: format_mean_std([r[k] for r in values], digits=d, scale=scale) if k in values[0]
                                else "n/a" for k, scale, d in columns}} for name, values in runs.items()]
+    share = [r["ambiguous_share"] for values in runs.values() for r in values if "ambiguous_share" in r]
+    subset = subset_comparisons(results)
     return ("Ambiguity metrics (test split)", markdown_table(rows) + "\naccuracy and ECE in %, against the majority "
             "labels; JSD is the Jensen–Shannon distance (log base 2) and KL is KL(human ‖ model) in nats, against "
-            "the human distributions (both raw here); lower_jsd is S1's lower head. Mean ± std over seeds.\n")
+            "the human distributions (both raw here); jsd_ambiguous is JSD on the ambiguous test samples (human top "
+            f"probability ≤ {AMBIGUOUS_TOP}{f', {100 * share[0]:.1f} % of the test split' if share else ''}); "
+            "lower_jsd is S1's lower head. Mean ± std over seeds.\n"
+            + (f"\nThe same pairs on the ambiguous samples (JSD, lower is better):\n\n{subset}" if subset else ""))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -130,9 +155,12 @@ class SelfKDConfig(Strict):
 
 
 class RecalibrationConfig(Strict):
-    """Phase 2: which samples are flagged (rule, fraction q) and how long the classifier re-calibrates."""
+    """Phase 2: which samples are flagged (rule, fraction q), how long the classifier re-calibrates, and what
+    trains: ``head`` (default) only the classification head on top of the encoder (the paper re-calibrates the
+    classifier), ``all`` the whole model."""
 
     rule: Literal["entropy", "margin", "disagreement"] = "entropy"
+    trainable: Literal["head", "all"] = "head"
     quantile: Annotated[float, Field(ge=0, le=1)] = 0.3
     temperature: Annotated[float, Field(gt=0)] = 1.0
     ce_weight: Annotated[float, Field(ge=0)] = 0.0
@@ -181,6 +209,8 @@ def recalibrate(config: SelfKDRecipe, run: ArmRun) -> nn.Module:
     mask = flag_ambiguous(torch.softmax(lower.double(), -1), r.quantile, r.rule, data.train.labels)
     for p in run.student.lower_head.parameters():  # the target distribution stays fixed
         p.requires_grad_(False)
+    if r.trainable == "head":
+        freeze_encoder(run.student.model)
     if bool(mask.any()):
         phase = Phase("recalibrate", recalibration_objective(r.temperature, r.ce_weight), epochs=r.train.epochs,
                       optimizer=adamw(r.train.lr, r.train.weight_decay), scheduler=cosine_lr)
@@ -191,6 +221,18 @@ def recalibrate(config: SelfKDRecipe, run: ArmRun) -> nn.Module:
         save_weights(student, run.out / "checkpoints" / "final.safetensors")
     (run.out / "recalibration.json").write_text(json.dumps({"flagged": int(mask.sum()), "of": len(mask)}))
     return student
+
+
+def freeze_encoder(model: nn.Module) -> list[str]:
+    """Freeze a Hugging Face sequence classifier's encoder (``model.base_model``), leaving its task head trainable;
+    return the names of the parameters that still train."""
+    encoder = {id(p) for p in model.base_model.parameters()}
+    if len(encoder) == len(list(model.parameters())):
+        raise ConfigError("recalibration.trainable", "a model with a task head outside its encoder, or 'all'",
+                          type(model).__name__)
+    for p in model.parameters():
+        p.requires_grad_(id(p) not in encoder)
+    return [name for name, p in model.named_parameters() if p.requires_grad]
 
 
 def selfkd_arms(config: SelfKDRecipe, task: Task | None) -> dict[str, Arm]:
@@ -244,7 +286,8 @@ def selfkd_notes(config: SelfKDRecipe, task: Task) -> str:
     return (f"Model {config.model}; every arm and the teacher train {t.epochs} epochs at lr {t.lr} (batch "
             f"{t.batch_size}). Self-KD: layer {s.layer}, λ = {s.lam}, τ = {s.temperature}, {s.pooling} pooling, head "
             f"lr {s.head_lr}. Re-calibration: rule {r.rule}, q = {r.quantile}, {r.train.epochs} epochs at lr "
-            f"{r.train.lr}, CE floor {r.ce_weight}. Gold = majority label (seeded ties). {SCALE_NOTE} The teacher "
+            f"{r.train.lr}, CE floor {r.ce_weight}, training {'the head only' if r.trainable == 'head' else 'all'}. "
+            f"Gold = majority label (seeded ties). {SCALE_NOTE} The teacher "
             "is the ce arm's training on seed 0 (the kd arm distils from it).")
 
 
@@ -279,8 +322,9 @@ class PruneDistillConfig(Strict):
     train: TrainConfig = TrainConfig(epochs=3, lr=5e-5)
 
 
-PruneArm = Literal["lower-kd", "top-kd", "pruned-ce", "full-ce"]
-PRUNE_ROLES = {"lower-kd": "variant", "top-kd": "kd", "pruned-ce": "scratch", "full-ce": "baseline"}
+PruneArm = Literal["lower-kd", "top-kd", "pruned-ce", "full-ce", "full-extra"]
+PRUNE_ROLES = {"lower-kd": "variant", "top-kd": "kd", "pruned-ce": "scratch", "full-ce": "baseline",
+               "full-extra": "baseline"}
 
 
 class PruneRecipe(StudyRecipe):
@@ -293,7 +337,7 @@ class PruneRecipe(StudyRecipe):
     probes: ProbeConfig = ProbeConfig()
     distill: PruneDistillConfig = PruneDistillConfig()
     arms: Annotated[list[PruneArm], Field(min_length=1)] = Field(
-        default_factory=lambda: ["lower-kd", "top-kd", "pruned-ce", "full-ce"])
+        default_factory=lambda: ["lower-kd", "top-kd", "pruned-ce", "full-ce", "full-extra"])
 
     @model_validator(mode="after")
     def _unique(self) -> PruneRecipe:
@@ -351,9 +395,12 @@ def prune_arms(config: PruneRecipe, task: Task | None) -> dict[str, Arm]:
     train = d.train.train_spec()
 
     def fit(run: ArmRun) -> nn.Module:
-        student = prune_layers(run.teacher, probes.get(run)["plateau"]).requires_grad_(True)  # the teacher is frozen
+        curve = probes.get(run)
+        keep = curve["plateau"] if run.name != "full-extra" else len(curve["val_accuracy"])
+        student = prune_layers(run.teacher, keep).requires_grad_(True)  # a copy: the teacher stays frozen
+        run.metrics.update({"params": float(count_parameters(student)), "layers": float(keep)})
         pruned = dataclasses.replace(run, student=student)
-        if run.name == "pruned-ce":
+        if run.name in ("pruned-ce", "full-extra"):  # full-extra: the whole teacher, the same extra CE epochs
             return pruned.train(supervised_phases(train))
         source = (cached_teacher()(run.teacher, run.out.parent) if run.name == "top-kd" else
                   cached_teacher("lower-outputs")(probes.lower, run.out.parent))
@@ -362,7 +409,8 @@ def prune_arms(config: PruneRecipe, task: Task | None) -> dict[str, Arm]:
     full = config.finetune.train_spec()
     descriptions = {"lower-kd": "pruned at ℓ*, distilled from the probe of layer ℓ_d",
                     "top-kd": "pruned at ℓ*, distilled from the full teacher's output",
-                    "pruned-ce": "pruned at ℓ*, cross-entropy only", "full-ce": "the full model, cross-entropy"}
+                    "pruned-ce": "pruned at ℓ*, cross-entropy only", "full-ce": "the full model, cross-entropy",
+                    "full-extra": "the full teacher, the pruned arms' extra epochs of cross-entropy"}
     return {name: Arm(lambda: supervised_phases(full), role=PRUNE_ROLES[name], fit=None if name == "full-ce" else fit,
                       batch_size=full.batch_size if name == "full-ce" else train.batch_size,
                       description=descriptions[name]) for name in config.arms}
@@ -371,7 +419,7 @@ def prune_arms(config: PruneRecipe, task: Task | None) -> dict[str, Arm]:
 def prune_compare(config: PruneRecipe, arms: dict[str, Arm]) -> list[tuple[str, str]]:
     """Top-layer KD against the CE-only pruned twin; lower-layer KD against both and the full model."""
     pairs = [("top-kd", "pruned-ce"), ("lower-kd", "top-kd"), ("lower-kd", "pruned-ce"), ("lower-kd", "full-ce"),
-             ("pruned-ce", "full-ce")]
+             ("lower-kd", "full-extra"), ("pruned-ce", "full-ce")]
     return [(a, b) for a, b in pairs if a in arms and b in arms]
 
 
@@ -406,7 +454,20 @@ def prune_sections(config: PruneRecipe, results: dict[str, Any], run: Path) -> l
             f"{curve['distill_from']}. Teacher: {curve['teacher_params']:,} parameters. Layer-1 probe JSD "
             f"{curve['test_jsd'][0]:.4f} vs top-layer probe {curve['test_jsd'][-1]:.4f}.\n\n"
             f"{markdown_table(rows)}\n![Per-layer probes](plots/layers.png)\n")
-    return [metrics_section(results), ("Per-layer probes", text)]
+    return [metrics_section(results), ("Per-layer probes", text), parameters_section(results, curve)]
+
+
+def parameters_section(results: dict[str, Any], curve: dict[str, Any]) -> tuple[str, str]:
+    """Parameters and layers kept per arm and seed; a pruned arm's seed that kept every layer is flagged."""
+    total, rows = len(curve["val_accuracy"]), []
+    for name, arm in results["arms"].items():
+        for seed, r in arm["seeds"].items():
+            layers = int(r["layers"]) if "layers" in r else total
+            params = int(r["params"]) if "params" in r else arm["cost"]["params"]
+            pruned = name in ("lower-kd", "top-kd", "pruned-ce")
+            rows.append({"arm": name, "seed": seed, "layers": f"{layers} of {total}", "params": f"{params:,}",
+                         "note": "**not pruned**" if pruned and layers == total else ""})
+    return ("Parameters per seed", markdown_table(rows))
 
 
 def _method(name: str, config: type[StudyRecipe], arms: Any, compare: Any, notes: Any, sections: Any,
