@@ -57,7 +57,10 @@ def study_page(run: Path, title: str, intro: str, command: str, minutes: float, 
     """A results page: ``title``, ``intro`` (paper, setting), the run's report from its summary to its per-seed
     table (teacher quality, plain KD vs scratch, paired comparisons with 95 % intervals and verdicts), then
     ``closing`` (the page's claims, :func:`claims_section`) and how to reproduce it."""
-    report = (Path(run) / "report.md").read_text()
+    from kd_core.datacache import data_home
+
+    # cache paths shown as the user's own ($KD_DATA_HOME), not this machine's
+    report = (Path(run) / "report.md").read_text().replace(str(data_home()), "$KD_DATA_HOME")
     start = report.index("## Summary")
     end = report.index("## Reproduce")
     claims = f"## Claims\n\n{closing.strip()}\n\n" if closing.strip() else ""

@@ -11,13 +11,22 @@ initialisation and data order per seed:
 
 - ``ces-kd``: L = (1 − λ)·CE(y, p_S) + λ·τ²·KL(p_{E_k(x)}^τ ‖ p_S^τ), where the expert k(x) of each sample
   follows a curriculum (``kd_core.curriculum.CurriculumSelection``, the ``Weighting`` of an ``Ensemble``): the
-  sample's difficulty quantile u (the teacher's cross-entropy on it, computed once) and γ moving from
-  ``gamma_start`` to ``gamma_end`` give k = min(K, 1 + ⌊K·u^γ⌋), so easy samples keep small experts and hard
-  ones reach the teacher as training advances. The experts' logits on the train split are cached once per
-  study (no augmentation); ``anti-curriculum`` routes by easiness instead (a sanity ablation);
+  sample's difficulty quantile u and γ moving from ``gamma_start`` to ``gamma_end`` give k = min(K, 1 + ⌊K·u^γ⌋),
+  so easy samples keep small experts and hard ones reach the teacher as training advances. The experts' logits
+  on the train split are cached once per study (no augmentation); ``anti-curriculum`` routes by easiness
+  instead (a sanity ablation);
 - ``takd``: Hinton KD along the chain E_K → E_{K−1} → ... → E_1 → student; the assistants (the experts'
   architectures, each distilled from the one above on the teacher's pool) are trained once and cached;
 - ``kd``: Hinton KD from the teacher alone; ``scratch``: cross-entropy alone.
+
+Difficulty (``curriculum.difficulty``), computed once per study:
+
+- ``held-out`` (the default): the train split is dealt into ``curriculum.folds`` folds (a permutation seeded by
+  ``curriculum.fold_seed``); a scorer with the teacher's architecture and training, trained on the other folds,
+  scores each fold by its cross-entropy, so no sample is scored by a model that trained on it
+  (``kd_vision.methods.difficulty``). The scorers are cached like the experts;
+- ``teacher``: the study teacher's cross-entropy on each training sample. The students' train split lies inside
+  the teacher's pool, so these are in-sample losses, mostly near zero: a weak ranking, kept for comparison.
 
 Both arms with a pool train it first (``Arm.fit``). The report adds the pool's test accuracy and the
 curriculum's routing. Besides vision model specs, experts and students accept ``digit-cnn-w<N>``: a
@@ -34,7 +43,6 @@ from typing import Annotated, Any, Literal
 
 import torch
 from kd_core.curriculum import CurriculumSelection, cross_entropy_difficulty
-from kd_core.data import IndexedDataset
 from kd_core.datacache import cached_model
 from kd_core.engine import Phase
 from kd_core.errors import ConfigError
@@ -49,9 +57,10 @@ from kd_core.study_recipe import StudyRecipe, study_method
 from kd_core.task import Task
 from pydantic import Field, field_validator, model_validator
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from kd_vision.methods.common import Strict, TrainConfig
+from kd_vision.methods.difficulty import AtPositions, fold_assignment, held_out_difficulty
 from kd_vision.methods.hinton import KDConfig, distill_objective
 from kd_vision.models import DigitCNN
 from kd_vision.tasks import VisionData, build_vision_model, vision_task
@@ -65,12 +74,17 @@ _WIDTH_NAME = re.compile(r"digit-cnn-w([1-9][0-9]*)")
 
 
 class CurriculumConfig(Strict):
-    """The curriculum exponent γ: from ``gamma_start`` (most samples to small experts) to ``gamma_end``."""
+    """The curriculum exponent γ: from ``gamma_start`` (most samples to small experts) to ``gamma_end``; how each
+    training sample's difficulty is measured: ``held-out`` (default; k-fold scorers, ``folds`` and ``fold_seed``)
+    or ``teacher`` (the study teacher's in-sample cross-entropy)."""
 
     gamma_start: Annotated[float, Field(gt=0)] = 4.0
     gamma_end: Annotated[float, Field(gt=0)] = 1.0
     shape: Literal["linear", "cosine"] = "linear"
     tie_seed: int = 0
+    difficulty: Literal["held-out", "teacher"] = "held-out"
+    folds: Annotated[int, Field(ge=2)] = 5
+    fold_seed: int = 0
 
     def schedule(self) -> Schedule:
         """γ(progress) as a ``kd_core.schedules`` schedule."""
@@ -160,8 +174,8 @@ def task(config: PoolConfig, context: RunContext) -> Task:
 
 # -- the pool ----------------------------------------------------------------------------------------
 class Pool:
-    """The experts below the teacher and TAKD's assistants, trained once per study (seed 0) on the teacher's pool
-    and cached; the teacher's per-sample difficulty; what the report shows of them (``pool.json``)."""
+    """The experts below the teacher, TAKD's assistants and the difficulty scorers, trained once per study (seed 0)
+    and cached; each training sample's difficulty; what the report shows of them (``pool.json``)."""
 
     def __init__(self, config: PoolConfig, task: Task) -> None:
         self.config, self.task = config, task
@@ -169,27 +183,34 @@ class Pool:
         self.difficulty: dict[int, float] | None = None
         self.record: dict[str, Any] = {"experts": [], "assistants": [], "routing": {}}
 
-    def _train(self, run: ArmRun, index: int, folder: str, objective: Objective, teacher: nn.Module | None,
-               **determinants: Any) -> nn.Module:
-        spec, task, study = self.config.experts[index], self.task, run.study
+    def _cached(self, run: ArmRun, spec: TrainConfig, argument: str, folder: str, objective: Objective,
+                teacher: nn.Module | None, train_data: Dataset, **determinants: Any) -> tuple[nn.Module, str]:
+        """``spec``'s model trained on ``train_data`` through ``objective`` (from ``teacher`` if given) in a folder
+        beside the arms, or read from the teacher cache (keyed by the data, the training and ``determinants``)."""
+        task = self.task
 
         def build() -> nn.Module:
             torch.manual_seed(0)
-            return task.extras["build"](spec, f"experts[{index}].model")
+            return task.extras["build"](spec, argument)
 
         def train(model: nn.Module) -> nn.Module:
             sub = dataclasses.replace(run, name=folder, seed=0, student=model, out=run.out.parent / folder)
             return _fit(sub, spec.train_spec().phases(objective), FrozenTeacher(teacher) if teacher else None,
-                        train=task.data.teacher_pool, batch_size=spec.batch_size)
+                        train=train_data, batch_size=spec.batch_size)
 
         # keyed like a study's teacher: with the same settings, the two share one cache entry
         model, note = cached_model(build, train, task.name, self.config.reuse_teacher,
                                    data={**task.key, "teacher": spec.model}, training=spec.train_spec().__dict__,
                                    **determinants)
-        model = model.to(study.backend.device)
+        return model.to(run.study.backend.device), note
+
+    def _train(self, run: ArmRun, index: int, folder: str, objective: Objective, teacher: nn.Module | None,
+               **determinants: Any) -> nn.Module:
+        model, note = self._cached(run, self.config.experts[index], f"experts[{index}].model", folder, objective,
+                                   teacher, self.task.data.teacher_pool, **determinants)
         self.record["assistants" if determinants else "experts"].append(
-            {"name": folder, "model": spec.model, "params": count_parameters(model), "note": note,
-             **study.score(model, study.test_batches())})
+            {"name": folder, "model": self.config.experts[index].model, "params": count_parameters(model),
+             "note": note, **run.study.score(model, run.study.test_batches())})
         return model
 
     def experts(self, run: ArmRun) -> list[nn.Module]:
@@ -213,23 +234,78 @@ class Pool:
             self.built["assistants"] = chain
         return self.built["assistants"]
 
-    def selection(self, run: ArmRun, reverse: bool) -> CurriculumSelection:
-        """The curriculum over the train split by the teacher's cross-entropy (``reverse``: anti-curriculum)."""
-        task, backend = self.task, run.study.backend
+    def _scores(self, model: nn.Module, run: ArmRun) -> dict[int, float]:
+        """``model``'s cross-entropy on every sample of the train split, by position."""
+        train = self.task.data.train
+        loader = DataLoader(AtPositions(train, range(len(train))), batch_size=256, collate_fn=self.task.collate)
+        return cross_entropy_difficulty(model, (run.study.backend.to_device(b) for b in loader), self.task.forward)
+
+    def _held_out(self, run: ArmRun, curriculum: CurriculumConfig) -> dict[int, float]:
+        """Held-out difficulty: per fold, a scorer (the teacher's spec) trained on the other folds scores it."""
+        train, spec, study = self.task.data.train, self.config.experts[-1], run.study
+        folds = fold_assignment(len(train), curriculum.folds, curriculum.fold_seed)
+        scorers: list[dict[str, Any]] = []
+
+        def train_scorer(fold: int, positions: list[int]) -> nn.Module:
+            ce = supervised_phases(spec.train_spec())[0].objective
+            model, note = self._cached(run, spec, "experts[-1].model", f"difficulty-fold{fold + 1}", ce, None,
+                                       Subset(train, positions), role="difficulty-scorer", fold=fold,
+                                       folds=curriculum.folds, fold_seed=curriculum.fold_seed, train_size=len(train))
+            held = DataLoader(AtPositions(train, folds[fold]), batch_size=256, collate_fn=self.task.collate)
+            scorers.append({"fold": fold + 1, "trained_on": len(positions), "scored": len(folds[fold]), "note": note,
+                            **study.score(model, [study.backend.to_device(b) for b in held])})
+            return model
+
+        scores = held_out_difficulty(train, folds, train_scorer, self.task.collate, self.task.forward,
+                                     study.backend.to_device)
+        self.record["scorers"] = scorers
+        return scores
+
+    def difficulty_scores(self, run: ArmRun) -> dict[int, float]:
+        """Each training sample's difficulty (``curriculum.difficulty``), computed once; the report's summary of it
+        beside the teacher's in-sample cross-entropy."""
         if self.difficulty is None:
-            loader = DataLoader(IndexedDataset(task.data.train), batch_size=256, collate_fn=task.collate)
-            self.difficulty = cross_entropy_difficulty(run.teacher, (backend.to_device(b) for b in loader),
-                                                       task.forward)
+            curriculum: CurriculumConfig = self.config.curriculum  # type: ignore[attr-defined]
+            in_sample = self._scores(run.teacher, run)
+            self.difficulty = in_sample if curriculum.difficulty == "teacher" else self._held_out(run, curriculum)
+            self.record["difficulty"] = difficulty_summary(curriculum, self.difficulty, in_sample)
+        return self.difficulty
+
+    def selection(self, run: ArmRun, reverse: bool) -> CurriculumSelection:
+        """The curriculum over the train split by difficulty (``reverse``: anti-curriculum)."""
+        difficulty = self.difficulty_scores(run)
         curriculum: CurriculumConfig = self.config.curriculum  # type: ignore[attr-defined]
-        selection = CurriculumSelection(self.difficulty, len(self.config.experts), curriculum.schedule(),
+        selection = CurriculumSelection(difficulty, len(self.config.experts), curriculum.schedule(),
                                         reverse=reverse, seed=curriculum.tie_seed)
-        self.record["routing"][run.name] = routing_summary(selection, self.difficulty)
+        self.record["routing"][run.name] = routing_summary(selection, difficulty)
         return selection
 
     def save(self, run: ArmRun) -> None:
         """Write what the report shows of the pool to the study's ``pool.json`` (main process only)."""
         if run.study.backend.is_main:
             (run.out.parent / "pool.json").write_text(json.dumps(self.record, indent=1, default=float))
+
+
+def _spearman(a: dict[int, float], b: dict[int, float]) -> float:
+    """Spearman's rank correlation of two scores over the same ids (ties by average rank)."""
+    from scipy.stats import spearmanr
+
+    ids = sorted(a)
+    return float(spearmanr([a[i] for i in ids], [b[i] for i in ids]).statistic)
+
+
+def difficulty_summary(curriculum: CurriculumConfig, scores: dict[int, float],
+                       in_sample: dict[int, float]) -> dict[str, Any]:
+    """The difficulty measure and, for it and the teacher's in-sample cross-entropy: the median score and the share
+    of samples scored below 0.01 (near-ties); their rank correlation."""
+    def stats(values: dict[int, float]) -> dict[str, float]:
+        v = torch.tensor(list(values.values()), dtype=torch.float64)
+        return {"median": float(v.median()), "below_0.01": float((v < 0.01).double().mean())}
+
+    held_out = curriculum.difficulty == "held-out"
+    return {"measure": curriculum.difficulty, "folds": curriculum.folds if held_out else None,
+            "scores": stats(scores), "teacher_in_sample": stats(in_sample),
+            "rank_correlation_with_teacher_in_sample": _spearman(scores, in_sample)}
 
 
 def _fit(run: ArmRun, phases: list[Phase], signal: Signal | None, train: Any = None, **options: Any) -> nn.Module:
@@ -262,10 +338,18 @@ def check_pool(config: PoolConfig, task: Task) -> None:
                           dict(zip([e.model for e in config.experts], sizes, strict=True)))
 
 
+def check_folds(config: PoolConfig, task: Task) -> None:
+    """Refuse, before training, more held-out difficulty folds than the train split has samples."""
+    curriculum = getattr(config, "curriculum", None)
+    if curriculum is not None and curriculum.difficulty == "held-out":
+        fold_assignment(len(task.data.train), curriculum.folds)  # raises ConfigError naming curriculum.folds
+
+
 def arms(config: PoolConfig, task: Task) -> dict[str, Arm]:
     """Every arm the recipe lists; the pool's arms train it first (``Arm.fit``)."""
     if task is not None:
         check_pool(config, task)
+        check_folds(config, task)
     train, pool = config.student.train_spec(), Pool(config, task)
 
     def takd(run: ArmRun) -> nn.Module:
@@ -309,8 +393,12 @@ def notes(config: PoolConfig, task: Task) -> str:
             f"{s.epochs} epochs, AdamW lr {s.lr}, cosine decay, batch {s.batch_size}.")
     curriculum = getattr(config, "curriculum", None)
     if curriculum is not None:
+        measure = (f"the cross-entropy of a {config.experts[-1].model} scorer trained on the other "
+                   f"{curriculum.folds - 1} of {curriculum.folds} folds of the train split (held out: no sample is "
+                   f"scored by a model that trained on it)" if curriculum.difficulty == "held-out"
+                   else "the teacher's cross-entropy on each training sample (in-sample)")
         text += (f" Curriculum: γ {curriculum.shape} from {curriculum.gamma_start} to {curriculum.gamma_end}; "
-                 f"difficulty = the teacher's cross-entropy on each training sample.")
+                 f"difficulty = {measure}.")
     return text
 
 
@@ -328,9 +416,29 @@ def sections(config: PoolConfig, results: dict[str, Any], run: Path) -> list[tup
                 "hardest 25 %: mean expert": f"{r['hardest_quarter_mean_expert']:.2f}"}
                for arm, by_p in pool["routing"].items() for p, r in by_p.items()]
     found = [("Experts and assistants (test split)", "The teacher is in the summary above.\n\n" + markdown_table(rows))]
+    if "difficulty" in pool:
+        results["difficulty"] = {k: pool[k] for k in ("difficulty", "scorers") if k in pool}
+        found.append(("Difficulty scores", difficulty_section(pool)))
     if routing:
         found.append(("Curriculum routing (share of training samples per expert)", markdown_table(routing)))
     return found
+
+
+def difficulty_section(pool: dict[str, Any]) -> str:
+    """The difficulty measure against the teacher's in-sample cross-entropy, and each held-out scorer's fold."""
+    summary = pool["difficulty"]
+    measures = [("curriculum's difficulty" + (f" ({summary['measure']}, {summary['folds']} folds)"
+                                            if summary["folds"] else f" ({summary['measure']})"), summary["scores"]),
+                ("teacher's in-sample cross-entropy", summary["teacher_in_sample"])]
+    rows = [{"score": name, "median": f"{s['median']:.4f}", "share below 0.01": f"{100 * s['below_0.01']:.0f}%"}
+            for name, s in measures]
+    text = (markdown_table(rows).rstrip() + "\n\nSpearman rank correlation between the two: "
+            f"{summary['rank_correlation_with_teacher_in_sample']:.2f}.")
+    scorers = [{"fold": r["fold"], "trained on": r["trained_on"], "scored": r["scored"],
+                "accuracy on its held-out fold %": f"{100 * r['accuracy']:.2f}",
+                "origin": "trained in this run" if r["note"].startswith("trained") else "teacher cache"}
+               for r in pool.get("scorers", [])]
+    return text + ("\n\n" + markdown_table(scorers) if scorers else "")
 
 
 def _method(name: str, config_model: type[PoolConfig], title: str, summary: str) -> Method:
