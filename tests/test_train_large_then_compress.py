@@ -1,4 +1,5 @@
-"""Train large, then compress (S24), CI-sized: the mechanics of ``tools/repro/train_large_compress.py``.
+"""Train large, then compress (S24), the CNN side study, CI-sized: the mechanics of
+``tools/repro/train_large_compress_cnn.py``.
 
 Two tiny CNNs on real digits at equal training FLOPs, channel-pruned and INT8-quantized through ONNX Runtime:
 the test checks the pipeline (equal compute, smaller compressed files, accuracy recorded for every point, the
@@ -24,7 +25,8 @@ def recipe():
     """The repro script as a module (it imports ``repro_common`` from its own folder)."""
     sys.path.insert(0, str(REPRO))
     try:
-        spec = importlib.util.spec_from_file_location("train_large_compress", REPRO / "train_large_compress.py")
+        spec = importlib.util.spec_from_file_location("train_large_compress_cnn",
+                                                      REPRO / "train_large_compress_cnn.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         yield module
@@ -104,9 +106,9 @@ def test_plot_and_verdicts(result) -> None:
 
 def test_results_page_names_the_command_and_the_plot(recipe, result, tmp_path: Path) -> None:
     page = tmp_path / "page.md"
-    recipe.write_doc(page, result, "python tools/repro/train_large_compress.py --seeds 0", 0.1)
+    recipe.write_doc(page, result, "python tools/repro/train_large_compress_cnn.py --seeds 0", 0.1)
     text = page.read_text()
-    assert "python tools/repro/train_large_compress.py --seeds 0" in text
+    assert "python tools/repro/train_large_compress_cnn.py --seeds 0" in text
     assert "](plot.png)" in text and "**Reading.**" in text
     assert text.count("| wide | prune0.5+int8 |") == 1 and "## Did the paper's direction hold?" in text
 
