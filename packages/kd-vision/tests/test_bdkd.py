@@ -1,5 +1,6 @@
-"""BD-KD, DML and the fixed mix as arms: objectives by hand, an online arm through Distiller, the co-trained
-teacher's seeding, label noise on the task, config checks, and a toy-size CLI run of each recipe."""
+"""BD-KD, DML and the fixed mix as arms: objectives by hand, the mix weights and their per-epoch log by hand, the
+sharpness sweep's arms, an online arm through Distiller, the co-trained teacher's seeding, optional label noise on
+the task, config checks, and a toy-size CLI run of each recipe."""
 
 from __future__ import annotations
 
@@ -20,20 +21,31 @@ from kd_vision.data.digits import make_splits
 from kd_vision.data.noise import NoisyLabels
 from kd_vision.methods.bdkd import (
     BDKDConfig,
+    MixWeightRecorder,
     NoiseConfig,
     OnlineKDConfig,
+    arm_sharpness,
     arms,
     build_net,
+    check_arm,
     compare,
+    confidence_summary,
+    mix_weight_rows,
+    mix_weights,
     noisy_splits,
+    pooled_histogram,
+    seed_mean_by_epoch,
     student_objective,
+    summarize_mix_weights,
+    sweep_arm,
     task,
     teacher_objective,
 )
 
 TINY = ["--set", "data.train_size=60", "--set", "data.val_size=20", "--set", "data.test_size=40",
         "--set", "student.epochs=1", "--set", "teacher.epochs=1", "--set", "seeds=[0]",
-        "--set", "teacher.model=mlp-16", "--set", "latency_iterations=1", "--device", "cpu"]
+        "--set", "teacher.model=mlp-16", "--set", "latency_iterations=1", "--set", "data.teacher_train_size=60",
+        "--device", "cpu"]
 
 
 def _kl(p_log: torch.Tensor, q_log: torch.Tensor) -> torch.Tensor:
@@ -61,6 +73,11 @@ def test_student_objectives_are_ce_plus_lambda_t2_kl_of_each_arm() -> None:
         got = student_objective(arm, kd)({"logits": s}, {"logits": t}, {"label": y}).total
         assert math.isclose(float(got), float(value), rel_tol=1e-5), arm
     assert len({round(float(v), 4) for v in expected.values()}) == 4  # the four really differ here
+    # a sweep arm uses its own k, whatever kd.sharpness says: k = 3 is bd-kd above, k = 0 the fixed 0.5/0.5 mix
+    for arm, same_as in (("bd-kd-k3", "bd-kd"), ("bd-kd-k0", "fixed-mix-kd")):
+        got = student_objective(arm, kd.model_copy(update={"sharpness": 40.0}))({"logits": s}, {"logits": t},
+                                                                               {"label": y}).total
+        assert math.isclose(float(got), float(expected[same_as]), rel_tol=1e-5), arm
 
 
 def test_teacher_objective_is_dml_ce_plus_mutual_kl_from_the_student() -> None:
@@ -76,6 +93,89 @@ def test_teacher_objective_is_dml_ce_plus_mutual_kl_from_the_student() -> None:
     assert math.isclose(float(got.total), float(ce + 0.5 * mutual), rel_tol=1e-5)
 
 
+# -- the mix weights ---------------------------------------------------------------------------------
+def test_mix_weights_are_the_sigmoid_of_k_times_the_entropy_gap_by_hand() -> None:
+    # student uniform over 2 classes (H = ln 2), teacher (3/4, 1/4) (H = 0.5623), and the other way round
+    student = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]])
+    teacher = torch.tensor([[math.log(3.0), 0.0], [0.0, 0.0]])
+    h_sure = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    gap = math.log(2.0) - h_sure  # 0.1308: the first student is less sure than its teacher
+    b = mix_weights(student, teacher, temperature=1.0, sharpness=5.0)
+    assert b.tolist() == pytest.approx([1 / (1 + math.exp(-5 * gap)), 1 / (1 + math.exp(5 * gap))], abs=1e-6)
+    assert b.tolist() == pytest.approx([0.6579, 0.3421], abs=1e-4)
+    assert mix_weights(student, teacher, sharpness=0.0).tolist() == [0.5, 0.5]  # k = 0: the fixed mix
+    # τ = 2 halves the logits: both rows become (√3, 1)/(√3 + 1) vs uniform
+    p = math.sqrt(3) / (math.sqrt(3) + 1)
+    gap2 = math.log(2.0) + p * math.log(p) + (1 - p) * math.log(1 - p)
+    assert float(mix_weights(student, teacher, temperature=2.0, sharpness=5.0)[0]) == pytest.approx(
+        1 / (1 + math.exp(-5 * gap2)), abs=1e-6)
+    with pytest.raises(ConfigError) as info:
+        mix_weights(student, teacher, sharpness=-1.0)
+    assert info.value.argument == "sharpness"
+
+
+def test_the_recorder_is_balanced_kl_and_keeps_the_weights_of_training_steps_only() -> None:
+    torch.manual_seed(2)
+    s, t = torch.randn(5, 10, requires_grad=True), torch.randn(5, 10)
+    recorder = MixWeightRecorder()
+    log_s, log_t = torch.log_softmax(s.detach() / 2, -1), torch.log_softmax(t / 2, -1)
+    gap = -(log_s.exp() * log_s).sum(-1) + (log_t.exp() * log_t).sum(-1)
+    b = torch.sigmoid(3.0 * gap)
+    expected = 4 * ((1 - b) * _kl(log_t, log_s) + b * _kl(log_s, log_t)).mean()
+    value = recorder(s, t, temperature=2.0, sharpness=3.0)
+    assert float(value.detach()) == pytest.approx(float(expected), rel=1e-5)
+    value.backward()  # the loss still carries the student's gradient
+    assert s.grad is not None and s.grad.abs().sum() > 0
+    with torch.no_grad():
+        recorder(s[:2], t[:2], temperature=2.0, sharpness=3.0)  # not a training step: not kept
+    recorder(s[:1], t[:1], temperature=2.0, sharpness=3.0)
+    kept = recorder.drain()
+    assert kept.shape == (6,) and not kept.requires_grad
+    assert kept.tolist() == pytest.approx([*b.tolist(), b[0].item()], abs=1e-6)
+    assert recorder.drain().numel() == 0  # drained
+
+
+def test_an_epochs_weights_are_summarised_by_hand() -> None:
+    summary = summarize_mix_weights(torch.tensor([0.92, 0.12, 0.62, 0.22]))
+    assert summary["n"] == 4 and summary["mean"] == pytest.approx(0.47)
+    # linear interpolation over the sorted 0.12, 0.22, 0.62, 0.92 at positions q·(n − 1)
+    assert [summary[k] for k in ("q05", "q25", "q50", "q75", "q95")] == pytest.approx(
+        [0.135, 0.195, 0.42, 0.695, 0.875])
+    assert summary["above_half"] == 0.5
+    hist = summary["histogram"]  # 20 bins of 0.05
+    assert len(hist) == 20 and sum(hist) == 4 and [i for i, c in enumerate(hist) if c] == [2, 4, 12, 18]
+    assert summarize_mix_weights(torch.tensor([0.0, 1.0]), bins=4)["histogram"] == [1, 0, 0, 1]  # ends kept
+    assert summarize_mix_weights(torch.empty(0)) == {"n": 0}
+
+
+def test_confidence_summary_by_hand() -> None:
+    logits = torch.tensor([[math.log(3.0), 0.0], [0.0, 0.0], [0.0, math.log(9.0)]])
+    labels = torch.tensor([0, 1, 1])  # right (0.75), wrong on a tie (argmax 0; 0.5), right (0.9)
+    summary = confidence_summary(logits, labels)
+    assert summary["confidence"] == pytest.approx((0.75 + 0.5 + 0.9) / 3)
+    assert summary["accuracy"] == pytest.approx(2 / 3)
+    assert summary["overconfidence"] == pytest.approx((0.75 + 0.5 + 0.9) / 3 - 2 / 3)
+
+
+def test_per_epoch_logs_are_averaged_over_seeds_and_pooled_by_hand() -> None:
+    def epoch(e: int, level: float, hist: list[int]) -> dict:
+        return {"epoch": e, "n": 4, "mean": level, "q05": level - 0.2, "q25": level - 0.1, "q50": level,
+                "q75": level + 0.1, "q95": level + 0.2, "above_half": float(level > 0.5),
+                "histogram": hist + [0] * (20 - len(hist))}
+
+    logs = {"bd-kd-k5": {"0": [epoch(1, 0.4, [4]), epoch(2, 0.6, [0, 4])],
+                         "1": [epoch(1, 0.6, [2, 2]), epoch(2, 0.8, [0, 0, 4]), epoch(3, 0.9, [4])]}}
+    means = seed_mean_by_epoch(logs["bd-kd-k5"])
+    assert [m["epoch"] for m in means] == [1, 2]  # the epochs every seed logged
+    assert means[0]["mean"] == pytest.approx(0.5) and means[1]["q95"] == pytest.approx(0.9)
+    assert means[0]["above_half"] == pytest.approx(0.5)
+    assert pooled_histogram(logs["bd-kd-k5"], 1)[:3] == [6, 2, 0]
+    assert pooled_histogram(logs["bd-kd-k5"], -1)[:3] == [4, 4, 0]  # each seed's own last epoch
+    rows = mix_weight_rows(logs, _config(arms=["scratch", "bd-kd-k5"]))
+    assert [(r["arm"], r["k"], r["epoch"], r["mean b"]) for r in rows] == [("bd-kd-k5", "5", 1, "0.500"),
+                                                                           ("bd-kd-k5", "5", 2, "0.700")]
+
+
 # -- an online arm through Distiller -----------------------------------------------------------------
 def _config(**changes) -> BDKDConfig:
     return BDKDConfig.model_validate({"name": "t", **changes})
@@ -89,7 +189,7 @@ def _blob_task() -> Task:
 
 
 def _online(tmp_path: Path, name: str, teacher_weight: float, seed: int = 0, lr: float = 1e-2) -> Distiller:
-    config = _config(arms=["scratch", "bd-kd"], kd={"teacher_weight": teacher_weight},
+    config = _config(arms=list(dict.fromkeys(["scratch", "bd-kd", name])), kd={"teacher_weight": teacher_weight},
                      student={"model": "mlp-4", "epochs": 2, "lr": lr, "batch_size": 16},
                      teacher={"model": "mlp-32", "epochs": 1, "lr": 1e-2})
     blobs = _blob_task()
@@ -119,10 +219,36 @@ def test_an_online_arm_co_trains_a_teacher_with_the_mutual_term_and_scores_it(tm
         assert math.isclose(r["teacher_loss/total"], r["teacher_loss/ce"] + r["teacher_loss/mutual_kl"], rel_tol=1e-5)
     # the callback scored the co-trained teacher on the task's test split
     scored = json.loads((tmp_path / "bd-kd-1.0" / "co_teacher.json").read_text())
-    assert scored == pytest.approx(distiller.evaluate(_blob_task().data.test, teacher))
+    metrics = distiller.evaluate(_blob_task().data.test, teacher)
+    assert {k: scored[k] for k in metrics} == pytest.approx(metrics)
+    assert scored["overconfidence"] == pytest.approx(scored["confidence"] - metrics["accuracy"])
     # the mutual term changes the teacher: the same run with λ_T = 0 ends with another teacher
     other = _online(tmp_path, "bd-kd", teacher_weight=0.0).teacher.model
     assert any(not torch.equal(a, b) for a, b in zip(teacher.parameters(), other.parameters(), strict=True))
+
+
+def test_a_bd_kd_arm_logs_its_mix_weights_per_epoch_and_every_arm_scores_its_confidence(tmp_path: Path) -> None:
+    # k = 0: every sample's weight is exactly 0.5, whatever the entropies
+    _online(tmp_path, "bd-kd-k0", teacher_weight=1.0)
+    logged = json.loads((tmp_path / "bd-kd-k0-1.0" / "mix_weights.json").read_text())
+    assert logged["bins"] == 20 and [e["epoch"] for e in logged["epochs"]] == [1, 2]
+    for e in logged["epochs"]:
+        assert e["n"] == 64  # every training sample of the epoch, once
+        assert [e[k] for k in ("mean", "q05", "q25", "q50", "q75", "q95")] == pytest.approx([0.5] * 6)
+        assert e["histogram"][10] == 64 and e["above_half"] == 0.0
+    # k = 20: weights spread, and they are those of the student and teacher during training (within (0, 1))
+    _online(tmp_path, "bd-kd-k20", teacher_weight=1.0)
+    spread = json.loads((tmp_path / "bd-kd-k20-1.0" / "mix_weights.json").read_text())["epochs"]
+    assert all(0 < e["q05"] <= e["q50"] <= e["q95"] < 1 and sum(e["histogram"]) == 64 for e in spread)
+    assert spread[0]["q95"] - spread[0]["q05"] > 0.01
+    scratch = _online(tmp_path, "scratch", teacher_weight=1.0)
+    assert not (tmp_path / "scratch-1.0" / "mix_weights.json").exists()
+    confidence = json.loads((tmp_path / "scratch-1.0" / "confidence.json").read_text())
+    test = _blob_task().data.test
+    assert confidence["accuracy"] == pytest.approx(scratch.evaluate(test)["accuracy"])
+    logits = scratch.student.eval()(torch.stack([test[i]["input"] for i in range(len(test))]))
+    assert confidence["confidence"] == pytest.approx(float(logits.detach().softmax(-1).max(-1).values.mean()),
+                                                     abs=1e-6)
 
 
 def test_the_scratch_arm_has_no_teacher_and_starts_from_the_online_students_weights(tmp_path: Path) -> None:
@@ -159,11 +285,44 @@ def test_arms_roles_and_comparisons() -> None:
                                                      "fixed-mix-kd": "baseline", "bd-kd": "variant"}
     assert [n for n, a in built.items() if a.signal is not None] == ["dml", "fixed-mix-kd", "bd-kd"]
     assert [t.name for t in built["kd"].phases()[0].objective.terms] == ["kd", "ce"]
-    assert compare(config, built) == [("kd", "scratch"), ("bd-kd", "dml"), ("bd-kd", "fixed-mix-kd"),
-                                      ("bd-kd", "kd"), ("bd-kd", "scratch"), ("fixed-mix-kd", "dml")]
-    dml = _config(method="dml", arms=["scratch", "kd", "dml"])
-    assert arms(dml, task=None)["dml"].role == "variant"
-    assert compare(dml, arms(dml, task=None)) == [("kd", "scratch"), ("dml", "kd"), ("dml", "scratch")]
+    assert compare(config, built) == [("kd", "scratch"), ("dml", "scratch"), ("bd-kd", "dml"),
+                                      ("bd-kd", "fixed-mix-kd"), ("bd-kd", "kd"), ("bd-kd", "scratch"),
+                                      ("fixed-mix-kd", "dml")]
+    dml = _config(method="dml", arms=["scratch", "kd", "dml", "bd-kd-k5"])
+    assert {n: a.role for n, a in arms(dml, task=None).items()} == {"scratch": "scratch", "kd": "kd",
+                                                                    "dml": "variant", "bd-kd-k5": "baseline"}
+    assert compare(dml, arms(dml, task=None)) == [("kd", "scratch"), ("dml", "scratch"), ("dml", "kd")]
+
+
+def test_the_sharpness_sweep_builds_one_variant_arm_per_k_with_that_k() -> None:
+    names = [sweep_arm(k) for k in (1, 5.0, 20, 0.5)]
+    assert names == ["bd-kd-k1", "bd-kd-k5", "bd-kd-k20", "bd-kd-k0.5"]
+    config = _config(arms=["scratch", "kd", "dml", *names], kd={"sharpness": 7.0})
+    built = arms(config, task=None)
+    assert [n for n, a in built.items() if a.role == "variant"] == names
+    assert all(built[n].signal is not None for n in ["dml", *names])  # every BD-KD arm co-trains a teacher
+    for name, k in zip(names, (1.0, 5.0, 20.0, 0.5), strict=True):
+        (term,) = [t for t in built[name].phases()[0].objective.terms if t.name == "kd_balanced"]
+        assert isinstance(term.loss, MixWeightRecorder) and term.options["sharpness"] == k
+        assert arm_sharpness(name, 7.0) == k and built[name].description.endswith(f"k = {k:g}")
+    assert arm_sharpness("bd-kd", 7.0) == 7.0 and arm_sharpness("dml", 7.0) is None
+    assert compare(config, built) == [("kd", "scratch"), ("dml", "scratch"),
+                                      *((n, b) for n in names for b in ("dml", "kd", "scratch"))]
+    # fresh recorders per run: two runs of an arm never share one
+    first, second = (built["bd-kd-k5"].phases()[0].objective.terms[1].loss for _ in range(2))
+    assert first is not second
+
+
+@pytest.mark.parametrize("name", ["bd-kd-kx", "bd-kd-k-1", "bd-kd-k", "bdkd-k5", "bd-kd-k1e3", 5])
+def test_a_bad_arm_name_is_refused_naming_arms(name: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        check_arm(name)
+    assert info.value.argument == "arms" and info.value.received == name
+    with pytest.raises(ValueError, match="arms"):
+        _config(arms=["scratch", "bd-kd", name])
+    with pytest.raises(ConfigError) as info:
+        sweep_arm(-1.0)
+    assert info.value.argument == "sharpness"
 
 
 # -- label noise -------------------------------------------------------------------------------------
@@ -211,6 +370,17 @@ def test_the_task_puts_the_same_noise_on_the_pool_and_the_train_split_and_keeps_
     assert noisy.student(0)[1].out_features == 12 and noisy.teacher()[3].out_features == 512
 
 
+def test_without_noise_the_task_keeps_the_clean_splits() -> None:
+    config = _config(data={"source": "sklearn8x8", "train_size": 100, "teacher_train_size": 150, "val_size": 30,
+                           "test_size": 40})
+    assert config.noise.rate == 0.0  # clean labels are the default
+    clean = task(config, RunContext(out=Path("unused"), device="cpu"))
+    assert clean.extras["flipped"] == 0 and not clean.name.endswith("-noisy")
+    assert not isinstance(clean.data.teacher_train, NoisyLabels) and len(clean.data.teacher_train) == 150
+    assert "clean_label" not in clean.data.train[0]
+    assert clean.key["noise"] == {"rate": 0.0, "seed": 0}
+
+
 # -- validation, before training ---------------------------------------------------------------------
 def test_a_negative_sharpness_is_refused_by_the_objective_builder() -> None:
     kd = OnlineKDConfig.model_construct(**{**OnlineKDConfig().model_dump(), "sharpness": -1.0})
@@ -240,8 +410,12 @@ def test_the_three_recipes_load_with_their_methods() -> None:
     for name in ("bd-kd", "dml", "fixed-mix-kd"):
         method, config = load_recipe(name, domain="vision")
         assert method.name == config.method == name
-        assert config.noise.rate == 0.2 and len(config.seeds) >= 3 and config.data.source == "sklearn8x8"
-        assert config.arms[:2] == ["scratch", "kd"] and config.arms[-1] == name
+        assert len(config.seeds) >= 3 and config.data.source == "sklearn8x8"
+        assert config.arms[:2] == ["scratch", "kd"]
+        assert config.arms[-1] == name if name != "bd-kd" else config.arms[-1].startswith("bd-kd-k")
+    # bd-kd: the paper's setting, clean labels and a sweep of k; the dml and fixed-mix controls keep their noise
+    _, bd = load_recipe("bd-kd", domain="vision")
+    assert bd.noise.rate == 0.0 and [arm_sharpness(a, bd.kd.sharpness) for a in bd.arms[3:]] == [1.0, 5.0, 20.0]
 
 
 # -- end to end --------------------------------------------------------------------------------------
@@ -253,28 +427,39 @@ def test_tiny_cli_run_of_each_recipe_writes_report_and_results(recipe: str, tmp_
     results = json.loads((out / "results.json").read_text())
     _, config = load_recipe(recipe, domain="vision")
     assert list(results["arms"]) == config.arms
-    assert results["arms"][recipe]["role"] == "variant" and results["arms"]["kd"]["role"] == "kd"
+    variants = [a for a, arm in results["arms"].items() if arm["role"] == "variant"]
+    assert variants == ([a for a in config.arms if a.startswith("bd-kd")] if recipe == "bd-kd" else [recipe])
+    own = variants[0]
+    assert results["arms"]["kd"]["role"] == "kd"
     online = [a for a in config.arms if a not in ("scratch", "kd")]
     assert sorted(results["co_teachers"]) == sorted(online)  # one co-trained teacher per online arm and seed
     for by_seed in results["co_teachers"].values():
         assert 0.0 <= by_seed["0"]["accuracy"] <= 1.0
     pairs = [(c["a"], c["b"]) for c in results["comparisons"]]
-    assert pairs[0] == ("kd", "scratch") and (recipe, "kd") in pairs
+    assert pairs[0] == ("kd", "scratch") and all((v, "kd") in pairs for v in variants)
     secondary = {(c["a"], c["b"], c["metric"]) for c in results["secondary_comparisons"]}
     assert {(a, b, "student ece") for a, b in pairs} <= secondary
     if "dml" in online and recipe != "dml":
-        assert (recipe, "dml") in pairs and (recipe, "dml", "teacher accuracy") in secondary
+        assert (own, "dml") in pairs and (own, "dml", "teacher accuracy") in secondary
     report = (out / "report.md").read_text()
+    labels = "Clean labels" if config.noise.rate == 0 else "12 train labels flipped"
     for needle in ("**Plain KD against scratch**", "## Calibration and co-trained teachers", "student ece",
-                   "12 train labels flipped"):
+                   "confidence − accuracy", labels):
         assert needle in report
     assert report.index("## Calibration") < report.index("## Reproduce")
     assert (out / "plots" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(results["confidence"]) == sorted(config.arms)  # every student's confidence against accuracy
+    balanced = [a for a in config.arms if arm_sharpness(a, config.kd.sharpness) is not None]
+    assert sorted(results["mix_weights"]) == sorted(balanced)
+    if balanced:
+        assert "## BD-KD's per-sample mix weights" in report and "plots/mix_weights.png" in report
+        assert (out / "plots" / "mix_weights.png").read_bytes()[:4] == b"\x89PNG"
+        assert sum(results["mix_weights"][balanced[0]]["last_epoch_histogram"]) == 60  # 60 train samples, 1 epoch
     capsys.readouterr()
     assert main(["eval", str(out), "--device", "cpu"]) == 0  # kd-vision eval RUN scores the saved final students
     printed = dict(line.split(": ") for line in capsys.readouterr().out.splitlines() if ": " in line)
-    expected = results["arms"][recipe]["seeds"]["0"]["accuracy"]
-    assert float(printed[f"{recipe}/seed0/accuracy"]) == pytest.approx(expected)
+    expected = results["arms"][own]["seeds"]["0"]["accuracy"]
+    assert float(printed[f"{own}/seed0/accuracy"]) == pytest.approx(expected)
 
 
 @pytest.mark.slow
@@ -285,8 +470,11 @@ def test_bd_kd_student_is_better_calibrated_than_dml_on_noisy_digits(tmp_path: P
     under-confident, and the reverse-KL share sharpens them.
     """
     out = tmp_path / "run"
+    noisy = ["--set", "noise.rate=0.2", "--set", "data.train_size=1000", "--set", "data.teacher_train_size=1000",
+             "--set", "data.val_size=200", "--set", "data.test_size=597",
+             "--set", "student.model=mlp-12", "--set", "teacher.model=mlp-512-512", "--set", "student.batch_size=64"]
     assert main(["distill", "--recipe", "bd-kd", "--out", str(out), "--device", "cpu", "--set", "seeds=[0,1,2]",
-                 "--set", "student.epochs=40", "--set", "arms=[scratch,dml,bd-kd]"]) == 0
+                 "--set", "student.epochs=40", "--set", "arms=[scratch,dml,bd-kd]", *noisy]) == 0
     results = json.loads((out / "results.json").read_text())
     (ece,) = [c for c in results["secondary_comparisons"]
               if (c["a"], c["b"], c["metric"]) == ("bd-kd", "dml", "student ece")]
