@@ -26,7 +26,6 @@ from kd_vision.methods.bdkd import (
     OnlineKDConfig,
     arm_sharpness,
     arms,
-    build_net,
     check_arm,
     compare,
     confidence_summary,
@@ -41,6 +40,7 @@ from kd_vision.methods.bdkd import (
     task,
     teacher_objective,
 )
+from kd_vision.models.mlp import build_mlp
 
 TINY = ["--set", "data.train_size=60", "--set", "data.val_size=20", "--set", "data.test_size=40",
         "--set", "student.epochs=1", "--set", "teacher.epochs=1", "--set", "seeds=[0]",
@@ -184,8 +184,8 @@ def _config(**changes) -> BDKDConfig:
 def _blob_task() -> Task:
     data = Splits(BlobDataset(64, features=8, classes=10, seed=0), BlobDataset(16, features=8, classes=10, seed=1),
                   BlobDataset(16, features=8, classes=10, seed=2))
-    return Task(name="blobs", splits=lambda: data, teacher=lambda: build_net("mlp-32", (8,)),
-                student=lambda seed: build_net("mlp-4", (8,)), key={})
+    return Task(name="blobs", splits=lambda: data, teacher=lambda: build_mlp("mlp-32", (8,)),
+                student=lambda seed: build_mlp("mlp-4", (8,)), key={})
 
 
 def _online(tmp_path: Path, name: str, teacher_weight: float, seed: int = 0, lr: float = 1e-2) -> Distiller:
@@ -205,9 +205,9 @@ def _online(tmp_path: Path, name: str, teacher_weight: float, seed: int = 0, lr:
 
 def test_an_online_arm_co_trains_a_teacher_with_the_mutual_term_and_scores_it(tmp_path: Path) -> None:
     torch.manual_seed(10_000)  # the co-trained teacher of seed 0
-    teacher0 = build_net("mlp-32", (8,))
+    teacher0 = build_mlp("mlp-32", (8,))
     torch.manual_seed(0)
-    student0 = build_net("mlp-4", (8,))
+    student0 = build_mlp("mlp-4", (8,))
     distiller = _online(tmp_path, "bd-kd", teacher_weight=1.0)
     teacher = distiller.teacher.model
     for before, after in ((student0, distiller.student), (teacher0, teacher)):
@@ -257,14 +257,14 @@ def test_the_scratch_arm_has_no_teacher_and_starts_from_the_online_students_weig
     assert not any("teacher_loss/total" in r for r in RunDir(tmp_path / "scratch-1.0").metrics())
     assert not (tmp_path / "scratch-1.0" / "co_teacher.json").exists()
     torch.manual_seed(3)
-    init = build_net("mlp-4", (8,))
+    init = build_mlp("mlp-4", (8,))
     for a, b, c in zip(scratch.student.parameters(), online.student.parameters(), init.parameters(), strict=True):
         assert torch.allclose(a, c, atol=1e-6) and torch.allclose(b, c, atol=1e-6)  # lr 1e-9: barely moved
 
 
 def test_the_co_trained_teacher_starts_from_the_runs_seed_not_from_the_pretrained_teacher(tmp_path: Path) -> None:
     built = arms(_config(teacher={"model": "mlp-32", "epochs": 1, "lr": 0.1}), _blob_task())
-    pretrained = build_net("mlp-32", (8,))
+    pretrained = build_mlp("mlp-32", (8,))
 
     def initial(seed: int, arm: str = "bd-kd") -> list[torch.Tensor]:
         torch.manual_seed(seed)
@@ -275,7 +275,7 @@ def test_the_co_trained_teacher_starts_from_the_runs_seed_not_from_the_pretraine
     assert any(not torch.equal(a, b) for a, b in zip(initial(4), same, strict=True))
     assert any(not torch.equal(a, b) for a, b in zip(pretrained.parameters(), same, strict=True))
     torch.manual_seed(10_003)
-    assert all(torch.equal(a, b) for a, b in zip(build_net("mlp-32", (8,)).parameters(), same, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(build_mlp("mlp-32", (8,)).parameters(), same, strict=True))
 
 
 def test_arms_roles_and_comparisons() -> None:

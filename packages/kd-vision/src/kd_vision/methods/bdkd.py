@@ -61,30 +61,18 @@ from torch.utils.data import Dataset, Subset
 from kd_vision.data.noise import NoisyLabels
 from kd_vision.methods.common import Strict, TrainConfig
 from kd_vision.methods.hinton import KDConfig, distill_objective
+from kd_vision.models.mlp import build_mlp, is_mlp_spec
 from kd_vision.tasks import VisionData, vision_task
 
 ARMS = ("scratch", "kd", "dml", "fixed-mix-kd", "bd-kd")
 ONLINE = ("dml", "fixed-mix-kd", "bd-kd")
 ROLES: dict[str, Role] = {"scratch": "scratch", "kd": "kd"}
-_MLP = re.compile(r"mlp-([1-9]\d*(?:-[1-9]\d*)*)")
 _SWEEP = re.compile(r"bd-kd-k(\d+(?:\.\d+)?)")
 #: The co-trained teacher of seed s starts from seed TEACHER_SEED + s.
 TEACHER_SEED = 10_000
 #: The quantiles of the mix weights bᵢ logged per epoch, and the number of equal-width histogram bins over [0, 1].
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 HISTOGRAM_BINS = 20
-
-
-def build_net(name: str, input_shape: Sequence[int], num_classes: int = 10) -> nn.Module:
-    """``mlp-512-512``: Flatten, Linear(in, 512), ReLU, Linear(512, 512), ReLU, Linear(512, C)."""
-    match = _MLP.fullmatch(name)
-    if match is None:
-        raise ConfigError("model", "'mlp-<hidden widths>' (e.g. 'mlp-512-512')", name)
-    widths = [math.prod(input_shape), *(int(w) for w in match.group(1).split("-"))]
-    layers: list[nn.Module] = [nn.Flatten()]
-    for fan_in, fan_out in itertools.pairwise(widths):
-        layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
-    return nn.Sequential(*layers, nn.Linear(widths[-1], num_classes))
 
 
 # -- arm names ---------------------------------------------------------------------------------------
@@ -443,11 +431,11 @@ def task(config: BDKDConfig, context: RunContext) -> Task:
     shape = tuple(base.example_input().shape[1:])
 
     def mlp(spec: TrainConfig, role: str, default: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
-        if _MLP.fullmatch(spec.model) is None:
+        if not is_mlp_spec(spec.model):
             return default
 
         def build() -> nn.Module:
-            model = build_net(spec.model, shape, classes)
+            model = build_mlp(spec.model, shape, classes, f"{role}.model")
             return load_weights_into(model, spec.weights, f"{role}.weights") if spec.weights else model
 
         return build
