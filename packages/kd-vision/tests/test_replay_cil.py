@@ -12,10 +12,10 @@ import pytest
 import torch
 from kd_core import Backend
 from kd_core.errors import ConfigError, KDError
-from kd_core.generators import ImageGenerator
+from kd_core.generators import ImageGenerator, check_generator
 from kd_vision.cil.evaluation import IncrementalClassifier, IncrementalEvaluator, task_accuracies
 from kd_vision.cil.generators import GaussianMixtureGenerator
-from kd_vision.cil.heads import SeenClassesForward
+from kd_vision.cil.heads import MASKED_LOGIT, SeenClassesForward
 from kd_vision.cil.losses import IGNORE, labelled_cross_entropy, old_class_kl
 from kd_vision.cil.metrics import (
     accuracy_after_each_task,
@@ -23,13 +23,14 @@ from kd_vision.cil.metrics import (
     final_accuracy,
     forgetting,
 )
+from kd_vision.cil.nme import NearestMeanClassifier, last_linear
 from kd_vision.cil.runner import StreamSettings, run_stream
 from kd_vision.cil.stream import class_subset, make_tasks
 from kd_vision.cil.training import VARIANTS, task_dataset, task_objective
 from kd_vision.cli import main
-from kd_vision.data.digits import MEAN, STD, make_splits
+from kd_vision.data.digits import MEAN, STD, area_weights, downsample_digits, load_digits, make_splits
 from kd_vision.methods.common import TrainConfig
-from kd_vision.methods.replay import ReplayConfig, arms, compare
+from kd_vision.methods.replay import DataConfig, ReplayConfig, arms, compare, mapped_generator_data, stream_splits
 
 TASKS = [(0, 1), (2, 3), (4, 5)]
 CLIP = ((0.0 - MEAN) / STD, (1.0 - MEAN) / STD)
@@ -105,6 +106,89 @@ def test_a_wrong_generator_is_refused_before_training(digits: dict, gmm, tmp_pat
             image_shape = (1, 28, 28)
         run_stream("C", TASKS, digits["train"], digits["test"], Big("none"), settings(), 0, tmp_path / "r",
                    Backend(device="cpu"))
+
+
+# -- the generator's source: MNIST mapped onto the 8x8 stream ---------------------------------------------
+def test_area_weights_and_downsampling_by_hand() -> None:
+    assert area_weights(3, 2) == pytest.approx(np.array([[2 / 3, 1 / 3, 0], [0, 1 / 3, 2 / 3]]))
+    assert area_weights(4, 2) == pytest.approx(np.array([[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]]))
+    # 3x3 → 2x2, bright pixels at (0, 0) and (1, 1): area means 255·[[5/9, 1/9], [1/9, 1/9]]; stretched so the
+    # brightest is 255, the others become 51 = 255/5; 17 levels: round(51·16/255) = 3 → (3·255 + 8) // 16 = 48
+    image = np.zeros((1, 3, 3), dtype=np.uint8)
+    image[0, 0, 0] = image[0, 1, 1] = 255
+    assert downsample_digits(image, side=2, crop=0).tolist() == [[[255, 48], [48, 48]]]
+    framed = np.zeros((1, 5, 5), dtype=np.uint8)
+    framed[:, 1:4, 1:4] = image  # the crop removes a 1-pixel frame first
+    assert downsample_digits(framed, side=2, crop=1).tolist() == [[[255, 48], [48, 48]]]
+    with pytest.raises(ConfigError, match="crop"):
+        downsample_digits(framed, side=4, crop=1)
+    with pytest.raises(ConfigError, match="images"):
+        downsample_digits(np.zeros((5, 5), dtype=np.uint8))
+
+
+def test_mapped_mnist_has_the_streams_shape_value_grid_and_range() -> None:
+    mnist, _ = load_digits("mnist5k")
+    stream, _ = load_digits("sklearn8x8")
+    mapped = downsample_digits(mnist[:200])
+    assert mapped.shape == (200, *stream.shape[1:]) and mapped.dtype == stream.dtype == np.uint8
+    assert set(np.unique(mapped)) <= set(np.unique(stream))  # scikit-learn's 17 levels, rescaled to 0-255
+    assert (mapped.reshape(200, -1).max(1) == 255).all() and mapped.min() == 0
+
+
+def test_a_generator_fitted_on_mnist_serves_the_sklearn_stream() -> None:
+    data = DataConfig(generator_source="mnist5k", generator_size=200, train_size=300, test_size=200)
+    splits = stream_splits(data)
+    stream, fitted_on = splits.train, splits.val
+    assert len(fitted_on) == 200 and len(stream) == 300 and len(splits.test) == 200
+    assert stream.images.shape[1:] == (8, 8) and fitted_on[0]["input"].shape == stream[0]["input"].shape
+    assert torch.equal(fitted_on[0]["input"], mapped_generator_data("mnist5k", 200)[0]["input"])
+    generator = GaussianMixtureGenerator.fit(fitted_on, components=2, seed=0, clip=CLIP)
+    check_generator(generator, tuple(stream[0]["input"].shape), list(range(10)))
+    batch = generator.generate([0, 9], per_class=3, seed=0)
+    real = torch.stack([stream[i]["input"] for i in range(len(stream))])
+    assert batch["input"].shape == (6, 1, 8, 8)
+    assert float(batch["input"].min()) >= float(real.min()) - 1e-6 and float(batch["input"].max()) <= float(
+        real.max()) + 1e-6
+    same = stream_splits(DataConfig(generator_size=200, train_size=300, test_size=200))  # the old layout
+    assert same.val.images.shape[1:] == (8, 8) and len(same.val) == 200
+    assert not set(same.val.indices) & set(same.train.indices)
+    with pytest.raises(ValueError, match="generator_source"):
+        DataConfig(source="mnist5k", generator_source="sklearn8x8")
+
+
+# -- the nearest-mean-of-exemplars classifier ---------------------------------------------------------------
+def test_nearest_mean_of_exemplars_by_hand_on_a_toy_embedding() -> None:
+    """Embedding = the head's input (x itself). Class 0's exemplars [1, 0] and [0.8, 0.6] (unit norm) average
+    to [0.9, 0.3] → normalised [0.9487, 0.3162]; class 2's [0, 1], [0, 2] → [0, 1]; class 1 has none."""
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 3))
+    assert last_linear(net) is net[1]
+    exemplars = [{"input": torch.tensor(x), "label": torch.tensor(c)}
+                 for x, c in (([1.0, 0.0], 0), ([0.8, 0.6], 0), ([0.0, 1.0], 2), ([0.0, 2.0], 2))]
+    nme = NearestMeanClassifier(net, 3).fit_means(exemplars)
+    root = math.sqrt(0.9)
+    assert nme.means.tolist() == [pytest.approx([0.9 / root, 0.3 / root]), [0.0, 0.0], pytest.approx([0.0, 1.0])]
+    assert nme.known.tolist() == [True, False, True]
+    # [3, 1] normalises onto class 0's mean (distance 0); to class 2: 0.9 + (1 − 0.3162)² = 1.3675
+    logits = nme(torch.tensor([[3.0, 1.0], [0.1, 5.0]]))
+    assert logits[0].tolist() == [pytest.approx(0.0, abs=1e-6), MASKED_LOGIT, pytest.approx(-1.3675, abs=1e-4)]
+    assert logits.argmax(1).tolist() == [0, 2]
+    with pytest.raises(ConfigError, match=r"train\.model"):
+        NearestMeanClassifier(torch.nn.Identity(), 3)
+
+
+def test_exemplar_replay_and_nme_arms_run_a_stream(digits: dict, tmp_path: Path) -> None:
+    current, memory = class_subset(digits["train"], (2, 3)), class_subset(digits["train"], (0, 1))
+    assert len(task_dataset(VARIANTS["E"], current, memory, None)) == len(current) + len(memory)
+    assert [t.name for t in task_objective(VARIANTS["E"], [0, 1], 2.0, 1.0).terms] == ["ce"]
+    assert [t.name for t in task_objective(VARIANTS["F"], [0, 1], 2.0, 1.0).terms] == ["ce", "kd"]
+    b, f = VARIANTS["B"], VARIANTS["F"]  # F trains exactly as B, G as D; only the classifier differs
+    assert (f.memory, f.kd, f.generated, f.nme) == (b.memory, b.kd, b.generated, not b.nme) == (True, True, False, True)
+    d, g = VARIANTS["D"], VARIANTS["G"]
+    assert (g.generated_kd, g.generated_ce, g.nme) == (d.generated_kd, d.generated_ce, not d.nme) == (True, True, True)
+    run = run_stream("F", TASKS[:1], digits["train"], digits["test"], None, settings(), 0, tmp_path / "F",
+                     Backend(device="cpu"))  # one task: the memory holds classes 0 and 1, the only known means
+    assert isinstance(run.model, NearestMeanClassifier) and run.model.known.tolist() == [True] * 2 + [False] * 8
+    assert len(run.matrix) == 1 and all(0.0 <= a <= 1.0 for row in run.matrix for a in row)
 
 
 # -- losses, head, metrics -------------------------------------------------------------------------------
@@ -214,18 +298,29 @@ def test_task_accuracies_and_the_incremental_evaluator_by_hand() -> None:
 TINY = ["--set", "seeds=[0,1]", "--set", "train.epochs=1", "--set", "data.generator_size=100",
         "--set", "data.train_size=150", "--set", "data.test_size=100", "--set", "stream.classes_per_task=5",
         "--set", "generator.per_class=5", "--set", "generator.components=2", "--set", "latency_iterations=0",
-        "--device", "cpu"]
+        "--set", "arms=[A,B,D,F]", "--device", "cpu"]
 
 
 def test_arms_roles_and_comparisons() -> None:
     config = ReplayConfig.model_validate({"name": "t"})
     built = arms(config, None)
     assert {n: a.role for n, a in built.items()} == {"A-finetune": "scratch", "B-exemplars-kd": "kd",
-                                                     "C-generated-kd": "baseline", "D-generated-replay": "variant"}
+                                                     "C-generated-kd": "baseline", "D-generated-replay": "variant",
+                                                     "E-exemplar-replay": "baseline",
+                                                     "F-exemplars-kd-nme": "baseline",
+                                                     "G-generated-replay-nme": "baseline"}
     assert all(a.fit is not None for a in built.values())
     assert compare(config, built) == [("B-exemplars-kd", "A-finetune"), ("D-generated-replay", "B-exemplars-kd"),
                                       ("D-generated-replay", "A-finetune"), ("D-generated-replay", "C-generated-kd"),
-                                      ("C-generated-kd", "B-exemplars-kd")]
+                                      ("C-generated-kd", "B-exemplars-kd"), ("B-exemplars-kd", "E-exemplar-replay"),
+                                      ("F-exemplars-kd-nme", "B-exemplars-kd"),
+                                      ("D-generated-replay", "E-exemplar-replay"),
+                                      ("D-generated-replay", "F-exemplars-kd-nme"),
+                                      ("G-generated-replay-nme", "D-generated-replay"),
+                                      ("G-generated-replay-nme", "F-exemplars-kd-nme")]
+    assert config.reference_training().epochs == config.train.epochs == 15  # the reference trains like a task...
+    longer = ReplayConfig.model_validate({"name": "t", "reference_epochs": 80})
+    assert longer.reference_training().epochs == 80 and longer.reference_training().lr == config.train.lr  # or longer
     two = ReplayConfig.model_validate({"name": "t", "arms": ["D", "A"]})
     assert compare(two, arms(two, None)) == [("D-generated-replay", "A-finetune")]
     with pytest.raises(ValueError, match="include D"):
@@ -248,7 +343,7 @@ def test_tiny_study_writes_cil_metrics_and_paired_comparisons(tmp_path: Path, da
     assert len(fits) == 1  # the generator is fitted once per study, for every arm and seed that replays
     results = json.loads((out / "results.json").read_text())
     assert results["task"]["headline"] == "average_incremental_accuracy"
-    assert list(results["arms"]) == ["A-finetune", "B-exemplars-kd", "C-generated-kd", "D-generated-replay"]
+    assert list(results["arms"]) == ["A-finetune", "B-exemplars-kd", "D-generated-replay", "F-exemplars-kd-nme"]
     assert set(results["teacher"]["test"]) >= {"average_incremental_accuracy", "final_accuracy", "forgetting"}
     for name, arm in results["arms"].items():
         for seed in ("0", "1"):
@@ -266,10 +361,10 @@ def test_tiny_study_writes_cil_metrics_and_paired_comparisons(tmp_path: Path, da
                     for s in ("0", "1")]
         assert c["differences"] == pytest.approx(expected) and c["n"] == 2
     assert [(c["a"][0], c["b"][0]) for c in results["comparisons"]] == [("B", "A"), ("D", "B"), ("D", "A"),
-                                                                        ("D", "C"), ("C", "B")]
+                                                                        ("F", "B"), ("D", "F")]
     report = (out / "report.md").read_text()
     for needle in ("**Plain KD against scratch**: **B-exemplars-kd**", "**D-generated-replay**",
-                   "average_incremental_accuracy %", "joint-training reference"):
+                   "average_incremental_accuracy %", "joint-training reference", "generator fitted on mnist5k"):
         assert needle in report
     # re-scoring the saved students (their accuracy history travels in the checkpoint) gives the same numbers
     capsys.readouterr()

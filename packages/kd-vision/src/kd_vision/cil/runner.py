@@ -6,7 +6,9 @@ so a generator of the wrong resolution or one that returns classes it was not as
 with a ``ConfigError`` first. Then, for each task t: draw S_{<t} (``generated_per_class`` images of each
 old class, checked again), train through ``Distiller`` (``trainer``, by default
 :func:`kd_vision.cil.training.train_task`; a Study passes one built on its ``ArmRun.distiller``), add the
-task's exemplars to the memory, and evaluate on every task seen so far (one accuracy-matrix row).
+task's exemplars to the memory, and evaluate on every task seen so far (one accuracy-matrix row). A variant
+that classifies by the nearest mean of exemplars scores each row with the class means of the memory under the
+current network, and returns that classifier (a ``NearestMeanClassifier`` around the trained model).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import torch
 from kd_core import Backend, Objective
+from kd_core.errors import ConfigError
 from kd_core.generators import ImageGenerator, check_generator, generate_checked
 from torch import nn
 from torch.utils.data import Dataset
@@ -25,6 +28,7 @@ from torch.utils.data import Dataset
 from kd_vision.cil.evaluation import accuracy_row
 from kd_vision.cil.memory import ExemplarMemory
 from kd_vision.cil.metrics import summary
+from kd_vision.cil.nme import NearestMeanClassifier
 from kd_vision.cil.stream import class_subset
 from kd_vision.cil.training import VARIANTS, task_dataset, task_objective, train_task
 from kd_vision.data.digits import DigitsDataset
@@ -105,6 +109,16 @@ def run_stream(variant: str, tasks: Sequence[Sequence[int]], train: DigitsDatase
             model = trainer(model, objective, dataset, seen, out / f"task{t}", seed * 1000 + t, config)
         if spec.memory:
             memory.add(current, task)
-        result.matrix.append(accuracy_row(model, test, tasks[: t + 1], backend))
-    result.model = model
+        scorer = _nearest_mean(model, memory, settings.num_classes) if spec.nme else model
+        result.matrix.append(accuracy_row(scorer, test, tasks[: t + 1], backend))
+        result.model = scorer
     return result
+
+
+def _nearest_mean(model: nn.Module, memory: ExemplarMemory, num_classes: int) -> NearestMeanClassifier:
+    """``model`` classified by the nearest mean of the exemplars in ``memory``."""
+    exemplars = memory.dataset()
+    if exemplars is None:
+        raise ConfigError("arms", "a variant with an exemplar memory for the nearest-mean classifier", "no memory")
+    device = next(model.parameters()).device
+    return NearestMeanClassifier(model, num_classes).to(device).fit_means(exemplars)

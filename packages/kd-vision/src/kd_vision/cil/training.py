@@ -12,7 +12,11 @@ with p_{t−1} from the frozen previous model f_{t−1} (a ``FrozenTeacher``). V
 - **B** exemplars + logit KD (LwF/iCaRL-like): CE and KD on D_t ∪ 𝓜;
 - **C** B + generated samples in KD only (the "external data for distillation" baseline): S_{<t} enter
   the batches with label ``IGNORE``, so they take part in the KD term and not in CE;
-- **D** B + generated samples in both KD and CE replay (the paper).
+- **D** B + generated samples in both KD and CE replay (the paper);
+- **E** exemplar replay: CE on D_t ∪ 𝓜, no KD (what B's KD adds is B − E);
+- **F** B's training, classified by iCaRL's nearest mean of exemplars (``kd_vision.cil.nme``) instead of the
+  softmax head: the same network as B for the same seed, a second classifier on it;
+- **G** D's training (the paper), classified by the nearest mean of exemplars: the paper's method on an NME base.
 
 Task 0 is plain CE for every variant. Each task is one ``fit`` (one phase) continuing from the previous
 task's weights with a fresh optimizer; no loop of its own.
@@ -37,12 +41,13 @@ from kd_vision.methods.common import TrainConfig, fit, single_phase
 
 __all__ = ["VARIANTS", "GeneratedDataset", "Variant", "VariantName", "task_dataset", "task_objective", "train_task"]
 
-VariantName = Literal["A", "B", "C", "D"]
+VariantName = Literal["A", "B", "C", "D", "E", "F", "G"]
 
 
 @dataclass(frozen=True)
 class Variant:
-    """What a variant uses: exemplar memory, KD from f_{t−1}, generated images in KD and in CE."""
+    """What a variant uses: exemplar memory, KD from f_{t−1}, generated images in KD and in CE, and whether it
+    classifies by the nearest mean of exemplars (``nme``) instead of the softmax head."""
 
     name: str
     description: str
@@ -50,6 +55,7 @@ class Variant:
     kd: bool
     generated_kd: bool
     generated_ce: bool
+    nme: bool = False
 
     @property
     def generated(self) -> bool:
@@ -65,6 +71,12 @@ VARIANTS: dict[str, Variant] = {
                  generated_ce=False),
     "D": Variant("D", "B + generated old-class images in KD and CE (the paper)", memory=True, kd=True,
                  generated_kd=True, generated_ce=True),
+    "E": Variant("E", "exemplar replay: CE on current data + exemplars, no KD", memory=True, kd=False,
+                 generated_kd=False, generated_ce=False),
+    "F": Variant("F", "B's training, nearest-mean-of-exemplars classifier (iCaRL NME)", memory=True, kd=True,
+                 generated_kd=False, generated_ce=False, nme=True),
+    "G": Variant("G", "D's training (the paper), nearest-mean-of-exemplars classifier", memory=True, kd=True,
+                 generated_kd=True, generated_ce=True, nme=True),
 }
 
 

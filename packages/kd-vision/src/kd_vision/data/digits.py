@@ -341,3 +341,41 @@ def make_splits(source: str = "mnist5k", *, train_size: int, val_size: int, test
         taken += counts
         splits[split] = DigitsDataset(images, labels, rng.permutation(chosen))
     return splits
+
+
+def area_weights(size_in: int, size_out: int) -> np.ndarray:
+    """The ``[size_out, size_in]`` matrix of area averaging along one axis: row i holds the fraction of output
+    pixel i's span (``size_in / size_out`` input pixels wide) that each input pixel covers, so rows sum to 1."""
+    size_in, size_out = check_int("size_in", size_in, 1), check_int("size_out", size_out, 1)
+    if size_out > size_in:
+        raise ConfigError("size_out", f"at most size_in ({size_in}) (area averaging only shrinks)", size_out)
+    scale = size_in / size_out
+    edges = np.arange(size_in + 1, dtype=np.float64)
+    low = np.arange(size_out)[:, None] * scale
+    overlap = np.minimum(low + scale, edges[None, 1:]) - np.maximum(low, edges[None, :-1])
+    return np.clip(overlap, 0.0, None) / scale
+
+
+def downsample_digits(images: np.ndarray, side: int = 8, crop: int = 4, levels: int = 17) -> np.ndarray:
+    """28x28 MNIST-style digits mapped onto scikit-learn's 8x8 digits: uint8 ``(N, side, side)`` in 0-255.
+
+    Each image is cropped by ``crop`` pixels on every border (MNIST centres each digit in a 20x20 box inside
+    28x28; scikit-learn's digits fill their frame), area-averaged to ``side x side``, stretched so that its
+    brightest pixel is 255 (scikit-learn's strokes saturate: every image there reaches the top value), and
+    quantised to ``levels`` values (scikit-learn counts 0-16 set pixels per cell, 17 levels) rescaled to 0-255
+    as :func:`load_digits` rescales scikit-learn's, so both sets share value grid, range and normalisation.
+    """
+    images = np.asarray(images)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise ConfigError("images", "a uint8 array of shape (N, H, W)", f"{images.dtype} array of shape {images.shape}")
+    side, crop, levels = check_int("side", side, 1), check_int("crop", crop, 0), check_int("levels", levels, 2)
+    height, width = images.shape[1] - 2 * crop, images.shape[2] - 2 * crop
+    if min(height, width) < side:
+        raise ConfigError("crop", f"a crop leaving at least {side}x{side} pixels of {images.shape[1:]}", crop)
+    cropped = images[:, crop:crop + height, crop:crop + width].astype(np.float64)
+    small = np.einsum("ij,njk,lk->nil", area_weights(height, side), cropped, area_weights(width, side))
+    brightest = small.reshape(len(small), -1).max(axis=1) if len(small) else np.zeros(0)
+    stretched = small * (255.0 / np.maximum(brightest, 1e-12))[:, None, None]
+    top = levels - 1
+    quantised = np.rint(stretched * top / 255.0).astype(np.int64)
+    return ((quantised * 255 + top // 2) // top).astype(np.uint8)
