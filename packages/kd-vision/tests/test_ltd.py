@@ -229,6 +229,8 @@ def test_tiny_ltd_study_writes_results_report_and_checks(tmp_path: Path, data_ho
     assert "transfer_accuracy" not in results["teacher"]["test"]  # scored before any arm named it the source
     # the clean teacher is gated on clean accuracy (its robust accuracy is not what it teaches)
     assert results["teacher"]["gate"][0]["detail"].startswith("teacher accuracy")
+    assert [c["name"] for c in results["teacher"]["gate"]] == ["lead", "confidence"]  # a classifier's checks
+    assert (out / "plots" / "reliability.png").is_file()
     for arm in results["arms"].values():
         seed = arm["seeds"]["0"]
         assert set(seed) >= {*COLUMNS, *(sweep_key(e) for e in (0.0, 0.1, 0.15))}

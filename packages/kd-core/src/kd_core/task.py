@@ -104,6 +104,8 @@ class Task:
     - ``evaluator(model, batches, forward)``: a metrics dict; ``headline`` names the metric comparisons use,
       ``higher_is_better`` its direction; ``percent`` lists the metrics shown ×100 with a % unit;
       ``validator``: a cheaper evaluator for the validation split after every epoch (default: ``evaluator``);
+      ``classifier``: whether models output class logits for a ``label`` (default: whether ``evaluator`` is
+      ``classification_evaluator``; set it for a classifier scored by its own evaluator);
       ``teacher_evaluator``: how a study scores the teacher (default: ``evaluator``; a clean teacher of robust
       students need not be attacked);
       ``gate_metric``: the metric (higher is better) on which the teacher gate asks whether the teacher leads the
@@ -129,6 +131,7 @@ class Task:
     headline: str = "accuracy"
     higher_is_better: bool = True
     gate_metric: str | None = None
+    classifier: bool | None = None
     percent: tuple[str, ...] = ("accuracy", "ece")
     forward: Forward = default_forward
     collate: Callable[[list[Any]], Any] = default_collate
@@ -155,8 +158,9 @@ class Task:
 
     @property
     def classification(self) -> bool:
-        """Whether the task is classification (logits and labels; reliability diagrams apply)."""
-        return self.evaluator is classification_evaluator
+        """Whether the task is classification (logits and labels; reliability diagrams and the teacher's confidence
+        check apply): ``classifier`` when set, else whether the evaluator is ``classification_evaluator``."""
+        return self.classifier if self.classifier is not None else self.evaluator is classification_evaluator
 
     def example_batch(self, size: int = 1) -> Any:
         """A collated batch of the first ``size`` test items (for probes, MACs, latency and export)."""

@@ -404,7 +404,7 @@ def task(config: AdversarialConfig, context: RunContext) -> Task:
     sweep = tuple(sweep_key(e) for e in config.eval.sweep)
     return dataclasses.replace(base, evaluator=RobustEvaluator(config.eval, config.normalisation()),
                                validator=classification_evaluator, headline="robust_accuracy", gate_metric="accuracy",
-                               teacher_evaluator=classification_evaluator,
+                               teacher_evaluator=classification_evaluator, classifier=True,
                                percent=(*COLUMNS, "ece", *sweep))
 
 
