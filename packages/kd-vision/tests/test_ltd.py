@@ -38,7 +38,7 @@ from torch import nn
 
 TINY = {"data.train_size": 32, "data.val_size": 10, "data.test_size": 20, "teacher.epochs": 1, "student.epochs": 1,
         "defensive.epochs": 1, "defensive.teacher_epochs": 1, "seeds": "[0]", "train_attack.steps": 2,
-        "eval.attack.steps": 2, "eval.sweep": "[0.0,0.1,0.15]", "latency_iterations": 1}
+        "eval.attack.steps": 2, "eval.restarts": 1, "eval.sweep": "[0.0,0.1,0.15]", "latency_iterations": 1}
 TINY_ARGS = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")] + ["--device", "cpu"]
 
 TEACHER = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
