@@ -34,7 +34,7 @@ from kd_core.checkpoint import save_weights
 from kd_core.metrics import mean_std
 from kd_core.recipes import RunContext, load_recipe
 from kd_core.report import markdown_table
-from kd_core.stats import paired_difference
+from kd_core.study import compare_arms
 from kd_core.study_report import comparison_sentence
 from repro_common import PaperClaim, base_parser, claims_section, run_recipe_study, study_page
 
@@ -114,15 +114,10 @@ def tune(args: argparse.Namespace) -> tuple[tuple[float, float], list[dict[str, 
 def clean_accuracy_claims(results: dict[str, Any]) -> list[str]:
     """Paired clean-accuracy comparisons of the LTD arms against their teacher-free twins (the paper claims similar
     clean accuracy), as the study's sentences."""
-    arms, lines = results["arms"], []
-    for a, b in (("ltd", "pgd-at"), ("ltd-trades", "trades")):
-        if a in arms and b in arms:
-            seeds = [s for s in arms[a]["seeds"] if s in arms[b]["seeds"]]
-            d = paired_difference([100 * arms[a]["seeds"][s]["accuracy"] for s in seeds],
-                                  [100 * arms[b]["seeds"][s]["accuracy"] for s in seeds], a_name=a, b_name=b,
-                                  metric="clean accuracy")
-            lines.append(comparison_sentence(d))
-    return lines
+    arms = results["arms"]
+    found = [compare_arms(results, a, b, "accuracy", scale=100, label="clean accuracy")
+             for a, b in (("ltd", "pgd-at"), ("ltd-trades", "trades")) if a in arms and b in arms]
+    return [comparison_sentence(d) for d in found if d is not None]
 
 
 def masking_claims(results: dict[str, Any], epsilons: list[float]) -> list[str]:

@@ -66,14 +66,11 @@ def direction(results: dict) -> str:
         return statistics.stdev(values) if len(values) > 1 else float("nan")
 
     def frechet(a: str, b: str) -> str:
-        from kd_core.stats import paired_difference
+        from kd_core.study import compare_arms
 
-        if a not in arms or b not in arms:
+        diff = compare_arms(results, a, b, "frechet", higher_is_better=False) if a in arms and b in arms else None
+        if diff is None:
             return f"{a} − {b}: not run"
-        seeds = sorted(set(arms[a]["seeds"]) & set(arms[b]["seeds"]))
-        diff = paired_difference([arms[a]["seeds"][s]["frechet"] for s in seeds],
-                                 [arms[b]["seeds"][s]["frechet"] for s in seeds], a_name=a, b_name=b,
-                                 metric="frechet", higher_is_better=False)
         interval = "n/a" if diff.low is None else f"[{diff.low:+.2f}, {diff.high:+.2f}]"
         return f"{a} − {b}: {diff.mean:+.2f} {interval}, **{diff.verdict}**"
 

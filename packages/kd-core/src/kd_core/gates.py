@@ -26,7 +26,8 @@ import torch
 from kd_core.metrics import expected_calibration_error
 from kd_core.stats import PairedComparison
 
-__all__ = ["UNDER_CONFIDENCE_MARGIN", "GateCheck", "gate_sentence", "kd_check", "kd_gate_sentence", "teacher_checks"]
+__all__ = ["UNDER_CONFIDENCE_MARGIN", "GateCheck", "gate_sentence", "kd_check", "kd_gate_sentence", "plain_kd",
+           "teacher_checks"]
 
 #: How far (probability) the teacher's mean confidence may lie below its accuracy before it is flagged.
 UNDER_CONFIDENCE_MARGIN = 0.05
@@ -78,10 +79,15 @@ def gate_sentence(checks: Sequence[GateCheck]) -> str:
     return f"**failed**: {'; '.join(why[c.name] for c in failed)} ({facts}). The verdicts below test nothing."
 
 
+def plain_kd(comparisons: Sequence[PairedComparison], roles: Mapping[str, str]) -> list[PairedComparison]:
+    """The comparisons of a ``kd`` arm against a ``scratch`` arm (``roles``: arm name → role)."""
+    return [c for c in comparisons if roles.get(c.a) == "kd" and roles.get(c.b) == "scratch"]
+
+
 def kd_check(comparisons: Sequence[PairedComparison], roles: Mapping[str, str]) -> GateCheck | None:
     """The KD gate: passed when every comparison of a ``kd`` arm against a ``scratch`` arm (``roles``: arm name →
     role) is *held*; None when the study has no such comparison."""
-    plain = [c for c in comparisons if roles.get(c.a) == "kd" and roles.get(c.b) == "scratch"]
+    plain = plain_kd(comparisons, roles)
     if not plain:
         return None
 

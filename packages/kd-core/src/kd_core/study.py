@@ -46,8 +46,8 @@ Role = Literal["scratch", "kd", "variant", "baseline"]
 #: Validation metrics for which lower is better, when a ``TrainSpec`` picks its best epoch.
 LOWER_IS_BETTER = frozenset({"nll", "ece", "loss", "error"})
 
-__all__ = ["Arm", "ArmRun", "Role", "Study", "StudyResult", "TrainSpec", "cached_teacher", "model_cost",
-           "supervised_phases"]
+__all__ = ["Arm", "ArmRun", "Role", "Study", "StudyResult", "TrainSpec", "cached_teacher", "compare_arms",
+           "model_cost", "supervised_phases"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,20 @@ class TrainSpec:
         """What determines the trained model (for the teacher cache): every field, ``best_on`` only when set, so
         that teachers cached before the field existed keep their keys."""
         return {k: v for k, v in self.__dict__.items() if not (k == "best_on" and v is None)}
+
+
+def compare_arms(results: Mapping[str, Any], a: str, b: str, metric: str, *, higher_is_better: bool = True,
+                 scale: float = 1.0, label: str | None = None) -> PairedComparison | None:
+    """Arm ``a`` against arm ``b`` of a study's ``results`` on ``metric`` (× ``scale``), paired over the seeds both
+    ran; None when they share no seed or a value is missing or not finite. ``label`` names the metric in the
+    comparison (default ``metric``). The headline comparisons use it, and so can a method's second metrics."""
+    arms = results["arms"]
+    seeds = [s for s in arms[a]["seeds"] if s in arms[b]["seeds"]]
+    values = [[scale * arms[x]["seeds"][s].get(metric, math.nan) for s in seeds] for x in (a, b)]
+    if not seeds or any(not math.isfinite(v) for v in values[0] + values[1]):
+        return None
+    return paired_difference(values[0], values[1], a_name=a, b_name=b, metric=label or metric,
+                             higher_is_better=higher_is_better)
 
 
 def supervised_phases(train: TrainSpec, label: str = "label") -> list[Phase]:
@@ -437,7 +451,7 @@ class Study:
         if teacher is not None:
             scorer = task.teacher_evaluator
             results["teacher"] = {"test": self._score(teacher, test, scorer),
-                                  "val": self._score(teacher, self._batches(task.data.val), scorer),
+                                  "val": self._score(teacher, self.val_batches(), scorer),
                                   "source": teacher_note,
                                   "cost": model_cost(teacher, example, self.latency_iterations, task.forward)}
             if task.classification:
@@ -466,17 +480,11 @@ class Study:
 
     def comparisons(self, results: Mapping[str, Any]) -> list[PairedComparison]:
         """The paired comparisons of ``results`` on the headline metric, in ``compare`` order."""
-        task, arms = self.task, results["arms"]
+        task = self.task
         scale = 100.0 if task.headline in task.percent else 1.0
-        out = []
-        for a, b in self.compare:
-            seeds = [s for s in arms[a]["seeds"] if s in arms[b]["seeds"]]
-            values = [[scale * arms[x]["seeds"][s][task.headline] for s in seeds] for x in (a, b)]
-            if any(not math.isfinite(v) for v in values[0] + values[1]):
-                continue
-            out.append(paired_difference(values[0], values[1], a_name=a, b_name=b, metric=task.headline,
-                                         higher_is_better=task.higher_is_better))
-        return out
+        found = [compare_arms(results, a, b, task.headline, higher_is_better=task.higher_is_better, scale=scale)
+                 for a, b in self.compare]
+        return [c for c in found if c is not None]
 
     def load_student(self, run: str | Path, arm: str, seed: int) -> nn.Module:
         """The final student of ``arm`` on ``seed`` from a finished study's run directory."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from kd_core.gates import gate_sentence, kd_check, kd_gate_sentence, teacher_checks
+from kd_core.gates import gate_sentence, kd_check, kd_gate_sentence, plain_kd, teacher_checks
 from kd_core.metrics import expected_calibration_error, mean_std
 from kd_core.plots import plot_reliability_diagram, save_figure
 from kd_core.report import command_line, markdown_table, write_report
@@ -180,7 +180,7 @@ def write_study_report(study: Study, run: RunDir, results: dict[str, Any],
                                 calibration.get("teacher"), metric=metric)
         results["teacher"]["gate"] = [asdict(c) for c in checks]
         lines.append(f"**Teacher gate**: {gate_sentence(checks)}")
-    plain = [c for c in comparisons if roles.get(c.a) == "kd" and roles.get(c.b) == "scratch"]
+    plain = plain_kd(comparisons, roles)
     for c in plain:
         lines.append("**Plain KD against scratch**: " + comparison_sentence(c, unit))
     kd_gate = kd_check(comparisons, roles)

@@ -18,7 +18,7 @@ import torch
 from kd_core.checkpoint import load_weights
 from kd_core.metrics import count_macs, count_parameters, mean_std
 from kd_core.report import markdown_table
-from kd_core.stats import paired_difference
+from kd_core.study import compare_arms
 from kd_core.task import Task
 
 from kd_generative.report import quality_rows as image_quality_rows
@@ -73,14 +73,12 @@ def quality_rows(results: Mapping[str, Any], real: Mapping[str, float]) -> list[
 def mouth_comparisons(results: Mapping[str, Any], pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
     """Paired per-seed differences (a − b, 95 % t-interval, verdict) of every ``MOUTH_METRICS`` metric for
     ``pairs``."""
-    arms, rows = results["arms"], []
+    rows = []
     for a, b in pairs:
-        seeds = [s for s in arms[a]["seeds"] if s in arms[b]["seeds"]]
         for metric, higher in MOUTH_METRICS.items():
-            values = [[arms[x]["seeds"][s].get(metric, math.nan) for s in seeds] for x in (a, b)]
-            if not seeds or not all(math.isfinite(v) for v in values[0] + values[1]):
+            c = compare_arms(results, a, b, metric, higher_is_better=higher)
+            if c is None:
                 continue
-            c = paired_difference(values[0], values[1], a_name=a, b_name=b, metric=metric, higher_is_better=higher)
             rows.append({"a": a, "b": b, "metric": metric + ("" if higher else " (lower is better)"),
                          "mean a − b": f"{c.mean:+.4f}",
                          "95 % CI": "n/a (n = 1)" if c.low is None else f"{c.low:+.4f} to {c.high:+.4f}",

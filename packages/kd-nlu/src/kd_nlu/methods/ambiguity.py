@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -36,8 +35,7 @@ from kd_core.objective import Objective, Term
 from kd_core.plots import save_figure
 from kd_core.recipes import RunContext
 from kd_core.report import markdown_table
-from kd_core.stats import paired_difference
-from kd_core.study import Arm, ArmRun, cached_teacher, supervised_phases
+from kd_core.study import Arm, ArmRun, cached_teacher, compare_arms, supervised_phases
 from kd_core.study_recipe import StudyPlan, StudyRecipe
 from kd_core.task import Task
 from pydantic import Field, model_validator
@@ -102,14 +100,11 @@ class AmbiguityPlan(StudyPlan):
 def subset_comparisons(results: dict[str, Any]) -> str:
     """The study's pairs compared again on ``jsd_ambiguous`` (the samples whose human top probability is at most
     0.6), with the same paired interval and verdict rule, as a paired-comparisons table; empty without them."""
-    arms, rows = results["arms"], []
+    rows = []
     for c in results.get("comparisons", []):
-        seeds = [s for s in arms[c["a"]]["seeds"] if s in arms[c["b"]]["seeds"]]
-        values = [[arms[x]["seeds"][s].get("jsd_ambiguous", float("nan")) for s in seeds] for x in (c["a"], c["b"])]
-        if not seeds or not all(math.isfinite(v) for v in values[0] + values[1]):
+        d = compare_arms(results, c["a"], c["b"], "jsd_ambiguous", higher_is_better=False)
+        if d is None:
             continue
-        d = paired_difference(values[0], values[1], a_name=c["a"], b_name=c["b"], metric="jsd_ambiguous",
-                              higher_is_better=False)
         rows.append({"a": d.a, "b": d.b, "metric": d.metric, "mean a − b": f"{d.mean:+.4f}",
                      "95 % CI": "n/a (n = 1)" if d.low is None else f"{d.low:+.4f} to {d.high:+.4f}",
                      "seeds": d.n, "verdict": d.verdict})

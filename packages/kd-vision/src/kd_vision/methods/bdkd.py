@@ -29,7 +29,6 @@ co-trained teachers' accuracy. Models: any vision spec, or ``mlp-<w1>-<w2>...`` 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import math
 import re
@@ -49,8 +48,8 @@ from kd_core.recipes import Method, RunContext
 from kd_core.report import markdown_table
 from kd_core.signals import TrainableTeacher
 from kd_core.specs import load_weights_into
-from kd_core.stats import PairedComparison, paired_difference
-from kd_core.study import Arm, Role
+from kd_core.stats import PairedComparison
+from kd_core.study import Arm, Role, compare_arms
 from kd_core.study_recipe import StudyRecipe, study_method
 from kd_core.study_report import comparison_sentence
 from kd_core.task import Splits, Task, classification_outputs
@@ -487,17 +486,12 @@ def secondary(results: Mapping[str, Any], teachers: Mapping[str, Mapping[str, Ma
               ) -> list[PairedComparison]:
     """The study's pairs on student ECE (lower is better), then the online pairs on co-trained teacher accuracy."""
     pairs = [(c["a"], c["b"]) for c in results["comparisons"]]
-    out = []
-    for (a, b), (metric, source, higher) in itertools.product(
-            pairs, [("ece", "student", False), ("accuracy", "teacher", True)]):
-        table = {x: results["arms"][x]["seeds"] for x in (a, b)} if source == "student" else teachers
-        if a not in table or b not in table:
-            continue
-        seeds = [s for s in table[a] if s in table[b]]
-        out.append(paired_difference([100 * table[a][s][metric] for s in seeds],
-                                     [100 * table[b][s][metric] for s in seeds], a_name=a, b_name=b,
-                                     metric=f"{source} {metric}", higher_is_better=higher))
-    return sorted(out, key=lambda c: c.metric != "student ece")
+    co_trained = {"arms": {name: {"seeds": seeds} for name, seeds in teachers.items()}}
+    student = [compare_arms(results, a, b, "ece", higher_is_better=False, scale=100, label="student ece")
+               for a, b in pairs]
+    teacher = [compare_arms(co_trained, a, b, "accuracy", scale=100, label="teacher accuracy")
+               for a, b in pairs if a in teachers and b in teachers]
+    return [c for c in (*student, *teacher) if c is not None]
 
 
 def _spread(values: Sequence[float]) -> str:

@@ -48,8 +48,7 @@ from kd_core.plots import save_figure
 from kd_core.recipes import Method, RunContext
 from kd_core.report import markdown_table
 from kd_core.signals import FrozenTeacher, Signal, default_forward
-from kd_core.stats import paired_difference
-from kd_core.study import Arm, ArmRun, TrainSpec, supervised_phases
+from kd_core.study import Arm, ArmRun, TrainSpec, compare_arms, supervised_phases
 from kd_core.study_recipe import StudyRecipe, study_method
 from kd_core.task import Task, classification_outputs
 from pydantic import Field, model_validator
@@ -486,10 +485,10 @@ def masking_section(results: Mapping[str, Any], epsilons: Sequence[float]) -> st
         for name, arm in arms.items()]
     paired = []
     for c in results["comparisons"]:
-        seeds = [s for s in arms[c["a"]]["seeds"] if s in arms[c["b"]]["seeds"]]
         for metric in ("accuracy", "pgd_accuracy"):
-            d = paired_difference(*[[100 * arms[x]["seeds"][s][metric] for s in seeds] for x in (c["a"], c["b"])],
-                                  a_name=c["a"], b_name=c["b"], metric=metric)
+            d = compare_arms(results, c["a"], c["b"], metric, scale=100)
+            if d is None:
+                continue
             paired.append({"a − b": f"{d.a} − {d.b}", "metric": metric, "mean (points)": f"{d.mean:+.2f}",
                            "95 % CI": "n/a (n = 1)" if d.low is None else f"{d.low:+.2f} to {d.high:+.2f}",
                            "seeds": d.n, "verdict": d.verdict})
