@@ -275,3 +275,15 @@ def test_restoring_the_best_epoch_by_a_metric_the_evaluator_lacks_is_an_error(tm
         progress=False, **TrainSpec(1, 1e-2, best_on="bleu").monitor())
     with pytest.raises(ConfigError, match=r"monitor.*val/accuracy.*val/bleu"):
         distiller.fit(data, Blobs(16, 1), out=tmp_path / "run")
+
+
+def test_compare_arms_pairs_the_shared_seeds_and_skips_missing_values() -> None:
+    from kd_core.study import compare_arms
+
+    results = {"arms": {"kd": {"seeds": {"0": {"ece": 0.10}, "1": {"ece": 0.12}, "2": {"ece": 0.11}}},
+                        "ce": {"seeds": {"0": {"ece": 0.15}, "1": {"ece": 0.16}}},
+                        "bad": {"seeds": {"0": {"ece": float("nan")}, "1": {}}}}}
+    c = compare_arms(results, "kd", "ce", "ece", higher_is_better=False, scale=100, label="student ece")
+    assert c is not None and (c.n, c.metric, c.a, c.b) == (2, "student ece", "kd", "ce")
+    assert c.differences == pytest.approx([-5.0, -4.0]) and c.mean == pytest.approx(-4.5)
+    assert compare_arms(results, "kd", "bad", "ece") is None  # a NaN and a missing value
